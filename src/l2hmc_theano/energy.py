@@ -1,0 +1,182 @@
+"""Potential energy U(x) = -log p(x) and its gradient as batched Theano graphs.
+
+Two sources of a target:
+
+* :class:`ModelEnergy` - a PyMC3 model.  Its continuous free variables (in the
+  model's transformed space) are laid out in one flat vector in PyMC3's own
+  ``free_RVs`` order, the order ``model.logp_dlogp_function()`` uses.  The same
+  :class:`pymc3.blocking.ArrayOrdering` flattens and unflattens.
+* :class:`FunctionEnergy` - a plain Theano function of a ``(batch, dim)``
+  matrix returning ``(batch,)`` energies, for synthetic targets.
+
+Both expose ``value_and_grad(X) -> (U, dU)`` for a symbolic ``(batch, dim)``
+matrix ``X``: ``U`` has shape ``(batch,)`` and ``dU`` shape ``(batch, dim)``;
+both are differentiable again (the training loss differentiates through dU).
+"""
+import numpy as np
+
+from ._theano import change_flags, floatX, theano, tt
+
+__all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy"]
+
+
+class Energy:
+    """Interface: a target of dimension ``dim`` with a batched energy graph."""
+
+    dim: int
+
+    def value_and_grad(self, X):
+        """Return ``(U(X), dU/dX)`` of shapes ``(batch,)`` and ``(batch, dim)``."""
+        raise NotImplementedError
+
+    def fingerprint(self):
+        """A string that identifies the target (used to check saved samplers)."""
+        raise NotImplementedError
+
+
+class FunctionEnergy(Energy):
+    """Energy from a Theano function ``fn(X) -> (batch,)`` of a ``(batch, dim)`` matrix.
+
+    The rows must be independent (row ``i`` of the output depends on row ``i``
+    of ``X`` only): the gradient is taken as ``d sum(U) / dX``.
+    """
+
+    def __init__(self, fn, dim, name=None):
+        dim = int(dim)
+        if dim < 1:
+            raise ValueError(f"FunctionEnergy: dim must be >= 1, got {dim}.")
+        self.fn = fn
+        self.dim = dim
+        self.name = name or getattr(fn, "__name__", "energy")
+        self.var_names = [f"x{i}" for i in range(dim)]
+
+    def value_and_grad(self, X):
+        U = self.fn(X)
+        if U.ndim != 1:
+            raise ValueError(
+                f"FunctionEnergy {self.name!r}: the energy function must return a (batch,) "
+                f"vector for a (batch, dim) input, got a {U.ndim}-d tensor."
+            )
+        dU = tt.grad(U.sum(), X)
+        return U, dU
+
+    def fingerprint(self):
+        return f"function:{self.name}:{self.dim}"
+
+
+class ModelEnergy(Energy):
+    """U = -logp of a PyMC3 model's continuous free variables, as a flat vector.
+
+    Parameters
+    ----------
+    model : pymc3.Model or None
+        Default: the model on the context stack.
+
+    Attributes
+    ----------
+    vars : list of the model's free variables, in flat-vector order.
+    ordering : ``pymc3.blocking.ArrayOrdering`` over ``vars``.
+    dim : length of the flat vector.
+    """
+
+    def __init__(self, model=None):
+        import pymc3 as pm
+        from pymc3.blocking import ArrayOrdering, DictToArrayBijection
+
+        try:
+            model = pm.modelcontext(model)
+        except TypeError:
+            raise TypeError(
+                "No PyMC3 model given and none on the context stack: pass model=<pm.Model>, "
+                "or create the sampler inside a `with model:` block."
+            ) from None
+        self.model = model
+        free = list(model.free_RVs)
+        discrete = [v.name for v in free if v.dtype not in pm.theanof.continuous_types]
+        if discrete:
+            raise ValueError(
+                "L2HMC samples continuous variables only, but the model has discrete free "
+                f"variable(s) {', '.join(map(repr, discrete))}. Use a compound step: "
+                "pm.sample(step=[l2hmc_theano.L2HMC(vars=[...continuous...]), "
+                "pm.Metropolis(vars=[...discrete...])])."
+            )
+        if not free:
+            raise ValueError(
+                "The model has no continuous free variables: there is nothing for L2HMC to "
+                "sample. Add an unobserved continuous random variable to the model."
+            )
+        self.vars = free
+        self.ordering = ArrayOrdering(free)
+        self.dim = self.ordering.size
+        self.var_names = [v.name for v in free]
+        self.bijection = DictToArrayBijection(self.ordering, model.test_point)
+
+        with change_flags(compute_test_value="off"):
+            x = tt.vector("x_flat", dtype=floatX)
+            replace = {
+                var: tt.reshape(x[slc], shp).astype(dtype)
+                for var, (name, slc, shp, dtype) in zip(free, self.ordering.vmap)
+            }
+            logp = theano.clone(model.logpt, replace, strict=False)
+            self._x = x
+            self._logp = logp.astype(floatX)
+            self._dlogp = tt.grad(self._logp, x)
+
+    # -- flat vector <-> point dict -------------------------------------------------
+    def point_to_array(self, point):
+        """Flat ``(dim,)`` array of a point dict (transformed-space names)."""
+        return np.asarray(self.bijection.map(point), dtype=floatX)
+
+    def array_to_point(self, array):
+        """Point dict (transformed-space names) of a flat ``(dim,)`` array."""
+        array = np.asarray(array)
+        if array.shape != (self.dim,):
+            raise ValueError(f"array_to_point: expected shape ({self.dim},), got {array.shape}.")
+        return self.bijection.rmap(array)
+
+    def start_array(self):
+        """The model's test point as a flat ``(dim,)`` array."""
+        return self.point_to_array(self.model.test_point)
+
+    # -- graphs ------------------------------------------------------------------------
+    def value_and_grad_vector(self, x):
+        """``(U(x), dU/dx)`` for one flat ``(dim,)`` vector ``x``."""
+        logp, dlogp = theano.clone([self._logp, self._dlogp], {self._x: x}, strict=False)
+        return -logp, -dlogp
+
+    def value_and_grad(self, X):
+        """Row-wise ``theano.map`` of the flat-vector graph over a ``(batch, dim)`` matrix."""
+        with change_flags(compute_test_value="off"):
+            (U, dU), _ = theano.map(self.value_and_grad_vector, sequences=[X])
+        return U, dU
+
+    def fingerprint(self):
+        """Variable layout plus a hash of the logp graph's printed form."""
+        import hashlib
+
+        layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
+        graph = theano.printing.debugprint(self._logp, file="str", ids="")
+        return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
+
+
+def as_energy(target, dim=None):
+    """Turn what a user passes as a target into an :class:`Energy`.
+
+    ``target`` may be an :class:`Energy`, a ``pymc3.Model``, ``None`` (the model on
+    the context stack), or a Theano function of a ``(batch, dim)`` matrix (then
+    ``dim`` is required).
+    """
+    import pymc3 as pm
+
+    if isinstance(target, Energy):
+        return target
+    if target is None or isinstance(target, pm.Model):
+        return ModelEnergy(target)
+    if callable(target):
+        if dim is None:
+            raise ValueError("A plain energy function needs its dimension: pass dim=<int>.")
+        return FunctionEnergy(target, dim)
+    raise TypeError(
+        f"Expected a pymc3.Model, an l2hmc_theano Energy or a Theano energy function, "
+        f"got {type(target).__name__}."
+    )

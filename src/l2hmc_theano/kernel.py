@@ -1,0 +1,54 @@
+"""The L2HMC Metropolis-Hastings kernel, symbolic: state in, state and info out.
+
+Given positions ``x`` ``(batch, dim)``, fresh momenta ``v ~ N(0, I)`` and
+directions ``d`` (+1/-1 per chain), propose (x', v') = FL(x, v, d) and accept with
+
+    A = min(1, exp(H(x, v) - H(x', v') + log|det J|)),   H = U(x) + |v|^2 / 2.
+
+A non-finite log acceptance ratio (or a non-finite proposal) is a rejection
+(A = 0) and counts as a divergence.  The uniform draws that decide acceptance
+come in as ``log_u`` so that all randomness is drawn, reproducibly, outside.
+"""
+from collections import namedtuple
+
+from ._theano import floatX, tt
+from .dynamics import generalized_leapfrog
+
+__all__ = ["Proposal", "propose", "metropolis_hastings"]
+
+Proposal = namedtuple(
+    "Proposal",
+    "x v logdet energy_start energy_end grad_end log_accept accept_prob diverging",
+)
+
+
+def _finite(t):
+    return tt.invert(tt.or_(tt.isnan(t), tt.isinf(t)))
+
+
+def propose(energy, aux, x, v, direction, step_size, taus, masks):
+    """Build the proposal and its acceptance probability; all outputs per chain.
+
+    Returns a :class:`Proposal` with ``x, v, grad_end`` ``(batch, dim)`` and
+    ``logdet, energy_start, energy_end, log_accept, accept_prob, diverging``
+    ``(batch,)`` (energies are the Hamiltonians H at start and end).
+    """
+    U0, grad0 = energy.value_and_grad(x)
+    x1, v1, grad1, logdet = generalized_leapfrog(
+        energy, aux, x, v, grad0, direction, step_size, taus, masks
+    )
+    U1, _ = energy.value_and_grad(x1)
+    H0 = U0 + 0.5 * tt.sqr(v).sum(axis=1)
+    H1 = U1 + 0.5 * tt.sqr(v1).sum(axis=1)
+    log_ratio = H0 - H1 + logdet
+    ok = tt.and_(_finite(log_ratio), tt.all(_finite(x1), axis=1))
+    safe_log_ratio = tt.switch(ok, log_ratio, tt.constant(-1.0, dtype=floatX))
+    accept_prob = tt.switch(ok, tt.exp(tt.minimum(safe_log_ratio, 0.0)), 0.0)
+    return Proposal(x1, v1, logdet, H0, H1, grad1, log_ratio, accept_prob, tt.invert(ok))
+
+
+def metropolis_hastings(proposal, x, log_u):
+    """Accept where log(u) < log A; returns (x_next, accepted) of shapes (batch, dim), (batch,)."""
+    accepted = tt.and_(tt.invert(proposal.diverging), tt.lt(log_u, proposal.log_accept))
+    x_next = tt.switch(tt.shape_padright(accepted), proposal.x, x)
+    return x_next, accepted

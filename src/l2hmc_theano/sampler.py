@@ -1,0 +1,213 @@
+"""L2HMCSampler: a target, its auxiliary functions, masks and step size, compiled.
+
+Numpy in, numpy out.  The symbolic pieces live in :mod:`.dynamics` and
+:mod:`.kernel`; this class owns the parameters and the compiled functions.
+"""
+import numbers
+
+import numpy as np
+
+from ._theano import change_flags, floatX, theano, tt
+from .dynamics import draw_masks, time_encoding
+from .energy import as_energy
+from .kernel import metropolis_hastings, propose
+from .networks import AuxiliaryNetworks, ZeroFunctions
+
+__all__ = ["L2HMCSampler"]
+
+
+def _check_n_steps(n_steps):
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1 (leapfrog steps per proposal), got {n_steps!r}.")
+    return int(n_steps)
+
+
+def _check_step_size(step_size):
+    try:
+        value = float(step_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"step_size must be a positive number, got {step_size!r}.") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"step_size must be a finite number > 0, got {step_size!r}.")
+    return value
+
+
+def _check_hidden(hidden):
+    try:
+        widths = tuple(int(h) for h in hidden)
+    except (TypeError, ValueError):
+        widths = ()
+    if len(widths) != 2 or min(widths) < 1 or any(float(h) != int(h) for h in hidden):
+        raise ValueError(f"hidden must be two positive integer layer widths, e.g. (10, 10); got {hidden!r}.")
+    return widths
+
+
+class L2HMCSampler:
+    """An L2HMC sampler for a PyMC3 model or a batched Theano energy.
+
+    Parameters
+    ----------
+    model : pymc3.Model, :class:`~l2hmc_theano.energy.Energy`, callable or None
+        The target.  Default: the model on the context stack.  A callable is a
+        Theano energy function of a ``(batch, dim)`` matrix (then pass ``dim``).
+    n_steps : int
+        Leapfrog steps T per proposal.
+    step_size : float
+        Initial leapfrog step size eps (stored, and trained later, as log eps).
+    hidden : (int, int)
+        Hidden-layer widths of the auxiliary networks.
+    seed : int or None
+        Seeds the masks and the initial network weights.
+    zero_network : bool
+        Use identically-zero auxiliary functions: the dynamics are HMC's leapfrog.
+    dim : int, only with a callable ``model``.
+    networks : auxiliary-functions object, optional
+        Replaces the default networks (see :mod:`l2hmc_theano.networks`).
+    """
+
+    def __init__(
+        self,
+        model=None,
+        n_steps=10,
+        step_size=0.1,
+        hidden=(10, 10),
+        seed=None,
+        zero_network=False,
+        dim=None,
+        networks=None,
+    ):
+        self.n_steps = _check_n_steps(n_steps)
+        step_size = _check_step_size(step_size)
+        self.hidden = _check_hidden(hidden)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+        self.seed = seed
+        self.energy_target = as_energy(model, dim=dim)
+        self.dim = self.energy_target.dim
+
+        mask_seed, weight_seed, self._sample_seed = np.random.SeedSequence(seed).spawn(3)
+        self.masks = draw_masks(self.n_steps, self.dim, np.random.default_rng(mask_seed))
+        self.taus = time_encoding(self.n_steps)
+        self.zero_network = bool(zero_network)
+        if networks is not None and zero_network:
+            raise ValueError("Pass either networks=... or zero_network=True, not both.")
+        if networks is not None:
+            self.networks = networks
+        elif self.zero_network:
+            self.networks = ZeroFunctions()
+        else:
+            self.networks = AuxiliaryNetworks(self.dim, self.hidden, np.random.default_rng(weight_seed))
+        self.log_step_size = theano.shared(np.asarray(np.log(step_size), dtype=floatX), name="log_step_size")
+        self._compiled = {}
+
+    # -- parameters -------------------------------------------------------------------
+    @property
+    def step_size(self):
+        """Current leapfrog step size eps (float)."""
+        return float(np.exp(self.log_step_size.get_value()))
+
+    # -- input checks -----------------------------------------------------------------
+    def _as_batch(self, array, name):
+        array = np.asarray(array, dtype=floatX)
+        if array.ndim != 2 or array.shape[1] != self.dim:
+            hint = " For one point use x[None, :]." if array.shape == (self.dim,) else ""
+            raise ValueError(
+                f"{name} must have shape (batch, {self.dim}) (batch of chains x dimension of the "
+                f"target), got shape {array.shape}.{hint}"
+            )
+        return array
+
+    def _as_direction(self, direction, batch):
+        d = np.asarray(direction, dtype=floatX)
+        if d.ndim == 0:
+            d = np.full(batch, d, dtype=floatX)
+        if d.shape != (batch,) or not np.all((d == 1) | (d == -1)):
+            raise ValueError(
+                f"direction must be +1 or -1, as a scalar or one per chain (shape ({batch},)); "
+                f"got {np.asarray(direction)!r}."
+            )
+        return d
+
+    # -- compiled functions ---------------------------------------------------------------
+    def _function(self, key, build):
+        if key not in self._compiled:
+            with change_flags(compute_test_value="off"):
+                inputs, outputs = build()
+                self._compiled[key] = theano.function(inputs, outputs, name=key)
+        return self._compiled[key]
+
+    def _inputs(self):
+        return tt.matrix("x", dtype=floatX), tt.matrix("v", dtype=floatX), tt.vector("direction", dtype=floatX)
+
+    def _build_proposal(self, x, v, direction):
+        step_size = tt.exp(self.log_step_size)
+        return propose(self.energy_target, self.networks, x, v, direction, step_size, self.taus, self.masks)
+
+    def _build_transition(self):
+        x, v, d = self._inputs()
+        p = self._build_proposal(x, v, d)
+        return [x, v, d], [p.x, p.v, p.logdet]
+
+    def _build_energy(self):
+        x = tt.matrix("x", dtype=floatX)
+        U, _ = self.energy_target.value_and_grad(x)
+        return [x], U
+
+    def _build_mh_step(self):
+        x, v, d = self._inputs()
+        log_u = tt.vector("log_u", dtype=floatX)
+        p = self._build_proposal(x, v, d)
+        x_next, accepted = metropolis_hastings(p, x, log_u)
+        return [x, v, d, log_u], [x_next, p.accept_prob, accepted, p.diverging]
+
+    # -- public numpy API -----------------------------------------------------------------
+    def transition(self, x, v, direction):
+        """The deterministic T-step map FL(x, v, d), without MH.
+
+        ``x, v``: ``(batch, dim)``; ``direction``: +1/-1, scalar or ``(batch,)``.
+        Returns ``(x_new, v_new, logdet)`` of shapes ``(batch, dim)``, ``(batch, dim)``, ``(batch,)``.
+        """
+        x = self._as_batch(x, "x")
+        v = self._as_batch(v, "v")
+        if v.shape != x.shape:
+            raise ValueError(f"x and v must have the same shape, got {x.shape} and {v.shape}.")
+        d = self._as_direction(direction, x.shape[0])
+        return tuple(self._function("transition", self._build_transition)(x, v, d))
+
+    def energy(self, x):
+        """Potential energy U(x) = -log p(x) per row of ``x`` ``(batch, dim)``; returns ``(batch,)``."""
+        return self._function("energy", self._build_energy)(self._as_batch(x, "x"))
+
+    def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False):
+        """Run ``n_chains`` independent L2HMC chains for ``n_draws`` MH steps.
+
+        Each step draws v ~ N(0, I) and d uniform on {-1, +1} per chain.
+        ``x0``: ``(n_chains, dim)`` starts (default: draws from N(0, I)).
+        ``seed``: seeds starts, momenta, directions and acceptance draws
+        (default: derived from the sampler's seed).
+
+        Returns ``(draws, accept_prob)`` of shapes ``(n_draws, n_chains, dim)`` and
+        ``(n_draws, n_chains)``.
+        """
+        n_draws, n_chains = int(n_draws), int(n_chains)
+        if n_draws < 1 or n_chains < 1:
+            raise ValueError(f"n_draws and n_chains must be >= 1, got {n_draws} and {n_chains}.")
+        rng = np.random.default_rng(self._sample_seed if seed is None else seed)
+        x = rng.standard_normal((n_chains, self.dim)).astype(floatX) if x0 is None else self._as_batch(x0, "x0")
+        if x.shape[0] != n_chains:
+            raise ValueError(f"x0 must have shape ({n_chains}, {self.dim}), got {x.shape}.")
+        step = self._function("mh_step", self._build_mh_step)
+        draws = np.empty((n_draws, n_chains, self.dim), dtype=floatX)
+        accept_prob = np.empty((n_draws, n_chains), dtype=floatX)
+        steps = range(n_draws)
+        if progressbar:
+            from fastprogress.fastprogress import progress_bar
+
+            steps = progress_bar(steps)
+        for i in steps:
+            v = rng.standard_normal((n_chains, self.dim)).astype(floatX)
+            d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=n_chains)
+            log_u = np.log(rng.uniform(size=n_chains)).astype(floatX)
+            x, accept_prob[i], _, _ = step(x, v, d, log_u)
+            draws[i] = x
+        return draws, accept_prob
