@@ -28,12 +28,8 @@ _SCAN_EXT = "theano.scan.scan_perform_ext"
 
 
 def _flag_names_in_theano_flags(text):
-    """Flag names set in a THEANO_FLAGS string, normalised to ``a__b`` form."""
-    names = set()
-    for item in text.split(","):
-        if "=" in item:
-            names.add(item.split("=", 1)[0].strip().replace(".", "__"))
-    return names
+    """Flag names set in a THEANO_FLAGS string (Theano matches them literally)."""
+    return {item.split("=", 1)[0].strip() for item in text.split(",") if "=" in item}
 
 
 def _flag_names_in_theanorc():

@@ -51,13 +51,14 @@ class FunctionEnergy(Energy):
         self.var_names = [f"x{i}" for i in range(dim)]
 
     def value_and_grad(self, X):
-        U = self.fn(X)
+        with change_flags(compute_test_value="off"):
+            U = self.fn(X)
+            dU = tt.grad(U.sum(), X) if U.ndim == 1 else None
         if U.ndim != 1:
             raise ValueError(
                 f"FunctionEnergy {self.name!r}: the energy function must return a (batch,) "
                 f"vector for a (batch, dim) input, got a {U.ndim}-d tensor."
             )
-        dU = tt.grad(U.sum(), X)
         return U, dU
 
     def fingerprint(self):
@@ -169,14 +170,18 @@ def as_energy(target, dim=None):
     import pymc3 as pm
 
     if isinstance(target, Energy):
-        return target
-    if target is None or isinstance(target, pm.Model):
-        return ModelEnergy(target)
-    if callable(target):
+        energy = target
+    elif target is None or isinstance(target, pm.Model):
+        energy = ModelEnergy(target)
+    elif callable(target):
         if dim is None:
             raise ValueError("A plain energy function needs its dimension: pass dim=<int>.")
         return FunctionEnergy(target, dim)
-    raise TypeError(
-        f"Expected a pymc3.Model, an l2hmc_theano Energy or a Theano energy function, "
-        f"got {type(target).__name__}."
-    )
+    else:
+        raise TypeError(
+            f"Expected a pymc3.Model, an l2hmc_theano Energy or a Theano energy function, "
+            f"got {type(target).__name__}."
+        )
+    if dim is not None and int(dim) != energy.dim:
+        raise ValueError(f"dim={dim} was given, but the target has dimension {energy.dim}.")
+    return energy
