@@ -32,6 +32,22 @@ def _check_step_size(step_size):
     return value
 
 
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+    return int(value)
+
+
+def _check_positive(value, name):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}.") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return value
+
+
 def _check_hidden(hidden):
     try:
         widths = tuple(int(h) for h in hidden)
@@ -85,7 +101,10 @@ class L2HMCSampler:
         self.energy_target = as_energy(model, dim=dim)
         self.dim = self.energy_target.dim
 
-        mask_seed, weight_seed, self._sample_seed = np.random.SeedSequence(seed).spawn(3)
+        mask_seed, weight_seed, sample_seed, train_seed = np.random.SeedSequence(seed).spawn(4)
+        # Persistent streams: repeated sample()/train() calls continue them.
+        self._sample_rng = np.random.default_rng(sample_seed)
+        self._train_rng = np.random.default_rng(train_seed)
         self.masks = draw_masks(self.n_steps, self.dim, np.random.default_rng(mask_seed))
         self.taus = time_encoding(self.n_steps)
         self.zero_network = bool(zero_network)
@@ -99,6 +118,9 @@ class L2HMCSampler:
             self.networks = AuxiliaryNetworks(self.dim, self.hidden, np.random.default_rng(weight_seed))
         self.log_step_size = theano.shared(np.asarray(np.log(step_size), dtype=floatX), name="log_step_size")
         self._compiled = {}
+        self.learning_rate = theano.shared(np.asarray(1e-3, dtype=floatX), name="learning_rate")
+        self.temperature = theano.shared(np.asarray(1.0, dtype=floatX), name="temperature")
+        self.history = None
 
     # -- parameters -------------------------------------------------------------------
     @property
@@ -184,7 +206,7 @@ class L2HMCSampler:
         Each step draws v ~ N(0, I) and d uniform on {-1, +1} per chain.
         ``x0``: ``(n_chains, dim)`` starts (default: draws from N(0, I)).
         ``seed``: seeds starts, momenta, directions and acceptance draws
-        (default: derived from the sampler's seed).
+        (default: the sampler's own stream, derived from its seed).
 
         Returns ``(draws, accept_prob)`` of shapes ``(n_draws, n_chains, dim)`` and
         ``(n_draws, n_chains)``.
@@ -192,7 +214,7 @@ class L2HMCSampler:
         n_draws, n_chains = int(n_draws), int(n_chains)
         if n_draws < 1 or n_chains < 1:
             raise ValueError(f"n_draws and n_chains must be >= 1, got {n_draws} and {n_chains}.")
-        rng = np.random.default_rng(self._sample_seed if seed is None else seed)
+        rng = self._sample_rng if seed is None else np.random.default_rng(seed)
         x = rng.standard_normal((n_chains, self.dim)).astype(floatX) if x0 is None else self._as_batch(x0, "x0")
         if x.shape[0] != n_chains:
             raise ValueError(f"x0 must have shape ({n_chains}, {self.dim}), got {x.shape}.")
@@ -211,3 +233,65 @@ class L2HMCSampler:
             x, accept_prob[i], _, _ = step(x, v, d, log_u)
             draws[i] = x
         return draws, accept_prob
+
+    # -- training -------------------------------------------------------------------------
+    def train(
+        self,
+        train_steps=5000,
+        batch_size=200,
+        learning_rate=1e-3,
+        lr_decay=0.96,
+        lr_decay_steps=1000,
+        loss_scale=0.1,
+        burn_in_weight=1.0,
+        start_temperature=None,
+        temperature_decay=0.999,
+        seed=None,
+        progressbar=True,
+    ):
+        """Train the networks and log eps by maximising expected squared jumped distance.
+
+        Each of ``train_steps`` iterations makes one MH step of ``batch_size``
+        persistent chains (started from N(0, I)) and one Adam step on the loss
+        ``mean l(chains) + burn_in_weight * mean l(fresh N(0, I) batch)``,
+        ``l = loss_scale/delta - delta/loss_scale`` (paper Eq. 7-8; ``loss_scale``
+        is lambda^2).  The learning rate decays by ``lr_decay`` every
+        ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
+        annealed: U / max(1, start_temperature * temperature_decay**i).
+
+        Returns the history (also kept as ``self.history``): per-iteration arrays
+        ``loss, accept, esjd, step_size, temperature, diverging, applied`` plus
+        ``seconds`` and the final ``chains`` ``(batch_size, dim)``.
+        Ctrl-C stops early and keeps what was learned.  A non-finite loss raises
+        :class:`~l2hmc_theano.training.TrainingError`; parameters stay at their last
+        finite values.
+        """
+        from .training import build_training_step, run_training
+
+        train_steps = _check_count(train_steps, "train_steps")
+        batch_size = _check_count(batch_size, "batch_size")
+        learning_rate = _check_positive(learning_rate, "learning_rate")
+        loss_scale = _check_positive(loss_scale, "loss_scale")
+        anneal = start_temperature is not None and float(start_temperature) > 1.0
+        if anneal and not 0.0 < float(temperature_decay) < 1.0:
+            raise ValueError(f"temperature_decay must be in (0, 1), got {temperature_decay!r}.")
+        key = ("train", float(loss_scale), float(burn_in_weight), anneal)
+        if key not in self._compiled:
+            self._compiled[key] = build_training_step(
+                self, self.learning_rate, self.temperature if anneal else None, loss_scale, burn_in_weight
+            )
+        self.learning_rate.set_value(np.asarray(learning_rate, dtype=floatX))
+        rng = self._train_rng if seed is None else np.random.default_rng(seed)
+        self.history = run_training(
+            self, self._compiled[key], train_steps, batch_size, rng, self.learning_rate,
+            lr_decay, lr_decay_steps, self.temperature if anneal else None,
+            float(start_temperature) if anneal else 1.0, float(temperature_decay), progressbar,
+        )
+        return self.history
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path):
+        """Save to ``path`` (``.npz``; data only, no pickle), atomically. Returns the path."""
+        from .persistence import save
+
+        return save(self, path)

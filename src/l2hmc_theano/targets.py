@@ -1,7 +1,7 @@
-"""Synthetic targets of the paper, as PyMC3 models with their exact moments."""
+"""Synthetic targets of the paper: PyMC3 models, natively batched energies, exact moments."""
 import numpy as np
 
-__all__ = ["strongly_correlated_gaussian", "SCG_COV"]
+__all__ = ["strongly_correlated_gaussian", "scg_energy", "SCG_COV"]
 
 
 def _rotation(angle):
@@ -11,6 +11,7 @@ def _rotation(angle):
 
 #: Covariance of the paper's 2-d strongly correlated Gaussian: eigenvalues 100 and 0.1, rotated pi/4.
 SCG_COV = _rotation(np.pi / 4) @ np.diag([100.0, 0.1]) @ _rotation(np.pi / 4).T
+_SCG_PRECISION = np.linalg.inv(SCG_COV)
 
 
 def strongly_correlated_gaussian():
@@ -20,3 +21,10 @@ def strongly_correlated_gaussian():
     with pm.Model() as model:
         pm.MvNormal("x", mu=np.zeros(2), cov=SCG_COV, shape=2)
     return model
+
+
+def scg_energy(X):
+    """U(x) = x^T SCG_COV^-1 x / 2 of a ``(batch, 2)`` Theano matrix, ``(batch,)``."""
+    from ._theano import tt
+
+    return 0.5 * (tt.dot(X, _SCG_PRECISION) * X).sum(axis=1)

@@ -1,0 +1,26 @@
+"""The L2HMC training loss (Levy et al. 2018, Eq. 7-8), symbolic.
+
+For chains x, proposals x' and acceptance probabilities A (all per chain):
+
+    delta = |x - x'|^2 * A + c                       (expected squared jump, c small)
+    l     = lambda^2 / delta - delta / lambda^2
+    L     = mean_chains l  +  lambda_b * mean_q l      (q: a fresh batch from N(0, I))
+
+The first term trains mixing where the chains are; the second, on fresh draws
+from the initial distribution, trains burn-in.
+"""
+from ._theano import tt
+
+__all__ = ["squared_jump", "esjd_loss"]
+
+
+def squared_jump(proposal, x):
+    """|x - x'|^2 * A per chain, ``(batch,)``; 0 for a diverging proposal."""
+    jump = tt.sqr(proposal.x - x).sum(axis=1)
+    return tt.switch(proposal.diverging, 0.0, jump) * proposal.accept_prob
+
+
+def esjd_loss(jump, scale=0.1, eps=1e-4):
+    """Per-chain loss ``lambda^2/delta - delta/lambda^2`` with ``delta = jump + eps``; ``scale`` is lambda^2."""
+    delta = jump + eps
+    return scale / delta - delta / scale

@@ -1,0 +1,155 @@
+"""Save and load a trained sampler as data: one ``.npz`` of arrays plus JSON text.
+
+Nothing in the file is code: it is read with ``numpy.load(allow_pickle=False)``,
+so a sampler from an untrusted source is safe to load.  The file holds the
+network weights, masks, log step size, the settings, the flat-vector layout
+(variable names, shapes, dtypes) and a fingerprint of the target: energies at a
+few stored probe points, which the target given to :func:`load` must reproduce.
+Writes go to a temporary file in the same directory, renamed into place.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from ._theano import floatX
+
+__all__ = ["save", "load", "FORMAT"]
+
+FORMAT = "l2hmc_theano.sampler/1"
+_N_PROBES = 4
+
+
+def _layout(energy):
+    """Flat-vector layout of a target: [(name, shape, dtype)] (one entry per dimension
+    for a plain energy function)."""
+    ordering = getattr(energy, "ordering", None)
+    if ordering is not None:
+        return [[name, [int(n) for n in shape], str(dtype)] for name, _, shape, dtype in ordering.vmap]
+    return [[name, [], floatX] for name in energy.var_names]
+
+
+def _probe_points(sampler):
+    start = getattr(sampler.energy_target, "start_array", None)
+    base = start() if start is not None else np.zeros(sampler.dim)
+    rng = np.random.default_rng(20180215)
+    return (base + 0.5 * rng.standard_normal((_N_PROBES, sampler.dim))).astype(floatX)
+
+
+def _network_kind(sampler):
+    from .networks import AuxiliaryNetworks, ZeroFunctions
+
+    if isinstance(sampler.networks, ZeroFunctions):
+        return "zero"
+    if isinstance(sampler.networks, AuxiliaryNetworks):
+        return "paper"
+    raise TypeError(
+        "Only samplers with the built-in networks (or zero_network=True) can be saved; for custom "
+        "networks save their parameters yourself (sampler.networks.params are Theano shared variables)."
+    )
+
+
+def save(sampler, path):
+    """Write ``sampler`` to ``path`` (an ``.npz`` file) atomically."""
+    path = os.fspath(path)
+    kind = _network_kind(sampler)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save the sampler: directory {directory!r} does not exist.")
+    probes = _probe_points(sampler)
+    meta = {
+        "format": FORMAT,
+        "networks": kind,
+        "n_steps": sampler.n_steps,
+        "hidden": list(sampler.hidden),
+        "seed": sampler.seed,
+        "dim": sampler.dim,
+        "layout": _layout(sampler.energy_target),
+        "target": type(sampler.energy_target).__name__,
+        "history_length": 0 if sampler.history is None else int(len(sampler.history["loss"])),
+    }
+    arrays = {
+        "meta": np.array(json.dumps(meta)),
+        "masks": sampler.masks,
+        "log_step_size": sampler.log_step_size.get_value(),
+        "probe_x": probes,
+        "probe_energy": sampler.energy(probes),
+    }
+    for p in sampler.networks.params:
+        arrays["param/" + p.name] = p.get_value()
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".l2hmc-", suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _read(path):
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No saved sampler at {os.fspath(path)!r}.") from None
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{os.fspath(path)!r} is not a saved l2hmc_theano sampler ({err}).") from None
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (KeyError, json.JSONDecodeError):
+        meta = {}
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is not a saved l2hmc_theano sampler (format {FORMAT}).")
+    return meta, arrays
+
+
+def load(path, model=None):
+    """Load a sampler saved with :meth:`L2HMCSampler.save` for ``model``.
+
+    ``model``: the PyMC3 model (default: the one on the context stack) or the
+    plain energy function the sampler was trained on.  Raises ``ValueError`` if
+    its variables or its logp differ from the saved ones.
+    """
+    from .sampler import L2HMCSampler
+
+    meta, arrays = _read(path)
+    sampler = L2HMCSampler(
+        model, n_steps=meta["n_steps"], hidden=meta["hidden"], seed=meta["seed"],
+        zero_network=meta["networks"] == "zero", dim=meta["dim"] if callable(model) else None,
+    )
+    _check_same_target(path, meta, arrays, sampler)
+    if arrays["masks"].shape != sampler.masks.shape:
+        raise ValueError(f"{os.fspath(path)!r}: masks have shape {arrays['masks'].shape}, "
+                         f"expected {sampler.masks.shape}.")
+    sampler.masks = arrays["masks"].astype(floatX)
+    sampler.log_step_size.set_value(np.asarray(arrays["log_step_size"], dtype=floatX))
+    for p in sampler.networks.params:
+        key = "param/" + p.name
+        if key not in arrays or arrays[key].shape != p.get_value().shape:
+            raise ValueError(f"{os.fspath(path)!r}: network parameter {p.name!r} is missing or has the "
+                             "wrong shape.")
+        p.set_value(arrays[key].astype(floatX))
+    return sampler
+
+
+def _check_same_target(path, meta, arrays, sampler):
+    saved, here = meta["layout"], _layout(sampler.energy_target)
+    if saved != here:
+        raise ValueError(
+            f"{os.fspath(path)!r} was trained on a target with variables "
+            f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in saved)}, but this model has "
+            f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in here)}. Load it with the model it was trained on."
+        )
+    energy = sampler.energy(arrays["probe_x"])
+    expected = arrays["probe_energy"]
+    same = np.isclose(energy, expected, rtol=1e-7, atol=1e-9) | (~np.isfinite(energy) & (energy == expected))
+    if not np.all(same):
+        raise ValueError(
+            f"{os.fspath(path)!r} was trained on a different model: its logp differs at the saved probe "
+            f"points (saved energies {np.array2string(expected, precision=4)}, this model "
+            f"{np.array2string(energy, precision=4)}). Load it with the model it was trained on."
+        )

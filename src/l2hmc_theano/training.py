@@ -1,0 +1,147 @@
+"""Training: one compiled Theano function per iteration = one MH step of every
+chain + one Adam step of the networks and log eps on the ESJD loss.
+
+The chains (``batch_size`` of them) persist across iterations and start from
+q = N(0, I); every iteration also draws a fresh batch from q for the burn-in
+term of the loss.  All randomness comes from one ``numpy.random.Generator``.
+"""
+import time
+import warnings
+
+import numpy as np
+
+from ._theano import change_flags, floatX, theano, tt
+from .energy import Energy
+from .kernel import metropolis_hastings, propose
+from .loss import esjd_loss, squared_jump
+
+__all__ = ["TrainingError", "build_training_step", "run_training", "TemperedEnergy"]
+
+
+#: Graph optimisations left out when compiling the training step.  Scan's in-place
+#: pass costs most of the compile time of the gradient-through-scan graph and buys
+#: no run time here (benchmarks/training_speed.py --exclude compares).
+TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace",)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the sampler keeps the last parameters with a finite loss."""
+
+
+class TemperedEnergy(Energy):
+    """U / temperature, with ``temperature`` a Theano shared scalar (for annealing)."""
+
+    def __init__(self, energy, temperature):
+        self.energy = energy
+        self.temperature = temperature
+        self.dim = energy.dim
+
+    def value_and_grad(self, X):
+        U, dU = self.energy.value_and_grad(X)
+        return U / self.temperature, dU / self.temperature
+
+
+def _all_finite(tensors):
+    flags = [tt.all(tt.invert(tt.or_(tt.isnan(t), tt.isinf(t)))) for t in tensors]
+    return tt.all(tt.stack(flags))
+
+
+def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in_weight,
+                        exclude=TRAIN_OPT_EXCLUDE):
+    """Compile the training iteration.
+
+    Inputs: chains ``x`` ``(B, dim)``, fresh ``z ~ q`` ``(B, dim)``, momenta ``v``
+    ``(2B, dim)``, directions ``d`` ``(2B,)``, ``log_u`` ``(B,)`` (chains first, then z).
+    Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD, number of
+    diverging proposals, and whether the Adam step was applied (all gradients finite).
+    Parameters only change when the loss and every gradient are finite.
+    """
+    from pymc3.variational.updates import adam
+
+    params = list(sampler.networks.params) + [sampler.log_step_size]
+    energy = sampler.energy_target if temperature is None else TemperedEnergy(sampler.energy_target, temperature)
+    with change_flags(compute_test_value="off"):
+        x = tt.matrix("chains", dtype=floatX)
+        z = tt.matrix("fresh", dtype=floatX)
+        v = tt.matrix("v", dtype=floatX)
+        d = tt.vector("direction", dtype=floatX)
+        log_u = tt.vector("log_u", dtype=floatX)
+        n = x.shape[0]
+        both = tt.concatenate([x, z], axis=0)
+        p = propose(energy, sampler.networks, both, v, d, tt.exp(sampler.log_step_size),
+                    sampler.taus, sampler.masks)
+        jump = squared_jump(p, both)
+        per_chain = esjd_loss(jump, scale=loss_scale)
+        loss = per_chain[:n].mean() + burn_in_weight * per_chain[n:].mean()
+        chains_p = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
+        x_next, _ = metropolis_hastings(chains_p, x, log_u)
+
+        grads = tt.grad(loss, params)
+        ok = tt.and_(_all_finite([loss]), _all_finite(grads))
+        updates = adam(grads, params, learning_rate=learning_rate)
+        guarded = [(var, tt.switch(ok, new, var)) for var, new in updates.items()]
+        outputs = [x_next, loss, p.accept_prob[:n].mean(), jump[:n].mean(), p.diverging[:n].sum(), ok]
+        return theano.function([x, z, v, d, log_u], outputs, updates=guarded, name="l2hmc_train_step",
+                               mode=theano.compile.mode.get_default_mode().excluding(*exclude))
+
+
+def _finish(history, done, start, chains):
+    for key in history:
+        history[key] = history[key][:done]
+    history["seconds"] = time.perf_counter() - start
+    history["chains"] = chains
+    return history
+
+
+def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_decay, lr_decay_steps,
+                 temperature, start_temperature, temperature_decay, progressbar):
+    """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays."""
+    dim = sampler.dim
+    history = {key: np.full(n_iter, np.nan) for key in
+               ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied")}
+    x = rng.standard_normal((batch_size, dim)).astype(floatX)
+    lr0 = float(learning_rate.get_value())
+    iterations = range(n_iter)
+    bar = None
+    if progressbar:
+        from fastprogress.fastprogress import progress_bar
+
+        iterations = bar = progress_bar(iterations)
+    start = time.perf_counter()
+    done = 0
+    try:
+        for i in iterations:
+            learning_rate.set_value(np.asarray(lr0 * lr_decay ** (i // lr_decay_steps), dtype=floatX))
+            temp = 1.0
+            if temperature is not None:
+                temp = max(1.0, start_temperature * temperature_decay ** i)
+                temperature.set_value(np.asarray(temp, dtype=floatX))
+            z = rng.standard_normal((batch_size, dim)).astype(floatX)
+            v = rng.standard_normal((2 * batch_size, dim)).astype(floatX)
+            d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=2 * batch_size)
+            log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
+            x, loss, accept, esjd, diverging, applied = step_fn(x, z, v, d, log_u)
+            row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
+                       temperature=temp, diverging=diverging, applied=applied)
+            for key, value in row.items():
+                history[key][i] = value
+            done = i + 1
+            if not np.isfinite(loss):
+                raise TrainingError(
+                    f"Training stopped at iteration {i}: the loss is not finite ({loss}). The sampler "
+                    f"keeps the parameters of iteration {i - 1}. Try a smaller step_size or learning_rate."
+                )
+            if bar is not None and (i % 50 == 0 or i == n_iter - 1):
+                bar.comment = f"loss {loss:.3g} accept {accept:.2f} ESJD {esjd:.3g} eps {sampler.step_size:.3g}"
+    except KeyboardInterrupt:
+        warnings.warn(f"Training interrupted after {done} of {n_iter} iterations; "
+                      "the sampler keeps what it learned so far.")
+    except TrainingError as err:
+        err.history = _finish(history, done, start, x)
+        raise
+    _finish(history, done, start, x)
+    skipped = int(np.sum(history["applied"] == 0))
+    if skipped:
+        warnings.warn(f"{skipped} of {done} training iterations had non-finite gradients (diverging "
+                      "proposals) and left the parameters unchanged.")
+    return history

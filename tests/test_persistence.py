@@ -1,0 +1,97 @@
+"""save -> load gives the same sampler; loading against another model fails clearly."""
+import os
+
+import numpy as np
+import pytest
+
+import pymc3 as pm
+import l2hmc_theano
+from conftest import transformed_model
+from l2hmc_theano import L2HMCSampler
+
+
+@pytest.fixture(scope="module")
+def saved(small_model, tmp_path_factory):
+    sampler = L2HMCSampler(small_model, n_steps=3, step_size=0.07, hidden=(6, 5), seed=4)
+    rng = np.random.default_rng(0)
+    for p in sampler.networks.params:  # weights far from their initial values
+        p.set_value(rng.normal(0, 0.3, size=p.get_value().shape))
+    path = tmp_path_factory.mktemp("saved") / "sampler.npz"
+    assert sampler.save(path) == str(path)
+    return sampler, path
+
+
+def test_load_gives_identical_transitions(saved, small_model, rng):
+    sampler, path = saved
+    loaded = l2hmc_theano.load(path, model=small_model)
+    assert (loaded.n_steps, loaded.hidden, loaded.step_size) == (3, (6, 5), pytest.approx(0.07))
+    np.testing.assert_array_equal(loaded.masks, sampler.masks)
+    x = rng.normal(size=(5, sampler.dim))
+    v = rng.normal(size=(5, sampler.dim))
+    d = np.array([1, -1, 1, 1, -1])
+    for a, b in zip(sampler.transition(x, v, d), loaded.transition(x, v, d)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_with_an_equal_model_built_again(saved):
+    _, path = saved
+    with transformed_model():
+        assert l2hmc_theano.load(path).dim == 4
+
+
+def test_load_against_a_model_with_other_variables_fails(saved):
+    _, path = saved
+    with pm.Model() as other:
+        pm.Normal("mu", 0, 1, shape=4)
+    with pytest.raises(ValueError, match=r"trained on a target with variables mu\(2,\), sigma_log__"):
+        l2hmc_theano.load(path, model=other)
+
+
+def test_load_against_a_model_with_other_data_fails(saved):
+    _, path = saved
+    with pm.Model() as other:  # same variables, other observed data
+        mu = pm.Normal("mu", 0.5, 2.0, shape=2)
+        sigma = pm.HalfNormal("sigma", 1.5)
+        p = pm.Beta("p", 2.0, 3.0)
+        pm.Normal("y", mu.sum() * p, sigma, observed=np.array([0.3, -1.2, 2.5]))
+    with pytest.raises(ValueError, match="trained on a different model: its logp differs"):
+        l2hmc_theano.load(path, model=other)
+
+
+def test_save_into_a_missing_directory_writes_nothing(saved, tmp_path):
+    sampler, _ = saved
+    target = tmp_path / "no_such_dir" / "s.npz"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sampler.save(target)
+    assert not target.parent.exists()
+
+
+def test_save_leaves_no_temporary_files(saved):
+    _, path = saved
+    assert sorted(os.listdir(path.parent)) == ["sampler.npz"]
+
+
+def test_files_are_data_not_code(saved, tmp_path, small_model):
+    _, path = saved
+    with np.load(path, allow_pickle=False) as data:  # readable without pickle
+        assert all(data[k].dtype != object for k in data.files)
+    bad = tmp_path / "pickled.npz"
+    np.savez(bad, meta=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(ValueError, match="is not a saved l2hmc_theano sampler"):
+        l2hmc_theano.load(bad, model=small_model)
+    with pytest.raises(FileNotFoundError, match="No saved sampler"):
+        l2hmc_theano.load(tmp_path / "missing.npz", model=small_model)
+
+
+def test_zero_network_and_function_targets_round_trip(tmp_path):
+    from l2hmc_theano._theano import tt
+
+    def energy(X):
+        return 0.5 * tt.sqr(X).sum(axis=1) + X[:, 0]
+
+    sampler = L2HMCSampler(energy, dim=2, n_steps=2, zero_network=True, seed=1)
+    sampler.save(tmp_path / "z.npz")
+    loaded = l2hmc_theano.load(tmp_path / "z.npz", model=energy)
+    assert loaded.zero_network and loaded.dim == 2
+    with pytest.raises(ValueError, match="different model"):
+        l2hmc_theano.load(tmp_path / "z.npz", model=lambda X: 0.5 * tt.sqr(X).sum(axis=1))

@@ -1,0 +1,114 @@
+"""Training: reproducible from a seed, learns, survives bad gradients and Ctrl-C."""
+import numpy as np
+import pytest
+
+import l2hmc_theano
+from l2hmc_theano import FunctionEnergy, L2HMCSampler
+from l2hmc_theano._theano import tt
+from l2hmc_theano.diagnostics import autocorrelation, ess_per_step
+from l2hmc_theano.targets import SCG_COV, scg_energy
+
+SCG = FunctionEnergy(scg_energy, 2, name="scg")
+
+
+def test_same_seed_same_history():
+    a = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False)
+    b = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False)
+    for key in ("loss", "accept", "esjd", "step_size"):
+        np.testing.assert_array_equal(a.history[key], b.history[key])
+    np.testing.assert_array_equal(a.history["chains"], b.history["chains"])
+    for pa, pb in zip(a.networks.params, b.networks.params):
+        np.testing.assert_array_equal(pa.get_value(), pb.get_value())
+    # Training changed the parameters and the step size (it is trainable).
+    c = L2HMCSampler(SCG, seed=3)
+    assert any(not np.array_equal(pa.get_value(), pc.get_value())
+               for pa, pc in zip(a.networks.params, c.networks.params))
+    assert a.step_size != c.step_size
+
+
+@pytest.mark.slow
+def test_training_beats_hmc_on_the_strongly_correlated_gaussian():
+    """800 training steps already beat HMC (same T, best eps of the paper's grid) on ESS per step."""
+    x0 = np.random.default_rng(1).multivariate_normal(np.zeros(2), SCG_COV, size=100)
+
+    def ess(sampler):
+        draws, _ = sampler.sample(600, n_chains=100, x0=x0, seed=2)
+        return ess_per_step(draws, np.zeros(2), np.diag(SCG_COV))
+
+    hmc = max(ess(L2HMCSampler(SCG, n_steps=10, step_size=eps, zero_network=True)) for eps in (0.1, 0.15, 0.2))
+    sampler = l2hmc_theano.train(SCG, seed=0, train_steps=800, progressbar=False)
+    assert sampler.history["esjd"][-100:].mean() > 5 * sampler.history["esjd"][:20].mean()
+    assert ess(sampler) > 2 * hmc
+
+
+def test_non_finite_gradients_leave_parameters_unchanged():
+    class NaNAux:
+        """Networks whose S is NaN: every proposal diverges, every gradient is NaN."""
+
+        def __init__(self):
+            from l2hmc_theano._theano import theano
+
+            self.w = theano.shared(np.ones(2), name="w")
+            self.params = [self.w]
+
+        def v_terms(self, x, grad, tau):
+            z = tt.zeros_like(x)
+            return z, z, z
+
+        def x_terms(self, v, x_masked, tau):
+            z = tt.zeros_like(v)
+            return tt.log(-1.0 - tt.sqr(self.w)) + z, z, z
+
+    sampler = L2HMCSampler(SCG, networks=NaNAux(), seed=0)
+    with pytest.warns(UserWarning, match="5 of 5 training iterations had non-finite gradients"):
+        history = sampler.train(train_steps=5, batch_size=8, progressbar=False)
+    np.testing.assert_array_equal(sampler.networks.w.get_value(), np.ones(2))
+    assert sampler.step_size == pytest.approx(0.1)
+    assert np.all(history["diverging"] == 8) and np.all(np.isfinite(history["loss"]))
+
+
+def test_ctrl_c_keeps_what_was_learned(monkeypatch):
+    sampler = L2HMCSampler(SCG, seed=1)
+    sampler.train(train_steps=1, batch_size=8, progressbar=False)
+    key = next(k for k in sampler._compiled if k[0] == "train")
+    real, calls = sampler._compiled[key], []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    sampler._compiled[key] = interrupted
+    with pytest.warns(UserWarning, match="interrupted after 3 of 50"):
+        history = sampler.train(train_steps=50, batch_size=8, progressbar=False)
+    assert len(history["loss"]) == 3 and sampler.history is history
+
+
+def test_bad_training_arguments():
+    sampler = L2HMCSampler(SCG, zero_network=True)
+    with pytest.raises(ValueError, match="train_steps must be an integer >= 1"):
+        sampler.train(train_steps=0)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        sampler.train(batch_size=2.5)
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
+        sampler.train(learning_rate=-1)
+    with pytest.raises(TypeError, match="unknown keyword argument.*n_chain"):
+        l2hmc_theano.train(SCG, n_chain=3)
+
+
+def test_paper_ess_of_known_processes():
+    """ESS per step of an AR(1) process with coefficient phi is (1 - phi) / (1 + phi)."""
+    rng = np.random.default_rng(0)
+    phi, n, chains = 0.8, 4000, 200
+    x = np.empty((n, chains, 1))
+    x[0] = rng.normal(size=(chains, 1))
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + np.sqrt(1 - phi ** 2) * rng.normal(size=(chains, 1))
+    rho = autocorrelation(x, np.zeros(1), np.ones(1))
+    np.testing.assert_allclose(rho[:5], phi ** np.arange(5), atol=0.01)
+    # Truncation at rho < 0.05 drops a tail of sum_{t > 13} phi^t ~ 0.18 of the 4.0 total.
+    exact_truncated = 1 / (1 + 2 * sum(phi ** t for t in range(1, 14)))
+    assert ess_per_step(x, np.zeros(1), np.ones(1)) == pytest.approx(exact_truncated, rel=0.05)
+    independent = rng.normal(size=(n, chains, 2))
+    assert ess_per_step(independent, np.zeros(2), np.ones(2)) == pytest.approx(1.0, rel=0.02)
