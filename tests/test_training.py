@@ -11,9 +11,16 @@ from l2hmc_theano.targets import SCG_COV, scg_energy
 SCG = FunctionEnergy(scg_energy, 2, name="scg")
 
 
-def test_same_seed_same_history():
-    a = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False)
-    b = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False)
+@pytest.fixture(scope="module")
+def trained_pair():
+    """Two samplers trained from the same seed (their compiled training steps are reused below)."""
+    a = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False, check=False)
+    b = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False, check=False)
+    return a, b
+
+
+def test_same_seed_same_history(trained_pair):
+    a, b = trained_pair
     for key in ("loss", "accept", "esjd", "step_size"):
         np.testing.assert_array_equal(a.history[key], b.history[key])
     np.testing.assert_array_equal(a.history["chains"], b.history["chains"])
@@ -27,8 +34,8 @@ def test_same_seed_same_history():
 
 
 @pytest.mark.slow
-def test_training_beats_hmc_on_the_strongly_correlated_gaussian():
-    """800 training steps already beat HMC (same T, best eps of the paper's grid) on ESS per step."""
+def test_training_beats_hmc_on_the_strongly_correlated_gaussian(trained_pair):
+    """800 more training steps beat HMC (same T, best eps of the paper's grid) on ESS per step."""
     x0 = np.random.default_rng(1).multivariate_normal(np.zeros(2), SCG_COV, size=100)
 
     def ess(sampler):
@@ -36,9 +43,25 @@ def test_training_beats_hmc_on_the_strongly_correlated_gaussian():
         return ess_per_step(draws, np.zeros(2), np.diag(SCG_COV))
 
     hmc = max(ess(L2HMCSampler(SCG, n_steps=10, step_size=eps, zero_network=True)) for eps in (0.1, 0.15, 0.2))
-    sampler = l2hmc_theano.train(SCG, seed=0, train_steps=800, progressbar=False)
-    assert sampler.history["esjd"][-100:].mean() > 5 * sampler.history["esjd"][:20].mean()
-    assert ess(sampler) > 2 * hmc
+    sampler = trained_pair[0]
+    before = ess(sampler)
+    history = sampler.train(train_steps=800, progressbar=False)
+    assert sampler.training_problems == []
+    assert history["esjd"][-100:].mean() > 5 * history["esjd"][:20].mean()
+    after = ess(sampler)
+    assert after > 2 * hmc and after > 2 * before, (after, before, hmc)
+
+
+def test_poorly_trained_sampler_warns(trained_pair):
+    sampler = trained_pair[1]
+    saved = sampler.log_step_size.get_value()
+    sampler.log_step_size.set_value(np.log(60.0))  # proposals land far out: acceptance ~ 0
+    try:
+        with pytest.warns(UserWarning, match="looks poor: mean acceptance at the end of training is 0.0"):
+            sampler.train(train_steps=20, batch_size=16, learning_rate=1e-9, progressbar=False)
+        assert sampler.training_problems[0].startswith("mean acceptance at the end of training")
+    finally:
+        sampler.log_step_size.set_value(saved)
 
 
 def test_non_finite_gradients_leave_parameters_unchanged():
@@ -61,15 +84,14 @@ def test_non_finite_gradients_leave_parameters_unchanged():
 
     sampler = L2HMCSampler(SCG, networks=NaNAux(), seed=0)
     with pytest.warns(UserWarning, match="5 of 5 training iterations had non-finite gradients"):
-        history = sampler.train(train_steps=5, batch_size=8, progressbar=False)
+        history = sampler.train(train_steps=5, batch_size=8, progressbar=False, check=False)
     np.testing.assert_array_equal(sampler.networks.w.get_value(), np.ones(2))
     assert sampler.step_size == pytest.approx(0.1)
     assert np.all(history["diverging"] == 8) and np.all(np.isfinite(history["loss"]))
 
 
-def test_ctrl_c_keeps_what_was_learned(monkeypatch):
-    sampler = L2HMCSampler(SCG, seed=1)
-    sampler.train(train_steps=1, batch_size=8, progressbar=False)
+def test_ctrl_c_keeps_what_was_learned(trained_pair):
+    sampler = trained_pair[1]
     key = next(k for k in sampler._compiled if k[0] == "train")
     real, calls = sampler._compiled[key], []
 
@@ -80,8 +102,11 @@ def test_ctrl_c_keeps_what_was_learned(monkeypatch):
         return real(*args)
 
     sampler._compiled[key] = interrupted
-    with pytest.warns(UserWarning, match="interrupted after 3 of 50"):
-        history = sampler.train(train_steps=50, batch_size=8, progressbar=False)
+    try:
+        with pytest.warns(UserWarning, match="interrupted after 3 of 50"):
+            history = sampler.train(train_steps=50, batch_size=8, progressbar=False, check=False)
+    finally:
+        sampler._compiled[key] = real
     assert len(history["loss"]) == 3 and sampler.history is history
 
 
@@ -112,3 +137,24 @@ def test_paper_ess_of_known_processes():
     assert ess_per_step(x, np.zeros(1), np.ones(1)) == pytest.approx(exact_truncated, rel=0.05)
     independent = rng.normal(size=(n, chains, 2))
     assert ess_per_step(independent, np.zeros(2), np.ones(2)) == pytest.approx(1.0, rel=0.02)
+
+
+def test_annealing_schedule_and_tempered_energy():
+    from l2hmc_theano._theano import change_flags, theano
+    from l2hmc_theano.training import TemperedEnergy
+
+    temperature = theano.shared(np.asarray(4.0), name="T")
+    with change_flags(compute_test_value="off"):
+        X = tt.matrix()
+        f = theano.function([X], list(TemperedEnergy(SCG, temperature).value_and_grad(X))
+                            + list(SCG.value_and_grad(X)))
+    U_t, dU_t, U, dU = f(np.random.default_rng(0).normal(size=(3, 2)))
+    np.testing.assert_allclose(U_t, U / 4.0, rtol=1e-14)
+    np.testing.assert_allclose(dU_t, dU / 4.0, rtol=1e-14)
+
+    sampler = L2HMCSampler(SCG, zero_network=True, seed=0)
+    history = sampler.train(train_steps=6, batch_size=8, start_temperature=3.0, temperature_decay=0.5,
+                            progressbar=False, check=False)
+    np.testing.assert_allclose(history["temperature"], [3.0, 1.5, 1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="temperature_decay must be in"):
+        sampler.train(train_steps=1, start_temperature=3.0, temperature_decay=1.5)

@@ -78,6 +78,6 @@ if not USER_SET_BLAS_FLAGS:
 
 import theano  # noqa: E402
 import theano.tensor as tt  # noqa: E402
-from theano.configparser import change_flags  # noqa: E402
 
+change_flags = theano.config.change_flags
 floatX = theano.config.floatX

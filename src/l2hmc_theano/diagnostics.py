@@ -28,3 +28,49 @@ def ess_per_step(draws, mean, var, threshold=0.05):
     below = np.nonzero(rho[1:] < threshold)[0]
     cut = below[0] + 1 if below.size else len(rho)
     return 1.0 / (1.0 + 2.0 * rho[1:cut].sum())
+
+
+def expected_squared_jump(sampler, chains, n_steps=5, seed=0):
+    """Mean squared jump |x_next - x|^2 per MH step from ``chains`` ``(batch, dim)``.
+
+    Its expectation is the ESJD E[A |x' - x|^2] that training maximises.
+    """
+    draws, _ = sampler.sample(n_steps, n_chains=len(chains), x0=chains, seed=seed)
+    previous = np.concatenate([np.asarray(chains)[None], draws[:-1]])
+    return float(np.mean(np.sum((draws - previous) ** 2, axis=-1)))
+
+
+def training_warnings(sampler, history, baseline=True):
+    """Messages about a poorly trained sampler (empty when all is well).
+
+    Checks, over the last 10% of training: mean acceptance < 0.1, more than 1%
+    diverging proposals, a loss that rose from the first 10%, and (``baseline``)
+    an ESJD on the final chains that is not above HMC's (zero networks, same eps and T).
+    """
+    from .sampler import L2HMCSampler
+
+    n = len(history["loss"])
+    if n == 0:
+        return []
+    tail = slice(n - max(1, n // 10), n)
+    head = slice(0, max(1, n // 10))
+    out = []
+    accept = float(np.mean(history["accept"][tail]))
+    if accept < 0.1:
+        out.append(f"mean acceptance at the end of training is {accept:.3f} (< 0.1)")
+    diverging = float(np.mean(history["diverging"][tail])) / max(1, len(history["chains"]))
+    if diverging > 0.01:
+        out.append(f"{100 * diverging:.1f}% of proposals diverged at the end of training")
+    if not np.all(np.isfinite(history["loss"])):
+        out.append("the training loss was not finite")
+    elif n >= 20 and np.mean(history["loss"][tail]) > np.mean(history["loss"][head]):
+        out.append("the training loss rose during training (it should fall)")
+    if baseline and out == [] and not getattr(sampler, "zero_network", False):
+        hmc = L2HMCSampler(sampler.energy_target, n_steps=sampler.n_steps, step_size=sampler.step_size,
+                           zero_network=True)
+        chains = history["chains"]
+        learned, plain = expected_squared_jump(sampler, chains), expected_squared_jump(hmc, chains)
+        if learned <= plain:
+            out.append(f"its ESJD ({learned:.3g}) is not above HMC's with the same step size and T "
+                       f"({plain:.3g})")
+    return out

@@ -72,15 +72,23 @@ class ModelEnergy(Energy):
     ----------
     model : pymc3.Model or None
         Default: the model on the context stack.
+    vars : list of free variables, optional
+        The variables of the flat vector, in this order (default: all free
+        variables, which must then all be continuous; the order is kept).  The model's other free
+        variables are read from ``shared`` (as in a compound step).
+    shared : dict variable -> Theano shared variable, optional
+        Replacements for the free variables not in ``vars``
+        (``pymc3.make_shared_replacements``); default: shared copies holding
+        their test values.
 
     Attributes
     ----------
-    vars : list of the model's free variables, in flat-vector order.
+    vars : the free variables, in flat-vector order.
     ordering : ``pymc3.blocking.ArrayOrdering`` over ``vars``.
     dim : length of the flat vector.
     """
 
-    def __init__(self, model=None):
+    def __init__(self, model=None, vars=None, shared=None):
         import pymc3 as pm
         from pymc3.blocking import ArrayOrdering, DictToArrayBijection
 
@@ -92,32 +100,43 @@ class ModelEnergy(Energy):
                 "or create the sampler inside a `with model:` block."
             ) from None
         self.model = model
-        free = list(model.free_RVs)
-        discrete = [v.name for v in free if v.dtype not in pm.theanof.continuous_types]
+        chosen = list(model.free_RVs) if vars is None else list(vars)
+        unknown = [getattr(v, "name", str(v)) for v in chosen if v not in model.free_RVs]
+        if unknown:
+            raise ValueError(
+                f"vars must be free random variables of the model; {', '.join(map(repr, unknown))} "
+                "are not (pass the variables themselves, e.g. model['mu'], or their transformed "
+                "versions, e.g. model['sigma_log__'])."
+            )
+        discrete = [v.name for v in chosen if v.dtype not in pm.theanof.continuous_types]
         if discrete:
             raise ValueError(
                 "L2HMC samples continuous variables only, but the model has discrete free "
                 f"variable(s) {', '.join(map(repr, discrete))}. Use a compound step: "
                 "pm.sample(step=[l2hmc_theano.L2HMC(vars=[...continuous...]), "
-                "pm.Metropolis(vars=[...discrete...])])."
+                "pm.BinaryGibbsMetropolis(vars=[...discrete...])])."
             )
-        if not free:
+        if not chosen:
             raise ValueError(
                 "The model has no continuous free variables: there is nothing for L2HMC to "
                 "sample. Add an unobserved continuous random variable to the model."
             )
-        self.vars = free
-        self.ordering = ArrayOrdering(free)
+        if shared is None:
+            shared = pm.make_shared_replacements(chosen, model) if vars is not None else {}
+        self.vars = chosen
+        self.shared = shared
+        self.ordering = ArrayOrdering(chosen)
         self.dim = self.ordering.size
-        self.var_names = [v.name for v in free]
+        self.var_names = [v.name for v in chosen]
         self.bijection = DictToArrayBijection(self.ordering, model.test_point)
 
         with change_flags(compute_test_value="off"):
             x = tt.vector("x_flat", dtype=floatX)
             replace = {
                 var: tt.reshape(x[slc], shp).astype(dtype)
-                for var, (name, slc, shp, dtype) in zip(free, self.ordering.vmap)
+                for var, (name, slc, shp, dtype) in zip(chosen, self.ordering.vmap)
             }
+            replace.update(shared)
             logp = theano.clone(model.logpt, replace, strict=False)
             self._x = x
             self._logp = logp.astype(floatX)

@@ -18,7 +18,7 @@ __all__ = ["Proposal", "propose", "metropolis_hastings"]
 
 Proposal = namedtuple(
     "Proposal",
-    "x v logdet energy_start energy_end grad_end log_accept accept_prob diverging",
+    "x v logdet potential_start potential_end energy_start energy_end grad_end log_accept accept_prob diverging",
 )
 
 
@@ -30,8 +30,9 @@ def propose(energy, aux, x, v, direction, step_size, taus, masks):
     """Build the proposal and its acceptance probability; all outputs per chain.
 
     Returns a :class:`Proposal` with ``x, v, grad_end`` ``(batch, dim)`` and
-    ``logdet, energy_start, energy_end, log_accept, accept_prob, diverging``
-    ``(batch,)`` (energies are the Hamiltonians H at start and end).
+    ``logdet, potential_start, potential_end, energy_start, energy_end, log_accept,
+    accept_prob, diverging`` ``(batch,)`` (potentials are U, energies the Hamiltonians H,
+    at start and end).
     """
     U0, grad0 = energy.value_and_grad(x)
     x1, v1, grad1, logdet = generalized_leapfrog(
@@ -44,7 +45,7 @@ def propose(energy, aux, x, v, direction, step_size, taus, masks):
     ok = tt.and_(_finite(log_ratio), tt.all(_finite(x1), axis=1))
     safe_log_ratio = tt.switch(ok, log_ratio, tt.constant(-1.0, dtype=floatX))
     accept_prob = tt.switch(ok, tt.exp(tt.minimum(safe_log_ratio, 0.0)), 0.0)
-    return Proposal(x1, v1, logdet, H0, H1, grad1, log_ratio, accept_prob, tt.invert(ok))
+    return Proposal(x1, v1, logdet, U0, U1, H0, H1, grad1, log_ratio, accept_prob, tt.invert(ok))
 
 
 def metropolis_hastings(proposal, x, log_u):

@@ -21,7 +21,7 @@ FORMAT = "l2hmc_theano.sampler/1"
 _N_PROBES = 4
 
 
-def _layout(energy):
+def layout(energy):
     """Flat-vector layout of a target: [(name, shape, dtype)] (one entry per dimension
     for a plain energy function)."""
     ordering = getattr(energy, "ordering", None)
@@ -65,7 +65,7 @@ def save(sampler, path):
         "hidden": list(sampler.hidden),
         "seed": sampler.seed,
         "dim": sampler.dim,
-        "layout": _layout(sampler.energy_target),
+        "layout": layout(sampler.energy_target),
         "target": type(sampler.energy_target).__name__,
         "history_length": 0 if sampler.history is None else int(len(sampler.history["loss"])),
     }
@@ -137,7 +137,7 @@ def load(path, model=None):
 
 
 def _check_same_target(path, meta, arrays, sampler):
-    saved, here = meta["layout"], _layout(sampler.energy_target)
+    saved, here = meta["layout"], layout(sampler.energy_target)
     if saved != here:
         raise ValueError(
             f"{os.fspath(path)!r} was trained on a target with variables "

@@ -121,6 +121,7 @@ class L2HMCSampler:
         self.learning_rate = theano.shared(np.asarray(1e-3, dtype=floatX), name="learning_rate")
         self.temperature = theano.shared(np.asarray(1.0, dtype=floatX), name="temperature")
         self.history = None
+        self.training_problems = []
 
     # -- parameters -------------------------------------------------------------------
     @property
@@ -181,6 +182,42 @@ class L2HMCSampler:
         p = self._build_proposal(x, v, d)
         x_next, accepted = metropolis_hastings(p, x, log_u)
         return [x, v, d, log_u], [x_next, p.accept_prob, accepted, p.diverging]
+
+    def _build_mh_step_stats(self):
+        """One MH step with everything a PyMC3 step method reports."""
+        x, v, d = self._inputs()
+        log_u = tt.vector("log_u", dtype=floatX)
+        p = self._build_proposal(x, v, d)
+        x_next, accepted = metropolis_hastings(p, x, log_u)
+        potential_next = tt.switch(accepted, p.potential_end, p.potential_start)
+        energy_next = tt.switch(accepted, p.energy_end, p.energy_start)
+        outputs = [x_next, p.accept_prob, accepted, p.diverging, energy_next,
+                   p.energy_end - p.energy_start, p.logdet, potential_next]
+        return [x, v, d, log_u], outputs
+
+    def mh_step_with_stats(self, x, v, direction, log_u):
+        """One MH step of a batch: ``(x_next, accept_prob, accepted, diverging, energy,
+        energy_error, logdet, potential)``; ``energy`` is H at the returned state,
+        ``energy_error`` H(proposal) - H(start), ``potential`` U at the returned state."""
+        return self._function("mh_step_stats", self._build_mh_step_stats)(x, v, direction, log_u)
+
+    def retarget(self, energy):
+        """This sampler on another energy of the same layout (e.g. a model's conditional in a
+        compound step).  Networks, masks and step size are shared, not copied."""
+        import copy
+
+        from .persistence import layout
+
+        if energy.dim != self.dim or layout(energy) != layout(self.energy_target):
+            raise ValueError(
+                "The sampler was built for variables "
+                f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in layout(self.energy_target))}, not "
+                f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in layout(energy))}."
+            )
+        new = copy.copy(self)
+        new.energy_target = energy
+        new._compiled = {}
+        return new
 
     # -- public numpy API -----------------------------------------------------------------
     def transition(self, x, v, direction):
@@ -248,6 +285,7 @@ class L2HMCSampler:
         temperature_decay=0.999,
         seed=None,
         progressbar=True,
+        check=True,
     ):
         """Train the networks and log eps by maximising expected squared jumped distance.
 
@@ -264,7 +302,9 @@ class L2HMCSampler:
         ``seconds`` and the final ``chains`` ``(batch_size, dim)``.
         Ctrl-C stops early and keeps what was learned.  A non-finite loss raises
         :class:`~l2hmc_theano.training.TrainingError`; parameters stay at their last
-        finite values.
+        finite values.  With ``check``, a poorly trained sampler (see
+        :func:`l2hmc_theano.diagnostics.training_warnings`) gets a ``UserWarning``
+        recommending NUTS; the messages are kept in ``self.training_problems``.
         """
         from .training import build_training_step, run_training
 
@@ -287,6 +327,16 @@ class L2HMCSampler:
             lr_decay, lr_decay_steps, self.temperature if anneal else None,
             float(start_temperature) if anneal else 1.0, float(temperature_decay), progressbar,
         )
+        self.training_problems = []
+        if check:
+            import warnings
+
+            from .diagnostics import training_warnings
+
+            self.training_problems = training_warnings(self, self.history)
+            if self.training_problems:
+                warnings.warn("The trained L2HMC sampler looks poor: " + "; ".join(self.training_problems)
+                              + ". Train longer, lower step_size or learning_rate, or use NUTS.")
         return self.history
 
     # -- persistence -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Synthetic targets of the paper: PyMC3 models, natively batched energies, exact moments."""
 import numpy as np
 
-__all__ = ["strongly_correlated_gaussian", "scg_energy", "SCG_COV"]
+__all__ = ["strongly_correlated_gaussian", "scg_energy", "SCG_COV", "icg_variances", "icg_energy"]
 
 
 def _rotation(angle):
@@ -28,3 +28,21 @@ def scg_energy(X):
     from ._theano import tt
 
     return 0.5 * (tt.dot(X, _SCG_PRECISION) * X).sum(axis=1)
+
+
+def icg_variances(dim=50):
+    """Variances of the paper's ill-conditioned Gaussian: log-spaced from 1e-2 to 1e2."""
+    return np.logspace(-2, 2, dim)
+
+
+def icg_energy(dim=50):
+    """The ``dim``-d ill-conditioned Gaussian's batched energy U(X) = sum x_i^2 / (2 var_i)."""
+    from ._theano import tt
+
+    precision = 1.0 / icg_variances(dim)
+
+    def energy(X):
+        return 0.5 * (tt.sqr(X) * precision).sum(axis=1)
+
+    energy.__name__ = f"icg{dim}"
+    return energy

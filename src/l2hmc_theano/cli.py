@@ -1,0 +1,224 @@
+"""Train an L2HMC sampler: ``l2hmc_theano.train(model, ...)`` and the command line
+
+    python -m l2hmc_theano.train MODEL.py [--out FILE] [--train-steps N] ...
+
+(``l2hmc_theano/train.py`` only runs :func:`main`, so that importing the package
+never shadows the :func:`train` function with a module of the same name.)
+
+The command imports MODEL.py, finds its ``pm.Model`` (a module attribute named
+``model``, the one ``--model-name`` names, or what ``build_model()`` returns),
+trains with a progress bar, saves the sampler atomically and prints a summary.
+"""
+import argparse
+import importlib.util
+import inspect
+import os
+import sys
+import time
+import warnings
+
+__all__ = ["train", "main"]
+
+
+def train(model=None, **kwargs):
+    """Build an :class:`~l2hmc_theano.L2HMCSampler` for ``model`` and train it; returns the sampler.
+
+    Keyword arguments go to the constructor (``n_steps, step_size, hidden, seed,
+    zero_network, dim, networks``) or to :meth:`L2HMCSampler.train` (the rest).
+    The training history is ``sampler.history``.
+    """
+    from .sampler import L2HMCSampler
+
+    init_names = set(inspect.signature(L2HMCSampler.__init__).parameters) - {"self", "model"}
+    init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
+    unknown = set(kwargs) - set(inspect.signature(L2HMCSampler.train).parameters)
+    if unknown:
+        raise TypeError(f"train() got unknown keyword argument(s): {', '.join(sorted(unknown))}.")
+    sampler = L2HMCSampler(model, **init_kwargs)
+    sampler.train(**kwargs)
+    return sampler
+
+
+class CLIError(Exception):
+    """An error reported as one line on stderr."""
+
+
+def _hidden(text):
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 2 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected two positive integers like 10,10, got {text!r}")
+    return widths
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m l2hmc_theano.train",
+        description="Train an L2HMC sampler on the PyMC3 model defined in a Python file and save it "
+        "(weights, masks, step size and a fingerprint of the model, as .npz data). Load it with "
+        "l2hmc_theano.load(FILE, model) or pm.sample(step=l2hmc_theano.L2HMC(sampler=FILE)).",
+    )
+    parser.add_argument("model_file", metavar="MODEL.py",
+                        help="Python file defining the model: a pm.Model named `model`, the attribute named "
+                        "by --model-name, or a function build_model() returning one")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="where to save the trained sampler (default: MODEL.l2hmc.npz next to MODEL.py)")
+    parser.add_argument("--model-name", metavar="NAME", default=None,
+                        help="name of the pm.Model attribute in MODEL.py, when it defines several")
+    parser.add_argument("--train-steps", type=_positive_int, default=5000, metavar="N",
+                        help="training iterations, each one MH step of every chain and one Adam step (default: %(default)s)")
+    parser.add_argument("--batch-size", type=_positive_int, default=200, metavar="B",
+                        help="chains trained in parallel (default: %(default)s)")
+    parser.add_argument("--n-steps", type=_positive_int, default=10, metavar="T",
+                        help="leapfrog steps T per proposal (default: %(default)s)")
+    parser.add_argument("--step-size", type=_positive_float, default=0.1, metavar="EPS",
+                        help="initial leapfrog step size; it is trained (default: %(default)s)")
+    parser.add_argument("--hidden", type=_hidden, default=(10, 10), metavar="H1,H2",
+                        help="widths of the networks' two hidden layers (default: 10,10)")
+    parser.add_argument("--learning-rate", type=_positive_float, default=1e-3, metavar="LR",
+                        help="Adam learning rate, x0.96 every 1000 iterations (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed for masks, initial weights, chains and momenta (default: %(default)s)")
+    parser.add_argument("--compare", action="store_true",
+                        help="after training, compare ESS per gradient evaluation with PyMC3's NUTS "
+                        "(2 chains each, via pm.sample)")
+    parser.add_argument("--compare-draws", type=_positive_int, default=1000, metavar="N",
+                        help="draws per chain for --compare, after half as many tuning draws (default: %(default)s)")
+    parser.add_argument("--no-progressbar", action="store_true", help="hide the training progress bar")
+    return parser
+
+
+def find_model(path, name=None):
+    """Import ``path`` and return its ``pm.Model`` (see the module docstring)."""
+    import pymc3 as pm
+
+    if not os.path.isfile(path):
+        raise CLIError(f"model file {path!r} does not exist")
+    module_name = "_l2hmc_user_model_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise CLIError(f"importing {path!r} failed: {type(err).__name__}: {err}") from err
+    if name is not None:
+        candidate = getattr(module, name, None)
+        if not isinstance(candidate, pm.Model):
+            raise CLIError(f"{path!r} has no pm.Model named {name!r}")
+        return candidate
+    candidate = getattr(module, "model", None)
+    if isinstance(candidate, pm.Model):
+        return candidate
+    models = sorted(k for k, v in vars(module).items() if isinstance(v, pm.Model))
+    if len(models) == 1:
+        return getattr(module, models[0])
+    if len(models) > 1:
+        raise CLIError(f"{path!r} defines several models ({', '.join(models)}): choose one with --model-name")
+    build = getattr(module, "build_model", None)
+    if callable(build):
+        built = build()
+        if not isinstance(built, pm.Model):
+            raise CLIError(f"build_model() in {path!r} returned {type(built).__name__}, not a pm.Model")
+        return built
+    raise CLIError(f"no pm.Model found in {path!r}: define `model = pm.Model()` or a build_model() function")
+
+
+def _output_path(args):
+    out = args.out or os.path.splitext(args.model_file)[0] + ".l2hmc.npz"
+    directory = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(directory):
+        raise CLIError(f"output directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise CLIError(f"output directory {directory!r} is not writable")
+    return out
+
+
+def compare_with_nuts(model, sampler, draws, seed):
+    """ESS (ArviZ bulk, minimum over variables) per gradient evaluation: L2HMC vs NUTS."""
+    import arviz as az
+    import numpy as np
+    import pymc3 as pm
+
+    from .step import L2HMC
+
+    rows = {}
+    with model:
+        for name in ("NUTS", "L2HMC"):
+            step = pm.NUTS() if name == "NUTS" else L2HMC(sampler=sampler)
+            start = time.perf_counter()
+            idata = pm.sample(draws, tune=draws // 2, chains=2, cores=1, step=step, random_seed=seed,
+                              return_inferencedata=True, progressbar=False, compute_convergence_checks=False)
+            seconds = time.perf_counter() - start
+            ess = float(az.ess(idata, method="bulk").to_array().min())
+            grads = float(idata.sample_stats["n_steps"].sum()) + (
+                idata.sample_stats["n_steps"].size if name == "L2HMC" else 0)
+            rows[name] = (ess, grads, seconds)
+    return rows
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except CLIError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args):
+    from .sampler import L2HMCSampler
+
+    out = _output_path(args)
+    model = find_model(args.model_file, args.model_name)
+    try:
+        sampler = L2HMCSampler(model, n_steps=args.n_steps, step_size=args.step_size, hidden=args.hidden,
+                               seed=args.seed)
+    except (ValueError, TypeError) as err:
+        raise CLIError(str(err)) from err
+    print(f"model: {', '.join(sampler.energy_target.var_names)} ({sampler.dim} dimensions); compiling ...",
+          flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
+                                learning_rate=args.learning_rate, progressbar=not args.no_progressbar)
+    for w in caught:  # the "looks poor" warning is repeated in the summary below
+        if issubclass(w.category, UserWarning) and not str(w.message).startswith("The trained L2HMC"):
+            print(f"warning: {w.message}", file=sys.stderr)
+    sampler.save(out)
+    tail = slice(max(0, len(history["loss"]) - 100), None)
+    print(f"trained {len(history['loss'])} iterations in {history['seconds']:.1f} s; final acceptance "
+          f"{history['accept'][tail].mean():.3f}, ESJD {history['esjd'][tail].mean():.4g}, "
+          f"step size {sampler.step_size:.4g}")
+    for problem in sampler.training_problems:
+        print(f"warning: {problem}; consider NUTS for this model")
+    print(f"saved to {out}")
+    if args.compare:
+        rows = compare_with_nuts(model, sampler, args.compare_draws, args.seed)
+        print(f"{'sampler':<8} {'min ESS':>8} {'gradients':>10} {'ESS/grad':>9} {'seconds':>8}")
+        for name, (ess, grads, seconds) in rows.items():
+            print(f"{name:<8} {ess:>8.0f} {grads:>10.0f} {ess / grads:>9.4f} {seconds:>8.1f}")
+        ratio = (rows["L2HMC"][0] / rows["L2HMC"][1]) / (rows["NUTS"][0] / rows["NUTS"][1])
+        print(f"L2HMC / NUTS ESS per gradient: {ratio:.2f}x" + ("" if ratio >= 1 else " (NUTS is better here)"))

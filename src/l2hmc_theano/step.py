@@ -1,0 +1,153 @@
+"""``L2HMC``: the learned sampler as a PyMC3 step method.
+
+    with model:
+        idata = pm.sample(step=l2hmc_theano.L2HMC(), return_inferencedata=True)
+
+Each ``astep`` draws a fresh momentum v ~ N(0, I) and direction d with NumPy's
+global generator (which ``pm.sample(random_seed=...)`` seeds, per chain and per
+worker) and makes one Metropolis-Hastings step with the learned dynamics on the
+flat vector of the step's variables.  Other free variables of the model (in a
+compound step) enter as shared values, as in PyMC3's own step methods.  Nothing
+adapts during tuning: tuning draws are ordinary L2HMC steps (burn-in).
+"""
+import os
+
+import numpy as np
+
+import pymc3 as pm
+from pymc3.backends.report import SamplerWarning, WarningType
+from pymc3.step_methods.arraystep import ArrayStepShared, Competence
+
+from ._theano import floatX
+from .energy import ModelEnergy
+from .sampler import L2HMCSampler
+
+__all__ = ["L2HMC"]
+
+_SAMPLER_ARGS = ("n_steps", "step_size", "hidden", "seed", "zero_network")
+
+
+class L2HMC(ArrayStepShared):
+    """PyMC3 step method with L2HMC's learned generalized leapfrog.
+
+    Parameters
+    ----------
+    vars : list of continuous free variables (default: all continuous ones).
+    model : pymc3.Model (default: the one on the context stack).
+    sampler : L2HMCSampler, path of a saved one, or None
+        None trains a sampler on the model first (``**train_kwargs``: constructor
+        arguments ``n_steps, step_size, hidden, seed, zero_network`` and
+        :meth:`L2HMCSampler.train` arguments, e.g. ``train_steps``).
+    """
+
+    name = "l2hmc"
+    default_blocked = True
+    generates_stats = True
+    stats_dtypes = [
+        {
+            "accept": np.float64,
+            "accepted": bool,
+            "diverging": bool,
+            "energy": np.float64,
+            "energy_error": np.float64,
+            "step_size": np.float64,
+            "log_jacobian": np.float64,
+            "direction": np.int64,
+            "tree_size": np.float64,
+            "model_logp": np.float64,
+            "tune": bool,
+        }
+    ]
+
+    def __init__(self, vars=None, model=None, sampler=None, **train_kwargs):
+        model = pm.modelcontext(model)
+        if vars is None:
+            vars = model.cont_vars
+        # The flat vector follows model.free_RVs, as a sampler trained on the whole model does.
+        chosen = set(pm.inputvars(vars))
+        vars = [v for v in model.free_RVs if v in chosen]
+        shared = pm.make_shared_replacements(vars, model)
+        energy = ModelEnergy(model, vars=vars, shared=shared)
+
+        if sampler is None:
+            init = {k: train_kwargs.pop(k) for k in _SAMPLER_ARGS if k in train_kwargs}
+            sampler = L2HMCSampler(energy, **init)
+            sampler.train(**train_kwargs)
+        else:
+            if train_kwargs:
+                raise TypeError(
+                    f"L2HMC got training arguments ({', '.join(sorted(train_kwargs))}) together with a "
+                    "trained sampler; pass one or the other."
+                )
+            if isinstance(sampler, (str, os.PathLike)):
+                from .persistence import load
+
+                sampler = load(sampler, model=energy)
+            elif not isinstance(sampler, L2HMCSampler):
+                raise TypeError(f"sampler must be an L2HMCSampler, a path or None, got {type(sampler).__name__}.")
+            else:
+                sampler = sampler.retarget(energy)
+        self.sampler = sampler
+        self.tune = True
+        self._n_draws = 0
+        self._n_divergent = 0
+        self._accept_sum = 0.0
+        super().__init__(vars, shared)
+
+    def astep(self, q0):
+        dim = self.sampler.dim
+        v = np.random.standard_normal((1, dim)).astype(floatX)
+        direction = 1.0 if np.random.uniform() < 0.5 else -1.0
+        log_u = np.log(np.random.uniform(size=1)).astype(floatX)
+        x = np.asarray(q0, dtype=floatX)[None, :]
+        (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential) = (
+            self.sampler.mh_step_with_stats(x, v, np.array([direction], dtype=floatX), log_u)
+        )
+        self._n_draws += 1
+        self._n_divergent += int(diverging[0])
+        self._accept_sum += float(accept[0])
+        stats = {
+            "accept": float(accept[0]),
+            "accepted": bool(accepted[0]),
+            "diverging": bool(diverging[0]),
+            "energy": float(energy[0]),
+            "energy_error": float(energy_error[0]),
+            "step_size": self.sampler.step_size,
+            "log_jacobian": float(logdet[0]),
+            "direction": int(direction),
+            "tree_size": float(self.sampler.n_steps),
+            "model_logp": -float(potential[0]),
+            "tune": self.tune,
+        }
+        return x_next[0].astype(q0.dtype), [stats]
+
+    def reset_tuning(self):
+        """Nothing is adapted; a new run starts with tuning draws again."""
+        self.tune = True
+        self._n_draws = self._n_divergent = 0
+        self._accept_sum = 0.0
+
+    def warnings(self):
+        """Warnings PyMC3 reports after sampling: poor acceptance, divergences."""
+        if not self._n_draws:
+            return []
+        out = []
+        mean_accept = self._accept_sum / self._n_draws
+        if mean_accept < 0.1:
+            out.append(SamplerWarning(
+                WarningType.BAD_ACCEPTANCE,
+                f"L2HMC's mean acceptance probability is {mean_accept:.3f} (< 0.1): the learned sampler "
+                "mixes poorly here. Train longer or with a smaller step_size, or use NUTS.", "warn"))
+        if self._n_divergent > 0.01 * self._n_draws:
+            out.append(SamplerWarning(
+                WarningType.DIVERGENCES,
+                f"L2HMC had {self._n_divergent} divergent proposals in {self._n_draws} draws. Reduce "
+                "step_size and retrain, or use NUTS.", "error"))
+        return out
+
+    @staticmethod
+    def competence(var, has_grad):
+        """COMPATIBLE for continuous variables, never preferred over NUTS."""
+        if var.dtype in pm.theanof.continuous_types:
+            return Competence.COMPATIBLE
+        return Competence.INCOMPATIBLE

@@ -1,0 +1,116 @@
+"""``python -m l2hmc_theano.train``: trains a model file; every error is one clear line."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import pymc3 as pm
+import l2hmc_theano
+from l2hmc_theano.cli import main
+
+MODEL = """
+import numpy as np
+import pymc3 as pm
+with pm.Model() as model:
+    mu = pm.Normal("mu", 0, 1)
+    sd = pm.HalfNormal("sd", 1)
+    pm.Normal("y", mu, sd, observed=np.array([0.1, 0.5, -0.3]))
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def run_main(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "source, extra, message",
+    [
+        (None, [], "model file '.*missing.py' does not exist"),
+        ("import pymc3 as pm\nx = 1\n", [], "no pm.Model found in"),
+        ("import pymc3 as pm\na = pm.Model()\nb = pm.Model()\n", [], r"several models \(a, b\): choose one with --model-name"),
+        ("import pymc3 as pm\na = pm.Model()\n", ["--model-name", "c"], "has no pm.Model named 'c'"),
+        ("import pymc3 as pm\nwith pm.Model() as model:\n    pm.Normal('m', 0, 1)\n    pm.Bernoulli('z', 0.5)\n",
+         [], "discrete free variable.*'z'.*compound step"),
+        ("raise RuntimeError('boom')\n", [], "importing .* failed: RuntimeError: boom"),
+        (MODEL, ["--out", "{tmp}/no/such/dir/s.npz"], "output directory .* does not exist"),
+    ],
+)
+def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, source, extra, message):
+    path = str(tmp_path / "missing.py") if source is None else write(tmp_path, "m.py", source)
+    before = set(os.listdir(tmp_path))
+    code, out, err = run_main(capsys, [path, "--train-steps", "1"] + [e.format(tmp=tmp_path) for e in extra])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_build_model_function_is_found(tmp_path):
+    from l2hmc_theano.cli import find_model
+
+    path = write(tmp_path, "b.py", """
+        import pymc3 as pm
+        def build_model():
+            with pm.Model() as m:
+                pm.Normal("w", 0, 1, shape=3)
+            return m
+    """)
+    assert [v.name for v in find_model(path).free_RVs] == ["w"]
+
+
+@pytest.mark.parametrize("args", [["--hidden", "3"], ["--train-steps", "0"], ["--step-size", "-1"],
+                                  ["--learning-rate", "nan"]])
+def test_bad_options_exit_2(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main([write(tmp_path, "m.py", MODEL)] + args)
+    assert exit_info.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
+    for option in ("--out", "--train-steps", "--batch-size", "--n-steps", "--hidden", "--learning-rate",
+                   "--seed", "--model-name", "--compare"):
+        assert option in text
+    assert "(default: 5000)" in text and "(default: 10,10)" in text
+
+
+@pytest.mark.slow
+def test_trains_saves_compares_and_the_file_samples(tmp_path):
+    model_file = write(tmp_path, "tiny.py", MODEL)
+    env = {k: v for k, v in os.environ.items()}
+    result = subprocess.run(
+        [sys.executable, "-m", "l2hmc_theano.train", model_file, "--train-steps", "40", "--batch-size", "16",
+         "--no-progressbar", "--compare", "--compare-draws", "200", "--seed", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trained 40 iterations" in result.stdout and "final acceptance" in result.stdout
+    assert "L2HMC / NUTS ESS per gradient" in result.stdout
+    saved = tmp_path / "tiny.l2hmc.npz"
+    assert saved.exists() and sorted(os.listdir(tmp_path)) == ["tiny.l2hmc.npz", "tiny.py"]
+    namespace = {}
+    exec(MODEL, namespace)
+    with namespace["model"]:
+        idata = pm.sample(100, tune=20, chains=1, step=l2hmc_theano.L2HMC(sampler=str(saved)),
+                          random_seed=0, return_inferencedata=True, progressbar=False,
+                          compute_convergence_checks=False)
+    assert np.isfinite(idata.posterior["mu"].values).all()
+    assert float(idata.sample_stats["accept"].mean()) > 0.2

@@ -1,0 +1,134 @@
+"""L2HMC as a PyMC3 step method: posterior agreement with NUTS, stats, seeds, compound steps."""
+import arviz as az
+import numpy as np
+import pytest
+
+import pymc3 as pm
+import l2hmc_theano
+from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy
+from pymc3.step_methods.arraystep import Competence
+from test_energy import eight_schools
+
+STATS = {"accept", "accepted", "diverging", "energy", "energy_error", "step_size", "log_jacobian",
+         "direction", "n_steps", "lp"}
+
+
+@pytest.fixture(scope="module")
+def schools():
+    model = eight_schools(centred=False)
+    with model:
+        step = L2HMC(train_steps=300, batch_size=32, step_size=0.2, seed=0, progressbar=False)
+    return model, step
+
+
+def sample(model, step, **kw):
+    with model:
+        return pm.sample(step=step, return_inferencedata=True, progressbar=False,
+                         compute_convergence_checks=False, **kw)
+
+
+@pytest.mark.slow
+def test_posterior_matches_nuts_within_monte_carlo_error(schools):
+    model, step = schools
+    ours = sample(model, step, draws=1000, tune=500, chains=2, cores=2, random_seed=1)
+    with model:
+        nuts = sample(model, pm.NUTS(), draws=1000, tune=500, chains=2, cores=2, random_seed=1)
+    assert STATS <= set(ours.sample_stats.data_vars)
+    for var in ("mu", "tau", "eta"):
+        for kind, stat in (("mean", np.mean), ("sd", np.std)):
+            a = stat(ours.posterior[var].values.reshape(2000, -1), axis=0)
+            b = stat(nuts.posterior[var].values.reshape(2000, -1), axis=0)
+            se = np.sqrt(az.mcse(ours, var_names=[var], method=kind)[var].values ** 2
+                         + az.mcse(nuts, var_names=[var], method=kind)[var].values ** 2)
+            assert np.all(np.abs(a - b) < 4 * se), (var, kind, a, b, se)
+    # lp is the model's log density at the returned point, in the transformed space.
+    logp = model.fastlogp
+    post = ours.posterior
+    for draw in (0, 500, 999):
+        point = {"mu": post["mu"].values[0, draw], "eta": post["eta"].values[0, draw],
+                 "tau_log__": np.log(post["tau"].values[0, draw])}
+        assert ours.sample_stats["lp"].values[0, draw] == pytest.approx(logp(point), rel=1e-8)
+    assert float(ours.sample_stats["accept"].mean()) > 0.3
+    assert set(np.unique(ours.sample_stats["direction"])) == {-1, 1}
+    np.testing.assert_array_equal(ours.sample_stats["n_steps"], step.sampler.n_steps)
+
+
+def test_same_random_seed_same_draws_with_one_and_two_cores(schools):
+    model, step = schools
+    for cores in (1, 2):
+        a = sample(model, step, draws=30, tune=10, chains=2, cores=cores, random_seed=7)
+        step.reset_tuning()
+        b = sample(model, step, draws=30, tune=10, chains=2, cores=cores, random_seed=7)
+        step.reset_tuning()
+        np.testing.assert_array_equal(a.posterior["eta"].values, b.posterior["eta"].values)
+        assert not np.array_equal(a.posterior["eta"].values[0], a.posterior["eta"].values[1])
+        c = sample(model, step, draws=30, tune=10, chains=2, cores=cores, random_seed=8)
+        step.reset_tuning()
+        assert not np.array_equal(a.posterior["eta"].values, c.posterior["eta"].values)
+
+
+def test_step_from_a_saved_sampler(schools, tmp_path):
+    model, step = schools
+    path = step.sampler.save(tmp_path / "schools.npz")
+    with model:
+        loaded = L2HMC(sampler=path)
+        with pytest.raises(TypeError, match="together with a trained sampler"):
+            L2HMC(sampler=path, train_steps=10)
+    q0 = ModelEnergy(model).start_array()  # the step's flat layout is model.free_RVs order
+    np.random.seed(3)
+    a = loaded.astep(q0)
+    np.random.seed(3)
+    b = step.astep(q0)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1]
+
+
+def test_compound_step_with_a_discrete_latent():
+    """mu ~ N(0, 1), z ~ Bernoulli(0.3), y_i ~ N(mu + 2z, 1): exact posterior by enumeration."""
+    y = np.array([1.8, 2.4, 1.1, 2.9])
+    with pm.Model() as model:
+        z = pm.Bernoulli("z", 0.3)
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Normal("y", mu + 2.0 * z, 1.0, observed=y)
+        sampler = L2HMCSampler(ModelEnergy(model, vars=[mu]), n_steps=5, step_size=0.3, seed=0)
+        step = [L2HMC(vars=[mu], sampler=sampler), pm.BinaryGibbsMetropolis(vars=[z])]
+        idata = pm.sample(2000, tune=300, chains=2, cores=1, step=step, random_seed=3,
+                          return_inferencedata=True, progressbar=False, compute_convergence_checks=False)
+    n = len(y)
+    post_var = 1.0 / (1.0 + n)
+    weights, means = [], []
+    for zv, prior in ((0, 0.7), (1, 0.3)):
+        r = y - 2.0 * zv
+        m = post_var * r.sum()
+        weights.append(prior * np.exp(0.5 * m ** 2 / post_var - 0.5 * (r ** 2).sum()))
+        means.append(m)
+    weights = np.array(weights) / sum(weights)
+    exact_mu = float(weights @ means)
+    est_mu = float(idata.posterior["mu"].mean())
+    se_mu = float(az.mcse(idata, var_names=["mu"])["mu"])
+    assert abs(est_mu - exact_mu) < 4 * se_mu, (est_mu, exact_mu, se_mu)
+    est_z = float(idata.posterior["z"].mean())
+    se_z = float(az.mcse(idata, var_names=["z"])["z"])
+    assert abs(est_z - weights[1]) < 4 * se_z, (est_z, weights[1], se_z)
+
+
+def test_competence_and_discrete_errors():
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 1)
+        k = pm.Poisson("k", 3.0)
+    assert L2HMC.competence(mu, True) == Competence.COMPATIBLE
+    assert L2HMC.competence(k, True) == Competence.INCOMPATIBLE
+    with model, pytest.raises(ValueError, match="discrete free variable.*'k'"):
+        L2HMC(vars=[mu, k], sampler=None, train_steps=1)
+
+
+def test_poor_sampler_warns(schools):
+    model, _ = schools
+    with model:
+        sampler = L2HMCSampler(ModelEnergy(model), step_size=3.0, zero_network=True, seed=0)
+        step = L2HMC(sampler=sampler)
+        sample(model, step, draws=40, tune=0, chains=1, cores=1, random_seed=1)
+    kinds = {w.kind for w in step.warnings()}
+    assert kinds >= {pm.backends.report.WarningType.BAD_ACCEPTANCE}
+    step.reset_tuning()
+    assert step.warnings() == [] and step.tune
