@@ -38,7 +38,7 @@ def main(argv=None):
     print("target: 2-d strongly correlated Gaussian (eigenvalues 100, 0.1)")
     sampler = L2HMCSampler(energy, n_steps=args.n_steps, step_size=0.1, seed=args.seed)
     start = time.perf_counter()
-    sampler.train(train_steps=1, progressbar=False)
+    sampler.train(train_steps=1, progressbar=False, check=False)
     print(f"compiled the training step (networks + scan leapfrog + loss + Adam) in "
           f"{time.perf_counter() - start:.0f} s; training ...")
     history = sampler.train(train_steps=args.train_steps)

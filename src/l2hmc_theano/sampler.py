@@ -16,22 +16,6 @@ from .networks import AuxiliaryNetworks, ZeroFunctions
 __all__ = ["L2HMCSampler"]
 
 
-def _check_n_steps(n_steps):
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1 (leapfrog steps per proposal), got {n_steps!r}.")
-    return int(n_steps)
-
-
-def _check_step_size(step_size):
-    try:
-        value = float(step_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"step_size must be a positive number, got {step_size!r}.") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"step_size must be a finite number > 0, got {step_size!r}.")
-    return value
-
-
 def _check_count(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
@@ -92,8 +76,8 @@ class L2HMCSampler:
         dim=None,
         networks=None,
     ):
-        self.n_steps = _check_n_steps(n_steps)
-        step_size = _check_step_size(step_size)
+        self.n_steps = _check_count(n_steps, "n_steps")
+        step_size = _check_positive(step_size, "step_size")
         self.hidden = _check_hidden(hidden)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}.")
@@ -176,13 +160,6 @@ class L2HMCSampler:
         U, _ = self.energy_target.value_and_grad(x)
         return [x], U
 
-    def _build_mh_step(self):
-        x, v, d = self._inputs()
-        log_u = tt.vector("log_u", dtype=floatX)
-        p = self._build_proposal(x, v, d)
-        x_next, accepted = metropolis_hastings(p, x, log_u)
-        return [x, v, d, log_u], [x_next, p.accept_prob, accepted, p.diverging]
-
     def _build_mh_step_stats(self):
         """One MH step with everything a PyMC3 step method reports."""
         x, v, d = self._inputs()
@@ -255,7 +232,6 @@ class L2HMCSampler:
         x = rng.standard_normal((n_chains, self.dim)).astype(floatX) if x0 is None else self._as_batch(x0, "x0")
         if x.shape[0] != n_chains:
             raise ValueError(f"x0 must have shape ({n_chains}, {self.dim}), got {x.shape}.")
-        step = self._function("mh_step", self._build_mh_step)
         draws = np.empty((n_draws, n_chains, self.dim), dtype=floatX)
         accept_prob = np.empty((n_draws, n_chains), dtype=floatX)
         steps = range(n_draws)
@@ -267,7 +243,7 @@ class L2HMCSampler:
             v = rng.standard_normal((n_chains, self.dim)).astype(floatX)
             d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=n_chains)
             log_u = np.log(rng.uniform(size=n_chains)).astype(floatX)
-            x, accept_prob[i], _, _ = step(x, v, d, log_u)
+            x, accept_prob[i] = self.mh_step_with_stats(x, v, d, log_u)[:2]
             draws[i] = x
         return draws, accept_prob
 
