@@ -17,6 +17,8 @@ import sys
 import time
 import warnings
 
+from .sampler import _check_count, _check_hidden, _check_positive
+
 __all__ = ["train", "main"]
 
 
@@ -43,34 +45,25 @@ class CLIError(Exception):
     """An error reported as one line on stderr."""
 
 
-def _hidden(text):
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        widths = ()
-    if len(widths) != 2 or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"expected two positive integers like 10,10, got {text!r}")
-    return widths
+def _argument(convert, check):
+    """An argparse type: ``convert`` the text, then validate it with the sampler's own ``check``."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}") from None
+        try:
+            return check(value)
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+_positive_int = _argument(int, lambda v: _check_count(v, "value"))
+_positive_float = _argument(float, lambda v: _check_positive(v, "value"))
+_hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), _check_hidden)
 
 
 def _parser():
