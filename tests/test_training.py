@@ -110,6 +110,27 @@ def test_ctrl_c_keeps_what_was_learned(trained_pair):
     assert len(history["loss"]) == 3 and sampler.history is history
 
 
+def test_training_continues_the_persistent_chains(trained_pair):
+    sampler = trained_pair[1]
+    key = next(k for k in sampler._compiled if k[0] == "train")
+    real, starts = sampler._compiled[key], []
+
+    def recording(*args):
+        starts.append(args[0].copy())
+        return real(*args)
+
+    sampler._compiled[key] = recording
+    try:
+        first = sampler.train(train_steps=2, batch_size=16, progressbar=False, check=False)
+        second = sampler.train(train_steps=1, batch_size=16, progressbar=False, check=False)
+        sampler.train(train_steps=1, batch_size=4, progressbar=False, check=False)
+    finally:
+        sampler._compiled[key] = real
+    np.testing.assert_array_equal(starts[2], first["chains"])
+    assert not np.array_equal(starts[1], starts[0])
+    assert starts[3].shape == (4, 2) and second["chains"].shape == (16, 2)
+
+
 def test_bad_training_arguments():
     sampler = L2HMCSampler(SCG, zero_network=True)
     with pytest.raises(ValueError, match="train_steps must be an integer >= 1"):

@@ -266,7 +266,8 @@ class L2HMCSampler:
         """Train the networks and log eps by maximising expected squared jumped distance.
 
         Each of ``train_steps`` iterations makes one MH step of ``batch_size``
-        persistent chains (started from N(0, I)) and one Adam step on the loss
+        persistent chains (started from N(0, I); a later call with the same
+        ``batch_size`` continues them) and one Adam step on the loss
         ``mean l(chains) + burn_in_weight * mean l(fresh N(0, I) batch)``,
         ``l = loss_scale/delta - delta/loss_scale`` (paper Eq. 7-8; ``loss_scale``
         is lambda^2).  The learning rate decays by ``lr_decay`` every
@@ -302,6 +303,7 @@ class L2HMCSampler:
             self, self._compiled[key], train_steps, batch_size, rng, self.learning_rate,
             lr_decay, lr_decay_steps, self.temperature if anneal else None,
             float(start_temperature) if anneal else 1.0, float(temperature_decay), progressbar,
+            chains=None if self.history is None else self.history.get("chains"),
         )
         self.training_problems = []
         if check:

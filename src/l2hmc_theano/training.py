@@ -94,12 +94,18 @@ def _finish(history, done, start, chains):
 
 
 def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_decay, lr_decay_steps,
-                 temperature, start_temperature, temperature_decay, progressbar):
-    """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays."""
+                 temperature, start_temperature, temperature_decay, progressbar, chains=None):
+    """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays.
+
+    ``chains`` ``(batch_size, dim)`` continues an earlier run; default: draws from N(0, I).
+    """
     dim = sampler.dim
     history = {key: np.full(n_iter, np.nan) for key in
                ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied")}
-    x = rng.standard_normal((batch_size, dim)).astype(floatX)
+    if chains is not None and np.shape(chains) == (batch_size, dim):
+        x = np.asarray(chains, dtype=floatX)
+    else:
+        x = rng.standard_normal((batch_size, dim)).astype(floatX)
     lr0 = float(learning_rate.get_value())
     iterations = range(n_iter)
     bar = None
