@@ -46,10 +46,11 @@ def batched_functions(energy):
         return theano.function([X], [U, dU])
 
 
+@pytest.mark.parametrize("batching", ["vectorize", "map"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_batched_energy_matches_pymc3(name, rng):
+def test_batched_energy_matches_pymc3(name, batching, rng):
     model = MODELS[name]()
-    energy = ModelEnergy(model)
+    energy = ModelEnergy(model, batching=batching)
     reference = model.logp_dlogp_function()
     reference.set_extra_values({})
     assert energy.dim == reference.size

@@ -81,6 +81,11 @@ class ModelEnergy(Energy):
         (``pymc3.make_shared_replacements``); default: shared copies holding
         their test values.
 
+    batching : "vectorize" or "map"
+        How the flat-vector logp graph is batched: rewritten with a leading batch
+        axis by :func:`l2hmc_theano.vectorize.vectorize` (default), or
+        ``theano.map`` over rows (for comparison, and as an escape hatch).
+
     Attributes
     ----------
     vars : the free variables, in flat-vector order.
@@ -88,7 +93,7 @@ class ModelEnergy(Energy):
     dim : length of the flat vector.
     """
 
-    def __init__(self, model=None, vars=None, shared=None):
+    def __init__(self, model=None, vars=None, shared=None, batching="vectorize"):
         import pymc3 as pm
         from pymc3.blocking import ArrayOrdering, DictToArrayBijection
 
@@ -121,6 +126,9 @@ class ModelEnergy(Energy):
                 "The model has no continuous free variables: there is nothing for L2HMC to "
                 "sample. Add an unobserved continuous random variable to the model."
             )
+        if batching not in ("vectorize", "map"):
+            raise ValueError(f"batching must be 'vectorize' or 'map', got {batching!r}.")
+        self.batching = batching
         if shared is None:
             shared = pm.make_shared_replacements(chosen, model) if vars is not None else {}
         self.vars = chosen
@@ -165,10 +173,17 @@ class ModelEnergy(Energy):
         return -logp, -dlogp
 
     def value_and_grad(self, X):
-        """Row-wise ``theano.map`` of the flat-vector graph over a ``(batch, dim)`` matrix."""
+        """``(U, dU)`` of a ``(batch, dim)`` matrix: the vectorised logp graph and the
+        gradient of its sum (rows are independent), or ``theano.map`` over rows."""
         with change_flags(compute_test_value="off"):
-            (U, dU), _ = theano.map(self.value_and_grad_vector, sequences=[X])
-        return U, dU
+            if self.batching == "map":
+                (U, dU), _ = theano.map(self.value_and_grad_vector, sequences=[X])
+                return U, dU
+            from .vectorize import vectorize
+
+            (logp,) = vectorize([self._logp], self._x, X)
+            U = -logp
+            return U, tt.grad(U.sum(), X)
 
     def fingerprint(self):
         """Variable layout plus a hash of the logp graph's printed form."""
