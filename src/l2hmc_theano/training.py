@@ -19,9 +19,10 @@ __all__ = ["TrainingError", "build_training_step", "run_training", "TemperedEner
 
 
 #: Graph optimisations left out when compiling the training step.  Scan's in-place
-#: pass costs most of the compile time of the gradient-through-scan graph and buys
-#: no run time here (benchmarks/training_speed.py --exclude compares).
-TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace",)
+#: pass and its first push-out pass cost most of the compile time of the
+#: gradient-through-scan graph and buy no run time here (measured in README.rst;
+#: benchmarks/training_speed.py --exclude compares).
+TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1")
 
 
 class TrainingError(RuntimeError):
