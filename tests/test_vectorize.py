@@ -53,6 +53,17 @@ def mvnormal_and_deterministic():
     pm.Potential("pull", -0.5 * total ** 2 / 9.0)
 
 
+def hierarchical_with_indexing():
+    """Varying intercepts picked by a group index (radon's shape, smaller)."""
+    group = np.random.default_rng(3).integers(0, 5, size=12)
+    mu_a = pm.Normal("mu_a", 0, 3)
+    sigma_a = pm.HalfNormal("sigma_a", 2)
+    a = pm.Normal("a", mu_a, sigma_a, shape=5)
+    b = pm.Normal("b", 0, 3)
+    eps = pm.HalfCauchy("eps", 2)
+    pm.Normal("y_obs", a[group] + b * DESIGN[:, 0], eps, observed=Y)
+
+
 def constrained_without_transforms():
     """Variables with no transform: rows outside the support have logp = -inf."""
     pm.HalfNormal("h", 1.0, transform=None)
@@ -62,7 +73,7 @@ def constrained_without_transforms():
 
 
 BUILDERS = [priors, likelihoods, logistic_regression, dirichlet_and_walk, mvnormal_and_deterministic,
-            constrained_without_transforms]
+            hierarchical_with_indexing, constrained_without_transforms]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=[b.__name__ for b in BUILDERS])
