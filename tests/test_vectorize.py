@@ -134,3 +134,29 @@ def test_unknown_op_falls_back_to_map_for_that_node_only():
     expected_grad[:, 0] += 2 / rows[:, 0]
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12)
     assert stats.get("Twice (map)") == 1 and "Elemwise" in stats
+
+
+def test_rules_for_dot_join_alloc_and_inc_subtensor():
+    """Graphs built by hand with the Ops whose rules the models above do not all reach."""
+    rng = np.random.default_rng(4)
+    M, w = rng.normal(size=(4, 3)), rng.normal(size=4)
+    with change_flags(compute_test_value="off"):
+        x = tt.vector("x")
+        y = tt.set_subtensor(tt.zeros((2, 3, 3))[:, 1, :], x[0] * x[1])        # batched scalar into (2, 3)
+        z = tt.inc_subtensor(tt.alloc(x[2], 3, 2)[1:], tt.outer(x[:2], x[1:]))  # Alloc of a batched value
+        m = tt.dot(M, x) + tt.dot(w, tt.dot(tt.outer(tt.constant(w), x), x))  # matrix.vec, vec.vec, both-batched mat.vec
+        j = tt.concatenate([x, tt.dot(x, x.dimshuffle(0, "x") * tt.ones((1, 2)))], axis=0)
+        mx = tt.max(tt.outer(x, x), axis=0)
+        out = y.sum() + (z ** 2).sum() + m.sum() + (j ** 3).sum() + mx.sum()
+        X = tt.matrix("X")
+        stats = {}
+        (batched,) = vectorize([out], x, X, stats)
+        f_batched = theano.function([X], [batched, tt.grad(batched.sum(), X)])
+        f_row = theano.function([x], [out, tt.grad(out, x)])
+    rows = rng.normal(size=(6, 3))
+    value, grad = f_batched(rows)
+    for i, row in enumerate(rows):
+        v, g = f_row(row)
+        np.testing.assert_allclose(value[i], v, rtol=1e-12)
+        np.testing.assert_allclose(grad[i], g, rtol=1e-10, atol=1e-12)
+    assert not [k for k in stats if k.endswith("(map)")], stats

@@ -93,8 +93,8 @@ def _incsubtensor(node, ins, batch):
     yv = y.value if _b(y) else y
     indices = tt.subtensor.get_idx_list(node.inputs[1:], node.op.idx_list)
     target = xv[(slice(None),) + tuple(indices)]
-    if _b(y) and yv.ndim < target.ndim:  # align y's batch axis with the target's
-        yv = tt.shape_padaxis(yv, 1) if yv.ndim == 1 else yv
+    if _b(y) and yv.ndim < target.ndim:  # y broadcasts from the right: pad after its batch axis
+        yv = yv.dimshuffle([0] + ["x"] * (target.ndim - yv.ndim) + list(range(1, yv.ndim)))
     fn = tt.set_subtensor if node.op.set_instead_of_inc else tt.inc_subtensor
     return [fn(target, yv)]
 
@@ -117,9 +117,16 @@ def _dot(node, ins, batch):
     a, b = ins
     a_nd, b_nd = node.inputs[0].ndim, node.inputs[1].ndim
     if _b(a) and _b(b):
-        if a_nd == 1 and b_nd == 1:
-            return [(a.value * b.value).sum(axis=1)]
-        return [tt.batched_dot(a.value, b.value)]
+        # Broadcast-multiply and sum over the contracted axis.  (Theano's BatchedDot
+        # links BLAS's dgemm_ directly, which the empty blas__ldflags cannot provide.)
+        av = a.value if a_nd == 2 else a.value.dimshuffle(0, "x", 1)   # (B, m, n)
+        bv = b.value if b_nd == 2 else b.value.dimshuffle(0, 1, "x")   # (B, n, k)
+        out = (av.dimshuffle(0, 1, 2, "x") * bv.dimshuffle(0, "x", 1, 2)).sum(axis=2)  # (B, m, k)
+        if a_nd == 1:
+            out = out[:, 0, :]
+        if b_nd == 1:
+            out = out[..., 0]
+        return [out]
     if _b(a):  # (B, ..., n) . (n, ...)
         return [tt.dot(a.value, b)]
     # a unbatched, b batched
