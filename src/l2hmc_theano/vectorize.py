@@ -198,10 +198,9 @@ def _view(node, ins, batch):
 
 
 def _rules():
-    from theano.compile.ops import Shape, Shape_i, ViewOp
-    from theano.tensor.opt import Assert, MakeVector
-    from theano.tensor.slinalg import Solve
-
+    ops = theano.compile.ops
+    Assert, MakeVector, Solve = tt.opt.Assert, tt.opt.MakeVector, tt.slinalg.Solve
+    Shape, Shape_i, ViewOp = ops.Shape, ops.Shape_i, ops.ViewOp
     return [
         (tt.elemwise.Elemwise, _elemwise),
         (tt.elemwise.DimShuffle, _dimshuffle),
