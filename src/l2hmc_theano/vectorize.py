@@ -4,11 +4,11 @@ carrying a leading batch axis.
 
 The graph is walked in topological order.  A node none of whose inputs depends
 on ``x`` is kept as it is (shared by all rows); a node with a batched input is
-re-emitted in batched form by a rule for its Op (Elemwise, DimShuffle, reductions
-and MaxAndArgmax,
-Subtensor, IncSubtensor, AdvancedSubtensor1, Reshape, Dot, Join, MakeVector,
-Alloc, Shape, Shape_i, Assert, Rebroadcast, Solve with an unbatched matrix), or,
-for any other Op, by ``theano.map`` over the rows of that node only.  Rows stay
+re-emitted in batched form by a rule for its Op (Elemwise, DimShuffle, reductions,
+MaxAndArgmax, Subtensor, IncSubtensor, AdvancedSubtensor1, Reshape, Dot, Join,
+MakeVector, Alloc, Shape, Shape_i, Assert, Rebroadcast, Solve with an unbatched
+matrix), or, for any other Op, by ``theano.map`` over the rows of that node only.
+A node that depends on ``x`` only through a shape is rebuilt unbatched.  Rows stay
 independent: a ``bound`` (a Switch on a reduced condition) yields -inf for the
 invalid rows only.
 """
@@ -36,7 +36,10 @@ def _b(v):
     return isinstance(v, BatchedVar)
 
 
-def _shift_axis(axis, ndim):
+def _reduced_axes(axis, ndim):
+    """A reduction's axes in the batched graph: ``None`` (all) means every non-batch axis."""
+    if axis is None:
+        return list(range(1, ndim + 1))
     return [a + 1 if a >= 0 else a + ndim + 1 for a in axis]
 
 
@@ -55,8 +58,7 @@ def _dimshuffle(node, ins, batch):
 def _careduce(node, ins, batch):
     (x,) = ins
     op = node.op
-    ndim = node.inputs[0].ndim
-    axis = list(range(1, ndim + 1)) if op.axis is None else _shift_axis(op.axis, ndim)
+    axis = _reduced_axes(op.axis, node.inputs[0].ndim)
     if isinstance(op, tt.elemwise.Sum):
         return [tt.sum(x.value, axis=axis, dtype=op.dtype, acc_dtype=op.acc_dtype)]
     if isinstance(op, tt.elemwise.Prod):
@@ -71,9 +73,7 @@ def _careduce(node, ins, batch):
 
 def _max_and_argmax(node, ins, batch):
     (x,) = ins
-    ndim = node.inputs[0].ndim
-    axis = list(range(1, ndim + 1)) if node.op.axis is None else _shift_axis(node.op.axis, ndim)
-    return tt.basic.MaxAndArgmax(list(axis))(x.value)
+    return tt.basic.MaxAndArgmax(_reduced_axes(node.op.axis, node.inputs[0].ndim))(x.value)
 
 
 def _subtensor(node, ins, batch):
