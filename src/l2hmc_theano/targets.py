@@ -1,7 +1,12 @@
 """Synthetic targets of the paper: PyMC3 models, natively batched energies, exact moments."""
 import numpy as np
 
-__all__ = ["strongly_correlated_gaussian", "scg_energy", "SCG_COV", "icg_variances", "icg_energy"]
+__all__ = [
+    "strongly_correlated_gaussian", "scg_energy", "SCG_COV",
+    "ill_conditioned_gaussian", "icg_variances", "icg_energy",
+    "mixture_of_gaussians", "mog_energy", "MOG_CENTRES", "MOG_VARIANCE", "MOG_COV",
+    "rough_well", "rough_well_energy",
+]
 
 
 def _rotation(angle):
@@ -46,3 +51,58 @@ def icg_energy(dim=50):
 
     energy.__name__ = f"icg{dim}"
     return energy
+
+
+def ill_conditioned_gaussian(dim=50):
+    """The paper's ICG: ``pm.Model`` with ``x`` ~ N(0, diag(icg_variances(dim)))."""
+    import pymc3 as pm
+
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, np.sqrt(icg_variances(dim)), shape=dim)
+    return model
+
+
+#: The paper's mixture of Gaussians: two isotropic 2-d components, equal weights.
+MOG_CENTRES = np.array([[2.0, 0.0], [-2.0, 0.0]])
+MOG_VARIANCE = 0.1
+#: Its exact covariance (its mean is 0).
+MOG_COV = np.diag([4.0 + MOG_VARIANCE, MOG_VARIANCE])
+
+
+def mog_energy(X):
+    """U(x) = -log sum_k exp(-|x - c_k|^2 / (2 var)) of a ``(batch, 2)`` matrix (constants dropped)."""
+    from ._theano import tt
+
+    exponents = tt.stack([-tt.sqr(X - c).sum(axis=1) / (2 * MOG_VARIANCE) for c in MOG_CENTRES], axis=1)
+    peak = exponents.max(axis=1)
+    return -(peak + tt.log(tt.exp(exponents - peak[:, None]).sum(axis=1)))
+
+
+def _flat_model_with_energy(dim, energy):
+    import pymc3 as pm
+
+    with pm.Model() as model:
+        x = pm.Flat("x", shape=dim)
+        pm.Potential("minus_energy", -energy(x[None, :])[0])
+    return model
+
+
+def mixture_of_gaussians():
+    """The paper's MoG as a ``pm.Model``: a flat ``x`` (2-d) with the mixture as a Potential."""
+    return _flat_model_with_energy(2, mog_energy)
+
+
+def rough_well_energy(eta=1e-2):
+    """The rough well U(x) = x^T x / 2 + eta sum_i cos(x_i / eta), batched; mean 0, covariance ~ I."""
+    from ._theano import tt
+
+    def energy(X):
+        return 0.5 * tt.sqr(X).sum(axis=1) + eta * tt.cos(X / eta).sum(axis=1)
+
+    energy.__name__ = f"rough_well_{eta:g}"
+    return energy
+
+
+def rough_well(dim=2, eta=1e-2):
+    """The paper's rough well as a ``pm.Model``: a flat ``x`` with -U as a Potential."""
+    return _flat_model_with_energy(dim, rough_well_energy(eta))
