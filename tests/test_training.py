@@ -139,6 +139,8 @@ def test_bad_training_arguments():
         sampler.train(batch_size=2.5)
     with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         sampler.train(learning_rate=-1)
+    with pytest.raises(ValueError, match="burn_in_weight must be a finite number >= 0"):
+        sampler.train(burn_in_weight=-0.5)
     with pytest.raises(TypeError, match="unknown keyword argument.*n_chain"):
         l2hmc_theano.train(SCG, n_chain=3)
 
@@ -179,3 +181,37 @@ def test_annealing_schedule_and_tempered_energy():
     np.testing.assert_allclose(history["temperature"], [3.0, 1.5, 1.0, 1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="temperature_decay must be in"):
         sampler.train(train_steps=1, start_temperature=3.0, temperature_decay=1.5)
+
+
+def test_constant_forces_keep_values_and_cut_the_force_derivative():
+    """ConstantForces: the same U and dU, but d(dU)/dx is zero for tt.grad (exact: 12 x^2)."""
+    from l2hmc_theano._theano import change_flags, theano
+    from l2hmc_theano.training import ConstantForces
+
+    quartic = FunctionEnergy(lambda X: (X ** 4).sum(axis=1), 2, name="quartic")
+    with change_flags(compute_test_value="off"):
+        X = tt.matrix()
+        outputs = []
+        for energy in (quartic, ConstantForces(quartic)):
+            U, dU = energy.value_and_grad(X)
+            outputs += [U, dU, tt.grad(dU.sum(), X, disconnected_inputs="ignore")]
+        f = theano.function([X], outputs)
+    x = np.random.default_rng(0).normal(size=(3, 2))
+    U, dU, ddU, U_c, dU_c, ddU_c = f(x)
+    np.testing.assert_array_equal(U_c, U)
+    np.testing.assert_array_equal(dU_c, dU)
+    np.testing.assert_allclose(ddU, 12 * x ** 2, rtol=1e-12)
+    np.testing.assert_array_equal(ddU_c, 0.0)
+
+
+def test_training_without_the_burn_in_batch_proposes_for_the_chains_only():
+    sampler = L2HMCSampler(SCG, seed=4)
+    history = sampler.train(train_steps=10, batch_size=8, burn_in_weight=0, constant_forces=True,
+                            progressbar=False, check=False)
+    (step_fn,) = [f for k, f in sampler._compiled.items() if k[0] == "train"]
+    assert step_fn.proposals_per_chain == 1
+    assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
+    assert history["chains"].shape == (8, 2)
+    fresh = L2HMCSampler(SCG, seed=4)
+    assert any(not np.array_equal(a.get_value(), b.get_value())
+               for a, b in zip(sampler.networks.params, fresh.networks.params))

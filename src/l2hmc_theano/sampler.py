@@ -257,6 +257,7 @@ class L2HMCSampler:
         lr_decay_steps=1000,
         loss_scale=0.1,
         burn_in_weight=1.0,
+        constant_forces=False,
         start_temperature=None,
         temperature_decay=0.999,
         seed=None,
@@ -273,6 +274,12 @@ class L2HMCSampler:
         is lambda^2).  The learning rate decays by ``lr_decay`` every
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
         annealed: U / max(1, start_temperature * temperature_decay**i).
+        ``burn_in_weight=0`` drops the fresh batch (half the cost per iteration);
+        worth it when N(0, I) lies far out in the target's tails (the burn-in
+        term's -delta/lambda^2 is unbounded below and can outweigh the chains').
+        ``constant_forces=True`` treats dU/dx along the trajectory as a constant
+        when differentiating the loss: a biased but far less noisy gradient for
+        rough energies, where the exact one explodes through the T steps.
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
         ``loss, accept, esjd, step_size, temperature, diverging, applied`` plus
@@ -289,13 +296,17 @@ class L2HMCSampler:
         batch_size = _check_count(batch_size, "batch_size")
         learning_rate = _check_positive(learning_rate, "learning_rate")
         loss_scale = _check_positive(loss_scale, "loss_scale")
+        burn_in_weight = float(burn_in_weight)
+        if not np.isfinite(burn_in_weight) or burn_in_weight < 0:
+            raise ValueError(f"burn_in_weight must be a finite number >= 0, got {burn_in_weight!r}.")
         anneal = start_temperature is not None and float(start_temperature) > 1.0
         if anneal and not 0.0 < float(temperature_decay) < 1.0:
             raise ValueError(f"temperature_decay must be in (0, 1), got {temperature_decay!r}.")
-        key = ("train", float(loss_scale), float(burn_in_weight), anneal)
+        key = ("train", float(loss_scale), float(burn_in_weight), anneal, bool(constant_forces))
         if key not in self._compiled:
             self._compiled[key] = build_training_step(
-                self, self.learning_rate, self.temperature if anneal else None, loss_scale, burn_in_weight
+                self, self.learning_rate, self.temperature if anneal else None, loss_scale, burn_in_weight,
+                constant_forces=bool(constant_forces),
             )
         self.learning_rate.set_value(np.asarray(learning_rate, dtype=floatX))
         rng = self._train_rng if seed is None else np.random.default_rng(seed)

@@ -93,7 +93,11 @@ def mixture_of_gaussians():
 
 
 def rough_well_energy(eta=1e-2):
-    """The rough well U(x) = x^T x / 2 + eta sum_i cos(x_i / eta), batched; mean 0, covariance ~ I."""
+    """The rough well U(x) = x^T x / 2 + eta sum_i cos(x_i / eta), batched.
+
+    Its mean is 0 and its covariance I to within exp(-1 / (2 eta^2)) / eta (the Gaussian
+    expectation of the cosine term), i.e. exactly in double precision for eta <= 0.1.
+    """
     from ._theano import tt
 
     def energy(X):

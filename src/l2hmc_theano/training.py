@@ -15,7 +15,7 @@ from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import esjd_loss, squared_jump
 
-__all__ = ["TrainingError", "build_training_step", "run_training", "TemperedEnergy"]
+__all__ = ["TrainingError", "build_training_step", "run_training", "TemperedEnergy", "ConstantForces"]
 
 
 #: Graph optimisations left out when compiling the training step.  Scan's in-place
@@ -27,6 +27,24 @@ TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1")
 
 class TrainingError(RuntimeError):
     """Training stopped; the sampler keeps the last parameters with a finite loss."""
+
+
+class ConstantForces(Energy):
+    """The same U and dU, but dU is a constant to ``tt.grad``: the loss's gradient does not
+    follow how the forces change along the trajectory.
+
+    For rough energies (d force / dx ~ 1/eta for the rough well) the exact gradient
+    through T leapfrog steps is dominated by that chaotic term and training drifts;
+    this biased gradient keeps the networks' direct effect on the jump and acceptance.
+    """
+
+    def __init__(self, energy):
+        self.energy = energy
+        self.dim = energy.dim
+
+    def value_and_grad(self, X):
+        U, dU = self.energy.value_and_grad(X)
+        return U, theano.gradient.disconnected_grad(dU)
 
 
 class TemperedEnergy(Energy):
@@ -48,11 +66,13 @@ def _all_finite(tensors):
 
 
 def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in_weight,
-                        exclude=TRAIN_OPT_EXCLUDE):
+                        constant_forces=False, exclude=TRAIN_OPT_EXCLUDE):
     """Compile the training iteration.
 
     Inputs: chains ``x`` ``(B, dim)``, fresh ``z ~ q`` ``(B, dim)``, momenta ``v``
     ``(2B, dim)``, directions ``d`` ``(2B,)``, ``log_u`` ``(B,)`` (chains first, then z).
+    With ``burn_in_weight == 0`` the fresh batch is left out: ``z`` is ignored and
+    ``v``, ``d`` have ``B`` rows (the function's ``proposals_per_chain`` says 1 or 2).
     Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD, number of
     diverging proposals, and whether the Adam step was applied (all gradients finite).
     Parameters only change when the loss and every gradient are finite.
@@ -61,6 +81,9 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
 
     params = list(sampler.networks.params) + [sampler.log_step_size]
     energy = sampler.energy_target if temperature is None else TemperedEnergy(sampler.energy_target, temperature)
+    if constant_forces:
+        energy = ConstantForces(energy)
+    with_fresh = burn_in_weight != 0
     with change_flags(compute_test_value="off"):
         x = tt.matrix("chains", dtype=floatX)
         z = tt.matrix("fresh", dtype=floatX)
@@ -68,12 +91,14 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
         d = tt.vector("direction", dtype=floatX)
         log_u = tt.vector("log_u", dtype=floatX)
         n = x.shape[0]
-        both = tt.concatenate([x, z], axis=0)
+        both = tt.concatenate([x, z], axis=0) if with_fresh else x
         p = propose(energy, sampler.networks, both, v, d, tt.exp(sampler.log_step_size),
                     sampler.taus, sampler.masks)
         jump = squared_jump(p, both)
         per_chain = esjd_loss(jump, scale=loss_scale)
-        loss = per_chain[:n].mean() + burn_in_weight * per_chain[n:].mean()
+        loss = per_chain[:n].mean()
+        if with_fresh:
+            loss += burn_in_weight * per_chain[n:].mean()
         chains_p = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
         x_next, _ = metropolis_hastings(chains_p, x, log_u)
 
@@ -82,8 +107,11 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
         updates = adam(grads, params, learning_rate=learning_rate)
         guarded = [(var, tt.switch(ok, new, var)) for var, new in updates.items()]
         outputs = [x_next, loss, p.accept_prob[:n].mean(), jump[:n].mean(), p.diverging[:n].sum(), ok]
-        return theano.function([x, z, v, d, log_u], outputs, updates=guarded, name="l2hmc_train_step",
-                               mode=theano.compile.mode.get_default_mode().excluding(*exclude))
+        fn = theano.function([x, z, v, d, log_u], outputs, updates=guarded, name="l2hmc_train_step",
+                             mode=theano.compile.mode.get_default_mode().excluding(*exclude),
+                             on_unused_input="ignore")
+    fn.proposals_per_chain = 2 if with_fresh else 1
+    return fn
 
 
 def _finish(history, done, start, chains):
@@ -124,8 +152,9 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
                 temp = max(1.0, start_temperature * temperature_decay ** i)
                 temperature.set_value(np.asarray(temp, dtype=floatX))
             z = rng.standard_normal((batch_size, dim)).astype(floatX)
-            v = rng.standard_normal((2 * batch_size, dim)).astype(floatX)
-            d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=2 * batch_size)
+            rows = getattr(step_fn, "proposals_per_chain", 2) * batch_size
+            v = rng.standard_normal((rows, dim)).astype(floatX)
+            d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=rows)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
             x, loss, accept, esjd, diverging, applied = step_fn(x, z, v, d, log_u)
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
