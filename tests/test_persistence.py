@@ -71,6 +71,13 @@ def test_save_leaves_no_temporary_files(saved):
     assert sorted(os.listdir(path.parent)) == ["sampler.npz"]
 
 
+def test_saved_file_has_the_permissions_open_would_give(saved):
+    _, path = saved
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_files_are_data_not_code(saved, tmp_path, small_model):
     _, path = saved
     with np.load(path, allow_pickle=False) as data:  # readable without pickle
