@@ -22,8 +22,10 @@ def load_script():
 
 @pytest.mark.slow
 def test_quick_run_writes_a_finite_table_and_plots(tmp_path):
-    results = load_script().main(["--quick", "--targets", "mog", "rough_well", "--out-dir", str(tmp_path)])
-    assert set(results) == {"mog", "rough_well"}
+    # One target keeps the compile time down (~1 min); the others share every code path
+    # but their training options, which tests/test_training.py covers.
+    results = load_script().main(["--quick", "--targets", "mog", "--out-dir", str(tmp_path)])
+    assert set(results) == {"mog"}
     for name, (target, rows, best) in results.items():
         samplers = [r["sampler"] for r in rows]
         assert samplers == [f"HMC eps={e:g}" for e in target.hmc_grid] + [
@@ -43,7 +45,7 @@ def test_quick_run_writes_a_finite_table_and_plots(tmp_path):
 
     table = (tmp_path / "table.md").read_text()
     assert table.count("\n") == 2 + len(results)
-    assert "2-d MoG" in table and "2-d rough well" in table
+    assert "2-d MoG" in table
     assert (tmp_path / "details.md").read_text().count("\n") == 2 + sum(len(r[1]) for r in results.values())
     for png in ("autocorrelation.png", "mixture.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
