@@ -18,21 +18,9 @@ from l2hmc_theano import ModelEnergy  # first: it sets Theano's flags before pym
 from l2hmc_theano._theano import change_flags, theano, tt
 
 import pymc3 as pm  # noqa: E402
+from models import S8, Y8, eight_schools, logistic_regression  # noqa: E402
 
 BATCH = 200
-Y8 = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-S8 = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
-
-
-def eight_schools():
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, 5)
-        tau = pm.HalfCauchy("tau", 5)
-        theta = pm.Normal("theta", mu, tau, shape=8)
-        pm.Normal("obs", theta, S8, observed=Y8)
-    return model
-
-
 def eight_schools_by_hand(X):
     """The centred eight schools energy with a leading batch axis, written by hand."""
     mu, log_tau, theta = X[:, 0], X[:, 1], X[:, 2:]
@@ -47,17 +35,6 @@ def mvnormal_50():
     A = np.random.default_rng(0).normal(size=(50, 50))
     with pm.Model() as model:
         pm.MvNormal("x", mu=np.zeros(50), cov=A @ A.T / 50 + np.eye(50), shape=50)
-    return model
-
-
-def logistic_regression():
-    rng = np.random.default_rng(1)
-    design = rng.normal(size=(500, 10))
-    labels = (rng.uniform(size=500) < 1 / (1 + np.exp(-design @ rng.normal(size=10)))).astype(int)
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0, 2, shape=10)
-        alpha = pm.Normal("alpha", 0, 2)
-        pm.Bernoulli("y", logit_p=alpha + tt.dot(design, beta), observed=labels)
     return model
 
 
