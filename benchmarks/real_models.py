@@ -44,15 +44,19 @@ import pymc3 as pm  # noqa: E402
 from models import eight_schools, logistic_regression  # noqa: E402
 
 # Per model: initial leapfrog step size (training also learns it), training budget, and the
-# weight of the loss's burn-in term (fresh N(0, I) draws; the paper's default is 1).  Radon's
-# and the logistic regression's posteriors are narrow and far from N(0, I) in the sampler's
-# space; with the burn-in term, the logistic regression's trained sampler jumps less than
-# plain HMC (min bulk ESS 260 in 4000 draws; without the term, 2268 in 2000).  A training
-# iteration there costs ~15 (logistic) and ~35 (radon) times eight schools' at the same
-# batch, hence the smaller batches.  Radon: eps 0.015 (4000 x 32) and 0.02 diverged in
-# training and mixed worse than 0.01.  Centred eight schools (a funnel) failed with every
-# setting tried: eps 0.1 and 0.05 (burn-in 1) ended training at acceptance < 0.01, eps 0.02
-# at 0.12; min ESS 2-6 in 2000 draws; the one below is the least bad.
+# weight of the loss's burn-in term (fresh N(0, I) draws; the paper's default is 1).  Tried
+# before settling (min bulk ESS of L2HMC; exploratory runs, 2 chains x 1000 draws):
+# - logistic regression: its posterior is narrow and far from N(0, I); with the burn-in term
+#   the trained sampler jumps less than plain HMC and mixes badly (ESS 260 in 2 x 2000
+#   draws; eps 0.02: 209).  A training iteration costs ~15x eight schools', hence batch 32.
+# - radon (~35x eight schools' cost per iteration): eps 0.02, and 0.015 with 4000 x 32,
+#   diverged in training and mixed no better than 0.01 (ESS 81, 22).  At 0.01 a training
+#   chain stuck in the tails makes the gradient non-finite and most Adam steps after
+#   iteration ~330 are skipped; 0.005 trains to the end (eps -> 0.011) but mixes no better
+#   (ESS 59).
+# - centred eight schools (a funnel) fails with every setting tried: eps 0.1 and 0.05 with
+#   the burn-in term end training at acceptance < 0.01 (ESS 2, 0), eps 0.02 at 0.12 (ESS 3);
+#   eps 0.05 without it, below, is the least bad (ESS 6).
 SETTINGS = {
     "eight_schools_centred": dict(step_size=0.05, train_steps=2000, batch_size=200, burn_in_weight=0.0),
     "eight_schools_noncentred": dict(step_size=0.2, train_steps=2000, batch_size=200, burn_in_weight=1.0),
