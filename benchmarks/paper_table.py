@@ -38,7 +38,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +47,7 @@ import l2hmc_theano  # noqa: F401  (first: sets Theano's flags before pymc3 impo
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano import targets
 from l2hmc_theano.diagnostics import autocorrelation, ess_per_step
+from l2hmc_theano.persistence import atomic_write
 
 
 @dataclass
@@ -256,22 +256,6 @@ def details_table(results):
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path, write):
-    """Write through a temporary file in the same folder, then rename: no half-written files."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def plot_autocorrelation(results, path):
     """Autocorrelation against gradient evaluations (the paper's Figure 1), one panel per target."""
     import matplotlib
@@ -293,7 +277,7 @@ def plot_autocorrelation(results, path):
         ax.set_ylabel("autocorrelation")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -318,7 +302,7 @@ def plot_mixture(target, traces, best, path, n_chains=3, n_steps=300):
         ax.set_title(f"{name}: {n_chains} chains, {n_steps} steps")
         ax.set_xlim(-4, 4)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -356,7 +340,7 @@ def main(argv=None):
         del traces
     table, details = summary_table(results), details_table(results)
     for fname, text in (("table.md", table), ("details.md", details)):
-        _atomic_write(os.path.join(args.out_dir, fname), lambda tmp, text=text: open(tmp, "w").write(text))
+        atomic_write(os.path.join(args.out_dir, fname), lambda f, text=text: f.write(text.encode()))
     plot_autocorrelation(results, os.path.join(args.out_dir, "autocorrelation.png"))
     print(f"T = 10; {args.chains} chains x {args.draws} MH steps from exact draws; training {args.train_steps} "
           f"steps of batch {args.batch_size}; PyMC3: {args.pymc3_chains} chains x {args.draws} draws; "

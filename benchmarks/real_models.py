@@ -31,8 +31,6 @@ Timings are wall-clock and noisy on a shared machine.
     python benchmarks/real_models.py --models radon logistic_regression --out real_models.md
 """
 import argparse
-import os
-import tempfile
 import time
 
 import numpy as np
@@ -42,6 +40,7 @@ from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy  # first: it sets Thea
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from models import eight_schools, logistic_regression  # noqa: E402
+from l2hmc_theano.persistence import atomic_write  # noqa: E402
 
 # Per model: initial leapfrog step size (training also learns it), training budget, and the
 # weight of the loss's burn-in term (fresh N(0, I) draws; the paper's default is 1).  Tried
@@ -203,21 +202,6 @@ def ratio(a, b):
     return f"{a / b:.2f}" if b > 0 else "n/a"
 
 
-def write_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".real_models.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main():
     epilog = "SETTINGS (per model):\n" + "\n".join(
         f"  {name:<25} " + ", ".join(f"{k} {v}" for k, v in settings.items())
@@ -256,7 +240,7 @@ def main():
     report = markdown(results, notes, draws, tune)
     print(report, end="")
     if args.out:
-        write_atomically(args.out, report)
+        atomic_write(args.out, lambda f: f.write(report.encode()))
 
 
 if __name__ == "__main__":

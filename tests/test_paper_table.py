@@ -49,4 +49,6 @@ def test_quick_run_writes_a_finite_table_and_plots(tmp_path):
     assert (tmp_path / "details.md").read_text().count("\n") == 2 + sum(len(r[1]) for r in results.values())
     for png in ("autocorrelation.png", "mixture.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith("tmp")]
+    # Written through temporary files: only the finished ones are left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "autocorrelation.png", "details.md", "mixture.png", "table.md"]

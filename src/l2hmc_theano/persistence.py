@@ -78,17 +78,24 @@ def save(sampler, path):
     }
     for p in sampler.networks.params:
         arrays["param/" + p.name] = p.get_value()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".l2hmc-", suffix=".npz.tmp")
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def atomic_write(path, write):
+    """Write the file ``path`` whole or not at all: ``write(f)`` fills a temporary binary
+    file in the same folder, which then replaces ``path``.  It gets the permissions
+    ``open()`` would give (not mkstemp's 0600); on any error nothing is left behind."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".l2hmc-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
 
 
 def _umask():
