@@ -215,3 +215,43 @@ def test_training_without_the_burn_in_batch_proposes_for_the_chains_only():
     fresh = L2HMCSampler(SCG, seed=4)
     assert any(not np.array_equal(a.get_value(), b.get_value())
                for a, b in zip(sampler.networks.params, fresh.networks.params))
+
+
+def test_scaled_jump_measures_each_coordinate_in_the_chains_units():
+    """sum_i ((x'_i - x_i) / sd_i)^2 * A, sd_i the batch's standard deviation, held constant by tt.grad."""
+    from collections import namedtuple
+
+    from l2hmc_theano._theano import change_flags, theano
+    from l2hmc_theano.loss import squared_jump
+    from l2hmc_theano.training import jump_units
+
+    Proposal = namedtuple("Proposal", "x diverging accept_prob")
+    with change_flags(compute_test_value="off"):
+        X, Xp, A = tt.matrix(), tt.matrix(), tt.vector()
+        p = Proposal(Xp, tt.zeros_like(A), A)
+        units = jump_units(X)
+        outputs = [squared_jump(p, X), squared_jump(p, X, units), units,
+                   tt.grad(units.sum(), X, disconnected_inputs="ignore")]
+        f = theano.function([X, Xp, A], outputs)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) * np.array([100.0, 1.0, 0.01])
+    xp = x + rng.normal(size=(50, 3)) * np.array([10.0, 1.0, 0.1])
+    a = rng.uniform(size=50)
+    raw, scaled, sd, dsd = f(x, xp, a)
+    np.testing.assert_allclose(raw, ((xp - x) ** 2).sum(1) * a, rtol=1e-10)
+    np.testing.assert_allclose(sd, x.std(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(scaled, (((xp - x) / x.std(axis=0)) ** 2).sum(1) * a, rtol=1e-4)
+    np.testing.assert_array_equal(dsd, 0.0)
+    # The raw jump is the wide coordinate's; the scaled one is the narrow coordinate's.
+    assert np.mean((xp - x)[:, 0] ** 2) / np.mean(raw / a) > 0.98
+    assert np.mean(((xp - x)[:, 2] / sd[2]) ** 2) / np.mean(scaled / a) > 0.9
+
+
+def test_training_with_the_scaled_jump():
+    sampler = L2HMCSampler(SCG, seed=4)
+    history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, progressbar=False, check=False)
+    assert [k[-1] for k in sampler._compiled if k[0] == "train"] == [True]
+    assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
+    fresh = L2HMCSampler(SCG, seed=4)
+    assert any(not np.array_equal(a.get_value(), b.get_value())
+               for a, b in zip(sampler.networks.params, fresh.networks.params))

@@ -7,16 +7,24 @@ For chains x, proposals x' and acceptance probabilities A (all per chain):
     L     = mean_chains l  +  lambda_b * mean_q l      (q: a fresh batch from N(0, I))
 
 The first term trains mixing where the chains are; the second, on fresh draws
-from the initial distribution, trains burn-in.
+from the initial distribution, trains burn-in.  Optionally the jump is measured
+per coordinate in units s_i (e.g. the chains' spread), so that narrow coordinates
+count as much as wide ones: |x - x'|^2 becomes sum_i ((x_i - x'_i) / s_i)^2.
 """
 from ._theano import tt
 
 __all__ = ["squared_jump", "esjd_loss"]
 
 
-def squared_jump(proposal, x):
-    """|x - x'|^2 * A per chain, ``(batch,)``; 0 for a diverging proposal."""
-    jump = tt.sqr(proposal.x - x).sum(axis=1)
+def squared_jump(proposal, x, scale=None):
+    """sum_i ((x'_i - x_i) / s_i)^2 * A per chain, ``(batch,)``; 0 for a diverging proposal.
+
+    ``scale``: ``(dim,)`` per-coordinate units s (default 1: the paper's |x - x'|^2).
+    """
+    step = proposal.x - x
+    if scale is not None:
+        step = step / scale[None, :]
+    jump = tt.sqr(step).sum(axis=1)
     return tt.switch(proposal.diverging, 0.0, jump) * proposal.accept_prob
 
 

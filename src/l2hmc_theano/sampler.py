@@ -258,6 +258,7 @@ class L2HMCSampler:
         loss_scale=0.1,
         burn_in_weight=1.0,
         constant_forces=False,
+        scaled_jump=False,
         start_temperature=None,
         temperature_decay=0.999,
         seed=None,
@@ -280,6 +281,9 @@ class L2HMCSampler:
         ``constant_forces=True`` treats dU/dx along the trajectory as a constant
         when differentiating the loss: a biased but far less noisy gradient for
         rough energies, where the exact one explodes through the T steps.
+        ``scaled_jump=True`` measures the jump per coordinate in units of the chains'
+        current spread, sum_i ((x'_i - x_i) / sd_i)^2: for ill-conditioned targets,
+        where the raw |x' - x|^2 rewards moving the wide coordinates only.
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
         ``loss, accept, esjd, step_size, temperature, diverging, applied`` plus
@@ -302,11 +306,12 @@ class L2HMCSampler:
         anneal = start_temperature is not None and float(start_temperature) > 1.0
         if anneal and not 0.0 < float(temperature_decay) < 1.0:
             raise ValueError(f"temperature_decay must be in (0, 1), got {temperature_decay!r}.")
-        key = ("train", float(loss_scale), float(burn_in_weight), anneal, bool(constant_forces))
+        key = ("train", float(loss_scale), float(burn_in_weight), anneal, bool(constant_forces),
+               bool(scaled_jump))
         if key not in self._compiled:
             self._compiled[key] = build_training_step(
                 self, self.learning_rate, self.temperature if anneal else None, loss_scale, burn_in_weight,
-                constant_forces=bool(constant_forces),
+                constant_forces=bool(constant_forces), scaled_jump=bool(scaled_jump),
             )
         self.learning_rate.set_value(np.asarray(learning_rate, dtype=floatX))
         rng = self._train_rng if seed is None else np.random.default_rng(seed)

@@ -65,14 +65,24 @@ def _all_finite(tensors):
     return tt.all(tt.stack(flags))
 
 
+def jump_units(x, floor=1e-12):
+    """Per-coordinate units for the scaled jump, ``(dim,)``: the chains' standard deviation
+    over the batch ``x`` ``(B, dim)``, floored at ``floor`` x their mean variance, and a
+    constant to ``tt.grad``."""
+    var = x.var(axis=0)
+    return theano.gradient.disconnected_grad(tt.sqrt(var + floor * var.mean() + 1e-30))
+
+
 def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in_weight,
-                        constant_forces=False, exclude=TRAIN_OPT_EXCLUDE):
+                        constant_forces=False, scaled_jump=False, exclude=TRAIN_OPT_EXCLUDE):
     """Compile the training iteration.
 
     Inputs: chains ``x`` ``(B, dim)``, fresh ``z ~ q`` ``(B, dim)``, momenta ``v``
     ``(2B, dim)``, directions ``d`` ``(2B,)``, ``log_u`` ``(B,)`` (chains first, then z).
     With ``burn_in_weight == 0`` the fresh batch is left out: ``z`` is ignored and
     ``v``, ``d`` have ``B`` rows (the function's ``proposals_per_chain`` says 1 or 2).
+    With ``scaled_jump`` the loss measures each chain's jump in the units of
+    :func:`jump_units` of the chains (the reported ESJD stays in the target's units).
     Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD, number of
     diverging proposals, and whether the Adam step was applied (all gradients finite).
     Parameters only change when the loss and every gradient are finite.
@@ -95,7 +105,8 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
         p = propose(energy, sampler.networks, both, v, d, tt.exp(sampler.log_step_size),
                     sampler.taus, sampler.masks)
         jump = squared_jump(p, both)
-        per_chain = esjd_loss(jump, scale=loss_scale)
+        units = jump_units(x) if scaled_jump else None
+        per_chain = esjd_loss(squared_jump(p, both, units) if scaled_jump else jump, scale=loss_scale)
         loss = per_chain[:n].mean()
         if with_fresh:
             loss += burn_in_weight * per_chain[n:].mean()
