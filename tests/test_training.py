@@ -162,6 +162,24 @@ def test_paper_ess_of_known_processes():
     assert ess_per_step(independent, np.zeros(2), np.ones(2)) == pytest.approx(1.0, rel=0.02)
 
 
+def test_per_coordinate_paper_ess_is_not_fooled_by_antithetic_moves():
+    """Dim 0 flips sign every step (rho(1) = -1), dim 1 is AR(1) with phi = 0.95: averaged over
+    dimensions rho(1) ~ -0.03 < 0.05 and the pooled estimator reads 1; per coordinate, dim 1's
+    ESS is (1 - phi) / (1 + phi) up to the truncated tail."""
+    rng = np.random.default_rng(1)
+    phi, n, chains = 0.95, 2000, 100
+    x = np.empty((n, chains, 2))
+    x[0] = rng.normal(size=(chains, 2))
+    for t in range(1, n):
+        x[t, :, 0] = -x[t - 1, :, 0]
+        x[t, :, 1] = phi * x[t - 1, :, 1] + np.sqrt(1 - phi ** 2) * rng.normal(size=chains)
+    assert ess_per_step(x, np.zeros(2), np.ones(2)) == pytest.approx(1.0)
+    per_dim = ess_per_step(x, np.zeros(2), np.ones(2), per_dim=True)
+    exact_truncated = 1 / (1 + 2 * sum(phi ** t for t in range(1, 59)))  # phi^59 < 0.05
+    assert per_dim[0] == pytest.approx(1.0)
+    assert per_dim[1] == pytest.approx(exact_truncated, rel=0.1)
+
+
 def test_annealing_schedule_and_tempered_energy():
     from l2hmc_theano._theano import change_flags, theano
     from l2hmc_theano.training import TemperedEnergy
