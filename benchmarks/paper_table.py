@@ -16,7 +16,10 @@ MH steps from exact draws of the target and measure
 
 Per-target training settings (``make_targets``): the ICG drops the burn-in batch
 (N(0, I) is 10 sd out in its narrow coordinates, and that term's unbounded reward
-collapses the chains' acceptance); the mixture anneals from temperature 20; the
+collapses the chains' acceptance) and measures jumps in each coordinate's units
+(``scaled_jump``: with the raw |x' - x|^2 the wide coordinates own the loss, and the
+trained sampler swung them antithetically while the narrow ones hardly moved:
+min bulk ESS per step 0.00063 against HMC's 0.0024); the mixture anneals from temperature 20; the
 rough well trains with ``constant_forces`` (the exact loss gradient explodes
 through its rough forces).
 
@@ -104,7 +107,7 @@ def make_targets():
             "50-d ICG", FunctionEnergy(targets.icg_energy(50), 50, name="icg50"),
             lambda: targets.ill_conditioned_gaussian(50), np.zeros(50), icg_var,
             _gaussian_draws(np.diag(icg_var)), 0.073, step_size=0.1, hmc_grid=(0.05, 0.1, 0.15),
-            hidden=(100, 100), train=dict(burn_in_weight=0.0)),
+            hidden=(100, 100), train=dict(burn_in_weight=0.0, scaled_jump=True)),
         "scg": Target(
             "2-d SCG", FunctionEnergy(targets.scg_energy, 2, name="scg"),
             targets.strongly_correlated_gaussian, np.zeros(2), np.diag(targets.SCG_COV),
