@@ -73,7 +73,7 @@ def test_build_model_function_is_found(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--hidden", "3"], ["--train-steps", "0"], ["--step-size", "-1"],
-                                  ["--learning-rate", "nan"]])
+                                  ["--learning-rate", "nan"], ["--burn-in-weight", "-1"]])
 def test_bad_options_exit_2(tmp_path, capsys, args):
     with pytest.raises(SystemExit) as exit_info:
         main([write(tmp_path, "m.py", MODEL)] + args)
@@ -87,9 +87,31 @@ def test_help_explains_every_option(capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
     for option in ("--out", "--train-steps", "--batch-size", "--n-steps", "--hidden", "--learning-rate",
-                   "--seed", "--model-name", "--compare"):
+                   "--seed", "--model-name", "--compare", "--burn-in-weight", "--scaled-jump",
+                   "--constant-forces"):
         assert option in text
     assert "(default: 5000)" in text and "(default: 10,10)" in text
+
+
+def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
+    from l2hmc_theano.sampler import L2HMCSampler
+
+    seen = {}
+
+    def fake_train(self, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before anything is saved
+
+    monkeypatch.setattr(L2HMCSampler, "train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        main([write(tmp_path, "m.py", MODEL), "--burn-in-weight", "0", "--scaled-jump", "--constant-forces",
+              "--train-steps", "7", "--no-progressbar"])
+    assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"], seen["train_steps"]) == (
+        0.0, True, True, 7)
+    assert sorted(os.listdir(tmp_path)) == ["m.py"]
+    with pytest.raises(KeyboardInterrupt):
+        main([write(tmp_path, "m.py", MODEL), "--no-progressbar"])
+    assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (1.0, False, False)
 
 
 @pytest.mark.slow

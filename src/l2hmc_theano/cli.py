@@ -12,6 +12,7 @@ trains with a progress bar, saves the sampler atomically and prints a summary.
 import argparse
 import importlib.util
 import inspect
+import math
 import os
 import sys
 import time
@@ -63,6 +64,15 @@ def _argument(convert, check):
 
 _positive_int = _argument(int, lambda v: _check_count(v, "value"))
 _positive_float = _argument(float, lambda v: _check_positive(v, "value"))
+
+
+def _check_non_negative(value):
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"value must be a finite number >= 0, got {value!r}.")
+    return value
+
+
+_non_negative_float = _argument(float, _check_non_negative)
 _hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), _check_hidden)
 
 
@@ -92,6 +102,14 @@ def _parser():
                         help="widths of the networks' two hidden layers (default: 10,10)")
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-3, metavar="LR",
                         help="Adam learning rate, x0.96 every 1000 iterations (default: %(default)s)")
+    parser.add_argument("--burn-in-weight", type=_non_negative_float, default=1.0, metavar="W",
+                        help="weight of the loss's burn-in term on fresh N(0, I) draws; 0 drops it, which "
+                        "helps posteriors far from N(0, I) (default: %(default)s)")
+    parser.add_argument("--scaled-jump", action="store_true",
+                        help="measure each coordinate's jump in units of the chains' spread, for "
+                        "posteriors whose scales differ widely (ill-conditioned)")
+    parser.add_argument("--constant-forces", action="store_true",
+                        help="treat dU/dx as a constant in the loss's gradient, for rough log densities")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed for masks, initial weights, chains and momenta (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
@@ -196,7 +214,9 @@ def _run(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
-                                learning_rate=args.learning_rate, progressbar=not args.no_progressbar)
+                                learning_rate=args.learning_rate, burn_in_weight=args.burn_in_weight,
+                                scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
+                                progressbar=not args.no_progressbar)
     for w in caught:  # the "looks poor" warning is repeated in the summary below
         if issubclass(w.category, UserWarning) and not str(w.message).startswith("The trained L2HMC"):
             print(f"warning: {w.message}", file=sys.stderr)
