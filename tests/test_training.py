@@ -150,6 +150,32 @@ def test_one_stuck_chain_with_nan_curvature_is_replaced_and_training_goes_on():
     assert any(not np.array_equal(p.get_value(), value) for p, value in zip(sampler.networks.params, initial))
 
 
+def test_skipped_steps_in_the_warning_and_the_training_check():
+    from l2hmc_theano.diagnostics import training_warnings
+    from l2hmc_theano.training import skipped_steps_message
+
+    n = 200
+    history = {key: np.zeros(n) for key in ("diverging", "replaced")}
+    history.update(loss=np.linspace(1.0, 0.0, n), accept=np.full(n, 0.7), applied=np.ones(n),
+                   chains=np.zeros((8, 2)))
+    history["applied"][[5, 6, 190, 195]] = 0
+    history["diverging"][[6, 50]] = 2
+    history["replaced"][[5, 190]] = [1, 3]
+    assert skipped_steps_message(history).startswith(
+        "4 of 200 training iterations had non-finite gradients and left the parameters unchanged: "
+        "1 with diverging proposals, 3 with none")
+    assert "after 2 of them, 4 stuck chains" in skipped_steps_message(history)
+    assert training_warnings(None, history, baseline=False) == []  # 2 of the last 20: 10%, not more
+    history["applied"][199] = 0
+    assert training_warnings(None, history, baseline=False) == [
+        "15% of the training steps in the last 10% of iterations were skipped (non-finite gradients)"]
+    history["replaced"][:] = 0
+    assert skipped_steps_message(history).endswith("; no chain was replaced (none was stuck, or none was "
+                                                   "healthy to copy).")
+    history["applied"][:] = 1
+    assert skipped_steps_message(history) == ""
+
+
 def test_ctrl_c_keeps_what_was_learned(trained_pair):
     sampler = trained_pair[1]
     key = next(k for k in sampler._compiled if k[0] == "train")
