@@ -1,9 +1,11 @@
 """Training: reproducible from a seed, learns, survives bad gradients and Ctrl-C."""
+import warnings
+
 import numpy as np
 import pytest
 
 import l2hmc_theano
-from l2hmc_theano import FunctionEnergy, L2HMCSampler
+from l2hmc_theano import Energy, FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
 from l2hmc_theano.diagnostics import autocorrelation, ess_per_step
 from l2hmc_theano.targets import SCG_COV, scg_energy
@@ -83,11 +85,95 @@ def test_non_finite_gradients_leave_parameters_unchanged():
             return tt.log(-1.0 - tt.sqr(self.w)) + z, z, z
 
     sampler = L2HMCSampler(SCG, networks=NaNAux(), seed=0)
-    with pytest.warns(UserWarning, match="5 of 5 training iterations had non-finite gradients"):
+    with pytest.warns(UserWarning, match="5 of 5 training iterations had non-finite gradients and left the "
+                                         "parameters unchanged: 5 with diverging proposals, 0 with none"):
         history = sampler.train(train_steps=5, batch_size=8, progressbar=False, check=False)
     np.testing.assert_array_equal(sampler.networks.w.get_value(), np.ones(2))
     assert sampler.step_size == pytest.approx(0.1)
     assert np.all(history["diverging"] == 8) and np.all(np.isfinite(history["loss"]))
+    assert np.all(history["replaced"] == 0)  # no healthy chain to copy
+
+
+class WallEnergy(Energy):
+    """U = |x|^2/2 + K/2 relu(|x_0| - R)^2 in 2-d: N(0, I) inside |x_0| < R, a stiff wall outside
+    (there eps sqrt(K) > 2, the leapfrog is unstable and log A ~ -1e15: a chain stuck in the
+    tails).  Like a model whose curvature overflows in its tails, d2U is NaN outside (U and dU
+    are finite): dU carries a term 0 * sqrt(max(R - |x_0|, 0)) whose derivative is 0 * inf."""
+
+    dim = 2
+
+    def __init__(self, R=5.0, K=1e4):
+        from l2hmc_theano._theano import theano
+
+        self.R, self.K = R, K
+        self.zero = theano.shared(0.0, name="zero")  # a variable, so the optimiser keeps 0 * inf
+
+    def value_and_grad(self, X):
+        x0 = X[:, 0]
+        out = tt.nnet.relu(abs(x0) - self.R)
+        U = 0.5 * tt.sqr(X).sum(axis=1) + 0.5 * self.K * tt.sqr(out)
+        wall = self.K * out * tt.sgn(x0) + self.zero * tt.sqrt(tt.maximum(self.R - abs(x0), 0.0))
+        return U, tt.set_subtensor(X[:, 0], x0 + wall)
+
+
+def test_one_stuck_chain_with_nan_curvature_is_replaced_and_training_goes_on():
+    """One of 8 chains sits on the wall: its gradient is NaN, which skipped every Adam step
+    before (0 * NaN = NaN although its acceptance is 0).  Now the first step is skipped,
+    the stuck chain becomes a copy of a healthy one, and the next steps are applied."""
+    sampler = L2HMCSampler(WallEnergy(), n_steps=4, seed=0)
+    initial = [p.get_value() for p in sampler.networks.params]
+    x0 = np.clip(np.random.default_rng(5).normal(size=(8, 2)), -2.0, 2.0)
+    x0[3] = [6.0, 0.0]
+    sampler.history = {"chains": x0}  # train() continues these chains
+    with pytest.warns(UserWarning, match=r"1 of 1 training iterations had non-finite gradients and left the "
+                                         r"parameters unchanged: 0 with diverging proposals, 1 with none .*; "
+                                         r"after 1 of them, 1 stuck chains"):
+        first = sampler.train(train_steps=1, batch_size=8, burn_in_weight=0, progressbar=False, check=False)
+    assert (first["applied"][0], first["replaced"][0], first["diverging"][0]) == (0, 1, 0)
+    chains = first["chains"]
+    assert any(np.array_equal(chains[3], chains[k]) for k in range(8) if k != 3)
+    for p, value in zip(sampler.networks.params, initial):
+        np.testing.assert_array_equal(p.get_value(), value)
+
+    # Per chain, from the same start: only chain 3 is stuck, and it did not diverge.
+    (step_fn,) = [f for k, f in sampler._compiled.items() if k[0] == "train"]
+    rng = np.random.default_rng(0)
+    out = step_fn(x0, x0, rng.normal(size=(8, 2)), np.ones(8), np.log(rng.uniform(size=8)))
+    applied, log_accept, diverging = out[5:]
+    assert not applied and log_accept[3] < -1e10 and np.all(np.delete(log_accept, 3) > -20)
+    assert not diverging.any()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = sampler.train(train_steps=2, batch_size=8, burn_in_weight=0, progressbar=False, check=False)
+    assert history["applied"].all() and np.all(history["replaced"] == 0)
+    assert any(not np.array_equal(p.get_value(), value) for p, value in zip(sampler.networks.params, initial))
+
+
+def test_skipped_steps_in_the_warning_and_the_training_check():
+    from l2hmc_theano.diagnostics import training_warnings
+    from l2hmc_theano.training import skipped_steps_message
+
+    n = 200
+    history = {key: np.zeros(n) for key in ("diverging", "replaced")}
+    history.update(loss=np.linspace(1.0, 0.0, n), accept=np.full(n, 0.7), applied=np.ones(n),
+                   chains=np.zeros((8, 2)))
+    history["applied"][[5, 6, 190, 195]] = 0
+    history["diverging"][[6, 50]] = 2
+    history["replaced"][[5, 190]] = [1, 3]
+    assert skipped_steps_message(history).startswith(
+        "4 of 200 training iterations had non-finite gradients and left the parameters unchanged: "
+        "1 with diverging proposals, 3 with none")
+    assert "after 2 of them, 4 stuck chains" in skipped_steps_message(history)
+    assert training_warnings(None, history, baseline=False) == []  # 2 of the last 20: 10%, not more
+    history["applied"][199] = 0
+    assert training_warnings(None, history, baseline=False) == [
+        "15% of the training steps in the last 10% of iterations were skipped (non-finite gradients)"]
+    history["replaced"][:] = 0
+    assert skipped_steps_message(history).endswith("; no chain was replaced (none was stuck, or none was "
+                                                   "healthy to copy).")
+    history["applied"][:] = 1
+    assert skipped_steps_message(history) == ""
 
 
 def test_ctrl_c_keeps_what_was_learned(trained_pair):

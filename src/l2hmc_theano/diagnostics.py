@@ -60,8 +60,9 @@ def training_warnings(sampler, history, baseline=True):
     """Messages about a poorly trained sampler (empty when all is well).
 
     Checks, over the last 10% of training: mean acceptance < 0.1, more than 1%
-    diverging proposals, a loss that rose from the first 10%, and (``baseline``)
-    an ESJD on the final chains that is not above HMC's (zero networks, same eps and T).
+    diverging proposals, more than 10% of the Adam steps skipped (non-finite gradients),
+    a loss that rose from the first 10%, and (``baseline``) an ESJD on the final chains
+    that is not above HMC's (zero networks, same eps and T).
     """
     from .sampler import L2HMCSampler
 
@@ -77,6 +78,11 @@ def training_warnings(sampler, history, baseline=True):
     diverging = float(np.mean(history["diverging"][tail])) / max(1, len(history["chains"]))
     if diverging > 0.01:
         out.append(f"{100 * diverging:.1f}% of proposals diverged at the end of training")
+    if "applied" in history:
+        skipped = float(np.mean(history["applied"][tail] == 0))
+        if skipped > 0.1:
+            out.append(f"{100 * skipped:.0f}% of the training steps in the last 10% of iterations were "
+                       "skipped (non-finite gradients)")
     if not np.all(np.isfinite(history["loss"])):
         out.append("the training loss was not finite")
     elif n >= 20 and np.mean(history["loss"][tail]) > np.mean(history["loss"][head]):

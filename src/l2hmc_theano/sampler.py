@@ -286,8 +286,10 @@ class L2HMCSampler:
         where the raw |x' - x|^2 rewards moving the wide coordinates only.
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
-        ``loss, accept, esjd, step_size, temperature, diverging, applied`` plus
-        ``seconds`` and the final ``chains`` ``(batch_size, dim)``.
+        ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced`` plus
+        ``seconds`` and the final ``chains`` ``(batch_size, dim)``.  An Adam step with a
+        non-finite gradient is skipped (``applied`` 0), and then the chains stuck in the
+        tails are replaced by copies of healthy ones (``replaced`` counts them).
         Ctrl-C stops early and keeps what was learned.  A non-finite loss raises
         :class:`~l2hmc_theano.training.TrainingError`; parameters stay at their last
         finite values.  With ``check``, a poorly trained sampler (see

@@ -4,6 +4,13 @@ chain + one Adam step of the networks and log eps on the ESJD loss.
 The chains (``batch_size`` of them) persist across iterations and start from
 q = N(0, I); every iteration also draws a fresh batch from q for the burn-in
 term of the loss.  All randomness comes from one ``numpy.random.Generator``.
+
+One chain stuck far in the tails (acceptance exactly 0) can make the batch
+gradient NaN although its own cotangent is 0: the target's curvature at its
+proposal overflows (e.g. inf/inf in d2U for a log-scale near 190), and
+0 * NaN = NaN.  Such a step is skipped, and so would every later one be, since a
+stuck chain does not move; so after a skipped step the stuck chains (diverged, or
+log A < ``STUCK_LOG_ACCEPT``) are replaced by copies of healthy ones.
 """
 import time
 import warnings
@@ -15,7 +22,8 @@ from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import esjd_loss, squared_jump
 
-__all__ = ["TrainingError", "build_training_step", "run_training", "TemperedEnergy", "ConstantForces"]
+__all__ = ["TrainingError", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
+           "ConstantForces"]
 
 
 #: Graph optimisations left out when compiling the training step.  Scan's in-place
@@ -23,6 +31,10 @@ __all__ = ["TrainingError", "build_training_step", "run_training", "TemperedEner
 #: gradient-through-scan graph and buy no run time here (measured in README.rst;
 #: benchmarks/training_speed.py --exclude compares).
 TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1")
+
+#: A chain whose proposal has log A below this (A < 2e-9) is stuck: it would wait
+#: ~1e9 iterations to move, and it adds nothing to the loss's gradient but risk.
+STUCK_LOG_ACCEPT = -20.0
 
 
 class TrainingError(RuntimeError):
@@ -84,7 +96,8 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
     With ``scaled_jump`` the loss measures each chain's jump in the units of
     :func:`jump_units` of the chains (the reported ESJD stays in the target's units).
     Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD, number of
-    diverging proposals, and whether the Adam step was applied (all gradients finite).
+    diverging proposals, whether the Adam step was applied (all gradients finite),
+    and per chain ``(B,)``: log A of its proposal and whether it diverged.
     Parameters only change when the loss and every gradient are finite.
     """
     from pymc3.variational.updates import adam
@@ -117,12 +130,47 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
         ok = tt.and_(_all_finite([loss]), _all_finite(grads))
         updates = adam(grads, params, learning_rate=learning_rate)
         guarded = [(var, tt.switch(ok, new, var)) for var, new in updates.items()]
-        outputs = [x_next, loss, p.accept_prob[:n].mean(), jump[:n].mean(), p.diverging[:n].sum(), ok]
+        outputs = [x_next, loss, p.accept_prob[:n].mean(), jump[:n].mean(), p.diverging[:n].sum(), ok,
+                   p.log_accept[:n], p.diverging[:n]]
         fn = theano.function([x, z, v, d, log_u], outputs, updates=guarded, name="l2hmc_train_step",
                              mode=theano.compile.mode.get_default_mode().excluding(*exclude),
                              on_unused_input="ignore")
     fn.proposals_per_chain = 2 if with_fresh else 1
     return fn
+
+
+def replace_stuck_chains(x, log_accept, diverging, rng, threshold=STUCK_LOG_ACCEPT):
+    """Chains ``x`` ``(B, dim)`` with each stuck one (``diverging`` or ``log_accept <
+    threshold``, both ``(B,)``) replaced by a copy of a healthy chain drawn uniformly
+    from ``rng``; returns (new chains, number replaced).  Unchanged when no chain is
+    healthy or none is stuck (then ``rng`` is not used)."""
+    stuck = np.asarray(diverging, dtype=bool) | ~(np.asarray(log_accept) >= threshold)
+    healthy = np.flatnonzero(~stuck)
+    if not stuck.any() or healthy.size == 0:
+        return x, 0
+    x = np.array(x, copy=True)
+    x[stuck] = x[rng.choice(healthy, size=int(stuck.sum()))]
+    return x, int(stuck.sum())
+
+
+def skipped_steps_message(history):
+    """What the skipped Adam steps of ``history`` were, in words ('' when none was skipped)."""
+    skipped = history["applied"] == 0
+    n_skipped = int(skipped.sum())
+    if n_skipped == 0:
+        return ""
+    with_div = int(np.sum(skipped & (history["diverging"] > 0)))
+    message = (f"{n_skipped} of {len(skipped)} training iterations had non-finite gradients and left "
+               f"the parameters unchanged: {with_div} with diverging proposals, {n_skipped - with_div} "
+               "with none (e.g. the target's curvature overflows where a chain stuck in the tails proposes)")
+    replaced = history.get("replaced")
+    if replaced is not None and np.sum(replaced) > 0:
+        message += (f"; after {int(np.sum(replaced > 0))} of them, {int(np.sum(replaced))} stuck chains "
+                    f"(diverging or log acceptance < {STUCK_LOG_ACCEPT:g}) were replaced by copies of "
+                    "healthy ones")
+    elif replaced is not None:
+        message += "; no chain was replaced (none was stuck, or none was healthy to copy)"
+    return message + "."
 
 
 def _finish(history, done, start, chains):
@@ -138,10 +186,12 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
     """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays.
 
     ``chains`` ``(batch_size, dim)`` continues an earlier run; default: draws from N(0, I).
+    After a skipped Adam step the stuck chains are replaced (:func:`replace_stuck_chains`);
+    ``history["replaced"]`` counts them per iteration.
     """
     dim = sampler.dim
     history = {key: np.full(n_iter, np.nan) for key in
-               ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied")}
+               ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied", "replaced")}
     if chains is not None and np.shape(chains) == (batch_size, dim):
         x = np.asarray(chains, dtype=floatX)
     else:
@@ -167,9 +217,12 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
             v = rng.standard_normal((rows, dim)).astype(floatX)
             d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=rows)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
-            x, loss, accept, esjd, diverging, applied = step_fn(x, z, v, d, log_u)
+            x, loss, accept, esjd, diverging, applied, log_accept, chain_diverging = step_fn(x, z, v, d, log_u)
+            replaced = 0
+            if not applied and np.isfinite(loss):
+                x, replaced = replace_stuck_chains(x, log_accept, chain_diverging, rng)
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
-                       temperature=temp, diverging=diverging, applied=applied)
+                       temperature=temp, diverging=diverging, applied=applied, replaced=replaced)
             for key, value in row.items():
                 history[key][i] = value
             done = i + 1
@@ -187,8 +240,7 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
         err.history = _finish(history, done, start, x)
         raise
     _finish(history, done, start, x)
-    skipped = int(np.sum(history["applied"] == 0))
-    if skipped:
-        warnings.warn(f"{skipped} of {done} training iterations had non-finite gradients (diverging "
-                      "proposals) and left the parameters unchanged.")
+    message = skipped_steps_message(history)
+    if message:
+        warnings.warn(message)
     return history
