@@ -49,10 +49,12 @@ from l2hmc_theano.persistence import atomic_write  # noqa: E402
 #   the trained sampler jumps less than plain HMC and mixes badly (ESS 260 in 2 x 2000
 #   draws; eps 0.02: 209).  A training iteration costs ~15x eight schools', hence batch 32.
 # - radon (~35x eight schools' cost per iteration): eps 0.02, and 0.015 with 4000 x 32,
-#   diverged in training and mixed no better than 0.01 (ESS 81, 22).  At 0.01 a training
-#   chain stuck in the tails makes the gradient non-finite and most Adam steps after
-#   iteration ~330 are skipped; 0.005 trains to the end (eps -> 0.011) but mixes no better
-#   (ESS 59).
+#   diverged in training and mixed no better than 0.01 (ESS 81, 22).  At 0.01, 5 of the 32
+#   training chains never leave their N(0, I) start, and from iteration 329 the worst one's
+#   NaN curvature skipped 1644 of 2000 Adam steps (eps -> 0.011, ESS 95); since stuck chains
+#   are replaced after a skipped step, 1 step is skipped (eps -> 0.032, training acceptance
+#   0.92, ESS 235 but max r_hat 1.08; radon alone, seed 0).  0.005 trained to the end before
+#   that fix (eps -> 0.011) but mixed no better (ESS 59).
 # - centred eight schools (a funnel) fails with every setting tried: eps 0.1 and 0.05 with
 #   the burn-in term end training at acceptance < 0.01 (ESS 2, 0), eps 0.02 at 0.12 (ESS 3);
 #   eps 0.05 without it, below, is the least bad (ESS 6).
