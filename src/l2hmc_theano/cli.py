@@ -12,13 +12,12 @@ trains with a progress bar, saves the sampler atomically and prints a summary.
 import argparse
 import importlib.util
 import inspect
-import math
 import os
 import sys
 import time
 import warnings
 
-from .sampler import _check_count, _check_hidden, _check_positive
+from .sampler import _check_count, _check_hidden, _check_non_negative, _check_positive
 
 __all__ = ["train", "main"]
 
@@ -64,15 +63,7 @@ def _argument(convert, check):
 
 _positive_int = _argument(int, lambda v: _check_count(v, "value"))
 _positive_float = _argument(float, lambda v: _check_positive(v, "value"))
-
-
-def _check_non_negative(value):
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"value must be a finite number >= 0, got {value!r}.")
-    return value
-
-
-_non_negative_float = _argument(float, _check_non_negative)
+_non_negative_float = _argument(float, lambda v: _check_non_negative(v, "value"))
 _hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), _check_hidden)
 
 

@@ -32,6 +32,16 @@ def _check_positive(value, name):
     return value
 
 
+def _check_non_negative(value, name):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return value
+
+
 def _check_hidden(hidden):
     try:
         widths = tuple(int(h) for h in hidden)
@@ -302,9 +312,7 @@ class L2HMCSampler:
         batch_size = _check_count(batch_size, "batch_size")
         learning_rate = _check_positive(learning_rate, "learning_rate")
         loss_scale = _check_positive(loss_scale, "loss_scale")
-        burn_in_weight = float(burn_in_weight)
-        if not np.isfinite(burn_in_weight) or burn_in_weight < 0:
-            raise ValueError(f"burn_in_weight must be a finite number >= 0, got {burn_in_weight!r}.")
+        burn_in_weight = _check_non_negative(burn_in_weight, "burn_in_weight")
         anneal = start_temperature is not None and float(start_temperature) > 1.0
         if anneal and not 0.0 < float(temperature_decay) < 1.0:
             raise ValueError(f"temperature_decay must be in (0, 1), got {temperature_decay!r}.")
