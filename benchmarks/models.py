@@ -3,26 +3,12 @@ import numpy as np
 
 import l2hmc_theano  # noqa: F401  (first: it sets Theano's flags before pymc3 imports Theano)
 from l2hmc_theano._theano import tt
+from l2hmc_theano.targets import EIGHT_SCHOOLS_EFFECTS, EIGHT_SCHOOLS_SE, eight_schools  # noqa: F401
 
 import pymc3 as pm  # noqa: E402
 
-#: Eight schools: observed effects and their standard errors.
-Y8 = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-S8 = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
-
-
-def eight_schools(centred=True):
-    """Eight schools; ``centred=False`` samples eta ~ N(0, 1) with theta = mu + tau * eta."""
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, 5)
-        tau = pm.HalfCauchy("tau", 5)
-        if centred:
-            theta = pm.Normal("theta", mu, tau, shape=8)
-        else:
-            eta = pm.Normal("eta", 0, 1, shape=8)
-            theta = pm.Deterministic("theta", mu + tau * eta)
-        pm.Normal("obs", theta, S8, observed=Y8)
-    return model
+#: Eight schools: observed effects and their standard errors (the model is l2hmc_theano.targets').
+Y8, S8 = EIGHT_SCHOOLS_EFFECTS, EIGHT_SCHOOLS_SE
 
 
 def logistic_regression():

@@ -6,21 +6,7 @@ import pymc3 as pm
 from conftest import transformed_model
 from l2hmc_theano import FunctionEnergy, L2HMCSampler, ModelEnergy
 from l2hmc_theano._theano import change_flags, floatX, theano, tt
-
-
-def eight_schools(centred):
-    y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-    sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, 5)
-        tau = pm.HalfCauchy("tau", 5)
-        if centred:
-            theta = pm.Normal("theta", mu, tau, shape=8)
-        else:
-            eta = pm.Normal("eta", 0, 1, shape=8)
-            theta = pm.Deterministic("theta", mu + tau * eta)
-        pm.Normal("obs", theta, sigma, observed=y)
-    return model
+from l2hmc_theano.targets import eight_schools
 
 
 def mvnormal_50():

@@ -7,7 +7,7 @@ import pymc3 as pm
 import l2hmc_theano
 from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy
 from pymc3.step_methods.arraystep import Competence
-from test_energy import eight_schools
+from l2hmc_theano.targets import eight_schools
 
 STATS = {"accept", "accepted", "diverging", "energy", "energy_error", "step_size", "log_jacobian",
          "direction", "n_steps", "lp"}

@@ -6,6 +6,7 @@ __all__ = [
     "ill_conditioned_gaussian", "icg_variances", "icg_energy",
     "mixture_of_gaussians", "mog_energy", "MOG_CENTRES", "MOG_VARIANCE", "MOG_COV",
     "rough_well", "rough_well_energy",
+    "eight_schools", "EIGHT_SCHOOLS_EFFECTS", "EIGHT_SCHOOLS_SE",
 ]
 
 
@@ -110,3 +111,25 @@ def rough_well_energy(eta=1e-2):
 def rough_well(dim=2, eta=1e-2):
     """The paper's rough well as a ``pm.Model``: a flat ``x`` with -U as a Potential."""
     return _flat_model_with_energy(dim, rough_well_energy(eta))
+
+
+#: Eight schools (Rubin 1981): observed treatment effects and their standard errors.
+EIGHT_SCHOOLS_EFFECTS = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+EIGHT_SCHOOLS_SE = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+def eight_schools(centred=True):
+    """Eight schools as a ``pm.Model`` (10 free dimensions: mu, log tau, 8 thetas or etas);
+    ``centred=False`` samples eta ~ N(0, 1) with theta = mu + tau * eta (a Deterministic)."""
+    import pymc3 as pm
+
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 5)
+        tau = pm.HalfCauchy("tau", 5)
+        if centred:
+            theta = pm.Normal("theta", mu, tau, shape=8)
+        else:
+            eta = pm.Normal("eta", 0, 1, shape=8)
+            theta = pm.Deterministic("theta", mu + tau * eta)
+        pm.Normal("obs", theta, EIGHT_SCHOOLS_SE, observed=EIGHT_SCHOOLS_EFFECTS)
+    return model

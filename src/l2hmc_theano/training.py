@@ -118,8 +118,8 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
         p = propose(energy, sampler.networks, both, v, d, tt.exp(sampler.log_step_size),
                     sampler.taus, sampler.masks)
         jump = squared_jump(p, both)
-        units = jump_units(x) if scaled_jump else None
-        per_chain = esjd_loss(squared_jump(p, both, units) if scaled_jump else jump, scale=loss_scale)
+        loss_jump = squared_jump(p, both, jump_units(x)) if scaled_jump else jump
+        per_chain = esjd_loss(loss_jump, scale=loss_scale)
         loss = per_chain[:n].mean()
         if with_fresh:
             loss += burn_in_weight * per_chain[n:].mean()
