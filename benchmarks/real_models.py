@@ -19,11 +19,11 @@ Protocol, for each model:
    start, not counted); min ESS per 1000 gradients and per second of sampling;
    divergences; mean acceptance probability; max r_hat.
 
-Models: eight schools centred and non-centred; a synthetic model of the radon data's
-shape (pymc3 3.11.4's wheel does not ship the radon data): 85 counties, 919
-observations with uneven county sizes, varying intercepts with partial pooling and a
-floor covariate, data drawn from the model; a logistic regression on a 500 x 10
-synthetic design.  Data are fixed; --seed sets training and sampling seeds.
+Models: eight schools centred and non-centred; radon: varying intercepts with partial
+pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 919
+houses in 85 counties, read from the srrs2.dat that pymc3's wheel ships; see
+models.radon); a logistic regression on a 500 x 10 synthetic design.  Data are fixed;
+--seed sets training and sampling seeds.
 Timings are wall-clock and noisy on a shared machine.
 
     python benchmarks/real_models.py                          # full run (~19 minutes here)
@@ -39,7 +39,7 @@ from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy  # first: it sets Thea
 
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
-from models import eight_schools, logistic_regression  # noqa: E402
+from models import eight_schools, logistic_regression, radon  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
 
 # Per model: initial leapfrog step size (training also learns it), training budget, and the
@@ -48,7 +48,8 @@ from l2hmc_theano.persistence import atomic_write  # noqa: E402
 # - logistic regression: its posterior is narrow and far from N(0, I); with the burn-in term
 #   the trained sampler jumps less than plain HMC and mixes badly (ESS 260 in 2 x 2000
 #   draws; eps 0.02: 209).  A training iteration costs ~15x eight schools', hence batch 32.
-# - radon (~35x eight schools' cost per iteration): eps 0.02, and 0.015 with 4000 x 32,
+# - radon (~35x eight schools' cost per iteration; tried on the earlier synthetic radon-shaped
+#   data, before models.radon read the real data): eps 0.02, and 0.015 with 4000 x 32,
 #   diverged in training and mixed no better than 0.01 (ESS 81, 22).  At 0.01, 5 of the 32
 #   training chains never leave their N(0, I) start, and from iteration 329 the worst one's
 #   NaN curvature skipped 1644 of 2000 Adam steps (eps -> 0.011, ESS 95); since stuck chains
@@ -66,28 +67,6 @@ SETTINGS = {
 }
 DRAWS, TUNE = 2000, 1000
 QUICK = dict(train_steps=100, batch_size=32, draws=200, tune=100)
-
-
-def radon():
-    """Varying intercepts on synthetic radon-shaped data: 85 counties of skewed sizes (each
-    with at least one house), 919 log-radon readings, 17% on the ground floor; intercepts
-    N(1.5, 0.3), floor effect -0.7, noise sd 0.75 (near the real data's estimates)."""
-    rng = np.random.default_rng(2)
-    n_counties, n_obs = 85, 919
-    weights = rng.lognormal(0.0, 1.0, size=n_counties)
-    county = np.concatenate([np.arange(n_counties),
-                             rng.choice(n_counties, size=n_obs - n_counties, p=weights / weights.sum())])
-    floor = (rng.uniform(size=n_obs) < 0.17).astype(float)
-    intercepts = rng.normal(1.5, 0.3, size=n_counties)
-    log_radon = intercepts[county] - 0.7 * floor + rng.normal(0.0, 0.75, size=n_obs)
-    with pm.Model() as model:
-        mu_a = pm.Normal("mu_a", 0, 10)
-        sigma_a = pm.HalfNormal("sigma_a", 5)
-        a = pm.Normal("a", mu_a, sigma_a, shape=n_counties)
-        b = pm.Normal("b", 0, 10)
-        eps = pm.HalfCauchy("eps", 5)
-        pm.Normal("y", a[county] + b * floor, eps, observed=log_radon)
-    return model
 
 
 MODELS = {
