@@ -1,4 +1,5 @@
 """save -> load gives the same sampler; loading against another model fails clearly."""
+import json
 import os
 
 import numpy as np
@@ -102,3 +103,73 @@ def test_zero_network_and_function_targets_round_trip(tmp_path):
     assert loaded.zero_network and loaded.dim == 2
     with pytest.raises(ValueError, match="different model"):
         l2hmc_theano.load(tmp_path / "z.npz", model=lambda X: 0.5 * tt.sqr(X).sum(axis=1))
+
+
+def _rewrite(src, dst, **changes):
+    """Copy the saved file ``src`` to ``dst`` with some arrays replaced (None: dropped)."""
+    with np.load(src, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays.update(changes)
+    np.savez(dst, **{k: v for k, v in arrays.items() if v is not None})
+
+
+def test_truncated_file_is_refused_clearly(saved, tmp_path, small_model):
+    _, path = saved
+    data = path.read_bytes()
+    for n in (len(data) // 2, len(data) - 10):
+        bad = tmp_path / "truncated.npz"
+        bad.write_bytes(data[:n])
+        with pytest.raises(ValueError, match="is not a saved l2hmc_theano sampler, or it is truncated"):
+            l2hmc_theano.load(bad, model=small_model)
+
+
+def test_file_with_a_corrupt_byte_is_refused_clearly(saved, tmp_path, small_model):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "corrupt.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"truncated or corrupt \(BadZipFile: Bad CRC-32"):
+        l2hmc_theano.load(bad, model=small_model)
+
+
+def test_file_missing_a_setting_or_an_array_is_refused_clearly(saved, tmp_path, small_model):
+    _, path = saved
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    del meta["n_steps"]
+    _rewrite(path, tmp_path / "no_steps.npz", meta=np.array(json.dumps(meta)))
+    with pytest.raises(ValueError, match="is not a saved l2hmc_theano sampler: it has no n_steps"):
+        l2hmc_theano.load(tmp_path / "no_steps.npz", model=small_model)
+    _rewrite(path, tmp_path / "no_masks.npz", masks=None)
+    with pytest.raises(ValueError, match="it has no masks"):
+        l2hmc_theano.load(tmp_path / "no_masks.npz", model=small_model)
+
+
+@pytest.mark.parametrize("key", ["log_step_size", "param/"])
+def test_non_finite_parameters_are_refused_at_load(saved, tmp_path, small_model, key):
+    sampler, path = saved
+    p = sampler.networks.params[0]
+    key = key + p.name if key == "param/" else key
+    with np.load(path, allow_pickle=False) as data:
+        value = data[key].copy()
+    value.flat[0] = np.nan
+    _rewrite(path, tmp_path / "nan.npz", **{key: value})
+    name = f"network parameter {p.name!r}" if key.startswith("param/") else repr(key)
+    with pytest.raises(ValueError, match=f"{name} holds NaN or inf; the file is damaged"):
+        l2hmc_theano.load(tmp_path / "nan.npz", model=small_model)
+
+
+def test_non_finite_parameters_are_never_saved(saved, tmp_path):
+    sampler, _ = saved
+    p = sampler.networks.params[-1]
+    good = p.get_value()
+    bad = good.copy()
+    bad.flat[0] = np.nan
+    p.set_value(bad)
+    try:
+        with pytest.raises(ValueError, match=f"Cannot save the sampler: network parameter {p.name!r} holds"):
+            sampler.save(tmp_path / "s.npz")
+    finally:
+        p.set_value(good)
+    assert os.listdir(tmp_path) == []

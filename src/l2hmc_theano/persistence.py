@@ -10,6 +10,8 @@ Writes go to a temporary file in the same directory, renamed into place.
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -19,6 +21,10 @@ __all__ = ["save", "load", "FORMAT"]
 
 FORMAT = "l2hmc_theano.sampler/1"
 _N_PROBES = 4
+_META_KEYS = ("networks", "n_steps", "hidden", "seed", "dim", "layout")
+_ARRAY_KEYS = ("masks", "log_step_size", "probe_x", "probe_energy")
+# What a truncated or corrupt .npz can raise while it is opened or a member is read.
+_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 
 def layout(energy):
@@ -51,7 +57,8 @@ def _network_kind(sampler):
 
 
 def save(sampler, path):
-    """Write ``sampler`` to ``path`` (an ``.npz`` file) atomically."""
+    """Write ``sampler`` to ``path`` (an ``.npz`` file) atomically.  Raises ``ValueError``, and
+    writes nothing, if a parameter (network weight or log step size) is NaN or infinite."""
     path = os.fspath(path)
     kind = _network_kind(sampler)
     directory = os.path.dirname(os.path.abspath(path))
@@ -78,6 +85,10 @@ def save(sampler, path):
     }
     for p in sampler.networks.params:
         arrays["param/" + p.name] = p.get_value()
+    bad = _non_finite(arrays)
+    if bad:
+        raise ValueError(f"Cannot save the sampler: {bad} holds NaN or inf (a failed training run?). "
+                         "Nothing was written.")
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
@@ -98,6 +109,15 @@ def atomic_write(path, write):
         raise
 
 
+def _non_finite(arrays):
+    """The first float array (other than probe_energy, which may hold inf) with a NaN or inf
+    in it, named for a message, or None."""
+    for key, a in arrays.items():
+        if key != "probe_energy" and a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            return f"network parameter {key[6:]!r}" if key.startswith("param/") else repr(key)
+    return None
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -110,14 +130,23 @@ def _read(path):
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise FileNotFoundError(f"No saved sampler at {os.fspath(path)!r}.") from None
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{os.fspath(path)!r} is not a saved l2hmc_theano sampler ({err}).") from None
+    except _READ_ERRORS as err:
+        raise ValueError(f"{os.fspath(path)!r} is not a saved l2hmc_theano sampler, or it is truncated or "
+                         f"corrupt ({type(err).__name__}: {err}).") from None
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except (KeyError, json.JSONDecodeError):
         meta = {}
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{os.fspath(path)!r} is not a saved l2hmc_theano sampler (format {FORMAT}).")
+    missing = [k for k in _META_KEYS if k not in meta] + [k for k in _ARRAY_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{os.fspath(path)!r} is not a saved l2hmc_theano sampler: it has no "
+                         f"{', '.join(missing)}.")
+    bad = _non_finite(arrays)
+    if bad:
+        raise ValueError(f"{os.fspath(path)!r}: {bad} holds NaN or inf; the file is damaged or was saved "
+                         "from a failed training run.")
     return meta, arrays
 
 
