@@ -1,32 +1,34 @@
-"""L2HMC vs NUTS on real-world-shaped PyMC3 models: ESS per gradient and per second.
+"""L2HMC vs NUTS on real PyMC3 models, both with their defaults: ESS per gradient and per second.
 
 Protocol, for each model:
 
-1. Train an L2HMCSampler (T = 10 leapfrog steps, hidden 10/10) with the per-model
-   initial step size, iterations x batch of chains and burn-in loss weight of
-   SETTINGS (flags override them for all models); "train s" is the wall time of the
-   training loop (history["seconds"], without the Theano compile).
+1. ``l2hmc_theano.train(model, seed=...)`` with every default: warm-up (step size and a
+   diagonal preconditioner adapted on 200 chains of HMC), then network training until the
+   expected squared jump stops improving (at most 5000 iterations).  "setup s" is its wall
+   time, compiles included; "warm-up s" and "train s" are the two loops alone.
 2. Sample with pm.sample(step=L2HMC(sampler=trained)) and with pm.NUTS() (PyMC3's
    default diagonal mass-matrix and step-size adaptation), each with the same
    draws, tune, chains=2, cores=1 and random_seed.  Both steps are built and their
    Theano functions compiled before the clock starts; "sample s" is the wall time of
-   the pm.sample call (tuning and draws).  L2HMC adapts nothing: its tuning draws
-   are burn-in.
+   the pm.sample call (tuning and draws).  L2HMC adapts nothing in pm.sample: its tuning
+   draws are burn-in.
 3. Over the post-tuning draws: min bulk ESS (ArviZ) over every scalar in the
    posterior (deterministics included) and which one it is; gradient evaluations =
    sum of the n_steps sample stat (PyMC3's tree_size: T per draw for L2HMC, the
    leapfrog count for NUTS; both samplers also take one gradient at each draw's
    start, not counted); min ESS per 1000 gradients and per second of sampling;
-   divergences; mean acceptance probability; max r_hat.
+   divergences; mean acceptance probability; max r_hat.  "total s" adds L2HMC's setup to
+   its sampling; "s to 1000 ESS" is setup + sample s x 1000 / min ESS (for NUTS, whose
+   tuning is inside sample s, that scales its tuning too: it flatters L2HMC a little).
 
 Models: eight schools centred and non-centred; radon: varying intercepts with partial
 pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 919
 houses in 85 counties, read from the srrs2.dat that pymc3's wheel ships; see
 models.radon); a logistic regression on a 500 x 10 synthetic design.  Data are fixed;
---seed sets training and sampling seeds.
-Timings are wall-clock and noisy on a shared machine.
+--seed sets training and sampling seeds.  Timings are wall-clock and noisy on a shared
+machine.
 
-    python benchmarks/real_models.py                          # full run (~19 minutes here)
+    python benchmarks/real_models.py                          # full run
     python benchmarks/real_models.py --quick                  # smoke run (compiles dominate)
     python benchmarks/real_models.py --models radon logistic_regression --out real_models.md
 """
@@ -35,38 +37,17 @@ import time
 
 import numpy as np
 
-from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy  # first: it sets Theano's flags before pymc3
+import l2hmc_theano  # first: it sets Theano's flags before pymc3
+from l2hmc_theano import L2HMC, ModelEnergy
 
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from models import eight_schools, logistic_regression, radon  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
+from l2hmc_theano.warmup import describe  # noqa: E402
 
-# Per model: initial leapfrog step size (training also learns it), training budget, and the
-# weight of the loss's burn-in term (fresh N(0, I) draws; the paper's default is 1).  Tried
-# before settling (min bulk ESS of L2HMC; exploratory runs, 2 chains x 1000 draws):
-# - logistic regression: its posterior is narrow and far from N(0, I); with the burn-in term
-#   the trained sampler jumps less than plain HMC and mixes badly (ESS 260 in 2 x 2000
-#   draws; eps 0.02: 209).  A training iteration costs ~15x eight schools', hence batch 32.
-# - radon (~35x eight schools' cost per iteration; tried on the earlier synthetic radon-shaped
-#   data, before models.radon read the real data): eps 0.02, and 0.015 with 4000 x 32,
-#   diverged in training and mixed no better than 0.01 (ESS 81, 22).  At 0.01, 5 of the 32
-#   training chains never leave their N(0, I) start, and from iteration 329 the worst one's
-#   NaN curvature skipped 1644 of 2000 Adam steps (eps -> 0.011, ESS 95); since stuck chains
-#   are replaced after a skipped step, 1 step is skipped (eps -> 0.032, training acceptance
-#   0.92, ESS 235 but max r_hat 1.08; radon alone, seed 0).  0.005 trained to the end before
-#   that fix (eps -> 0.011) but mixed no better (ESS 59).
-# - centred eight schools (a funnel) fails with every setting tried: eps 0.1 and 0.05 with
-#   the burn-in term end training at acceptance < 0.01 (ESS 2, 0), eps 0.02 at 0.12 (ESS 3);
-#   eps 0.05 without it, below, is the least bad (ESS 6).
-SETTINGS = {
-    "eight_schools_centred": dict(step_size=0.05, train_steps=2000, batch_size=200, burn_in_weight=0.0),
-    "eight_schools_noncentred": dict(step_size=0.2, train_steps=2000, batch_size=200, burn_in_weight=1.0),
-    "radon": dict(step_size=0.01, train_steps=2000, batch_size=32, burn_in_weight=0.0),
-    "logistic_regression": dict(step_size=0.05, train_steps=2000, batch_size=32, burn_in_weight=0.0),
-}
 DRAWS, TUNE = 2000, 1000
-QUICK = dict(train_steps=100, batch_size=32, draws=200, tune=100)
+QUICK = dict(train_steps=100, batch_size=32, warmup_iterations=100, draws=200, tune=100)
 
 
 MODELS = {
@@ -77,12 +58,12 @@ MODELS = {
 }
 
 
-def train_l2hmc(model, settings, seed, check):
-    """A trained L2HMCSampler (T = 10, hidden 10/10) and its training history."""
-    sampler = L2HMCSampler(model, n_steps=10, step_size=settings["step_size"], hidden=(10, 10), seed=seed)
-    history = sampler.train(train_steps=settings["train_steps"], batch_size=settings["batch_size"],
-                            burn_in_weight=settings["burn_in_weight"], progressbar=False, check=check)
-    return sampler, history
+def train_l2hmc(model, seed, check, quick):
+    """A sampler trained with the defaults (``QUICK``'s budget with ``quick``), and its setup seconds."""
+    budget = {k: QUICK[k] for k in ("train_steps", "batch_size", "warmup_iterations")} if quick else {}
+    start = time.perf_counter()
+    sampler = l2hmc_theano.train(model, seed=seed, progressbar=False, check=check, **budget)
+    return sampler, time.perf_counter() - start
 
 
 def flat_scalars(dataset):
@@ -131,10 +112,11 @@ def run_sampler(model, step, draws, tune, seed):
     }
 
 
-def compare(name, settings, draws, tune, seed, check=True):
+def compare(name, draws, tune, seed, check=True, quick=False):
     """Train L2HMC on one model, then sample it with L2HMC and NUTS; returns (rows, note)."""
     model = MODELS[name]()
-    sampler, history = train_l2hmc(model, settings, seed, check)
+    sampler, setup = train_l2hmc(model, seed, check, quick)
+    history, info = sampler.history, sampler.warmup_info
     with model:
         l2hmc = L2HMC(sampler=sampler)
         nuts = pm.NUTS()
@@ -143,11 +125,17 @@ def compare(name, settings, draws, tune, seed, check=True):
     l2hmc.sampler.mh_step_with_stats(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype))
     rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1),
             "NUTS": run_sampler(model, nuts, draws, tune, seed + 1)}
-    rows["L2HMC"]["training"] = f"{settings['train_steps']} x {settings['batch_size']}"
-    rows["L2HMC"]["train_s"] = history["seconds"]
+    ours = rows["L2HMC"]
+    ours.update(setup_s=setup, warmup_s=info["seconds"], train_s=history["seconds"],
+                training=f"{info['iterations']} + {len(history['loss'])}")
+    for label, fixed in (("L2HMC", setup), ("NUTS", 0.0)):
+        r = rows[label]
+        r["total_s"] = fixed + r["seconds"]
+        r["s_to_1000"] = fixed + r["seconds"] * 1000.0 / r["min_ess"] if r["min_ess"] > 0 else np.inf
     tail = slice(-max(1, len(history["accept"]) // 10), None)
-    note = (f"{name}: dim {sampler.dim}; L2HMC eps {settings['step_size']} -> {sampler.step_size:.3g} "
-            f"after training, training acceptance (last 10%) {np.mean(history['accept'][tail]):.2f}")
+    note = (f"{name}: dim {sampler.dim}; {describe(info)}; training {len(history['loss'])} iterations"
+            f"{' (stopped: jump flat)' if history.get('stopped_early') else ''}, eps -> {sampler.step_size:.3g}, "
+            f"training acceptance (last 10%) {np.mean(history['accept'][tail]):.2f}")
     if sampler.training_problems:
         note += "; training check: " + "; ".join(sampler.training_problems)
     return rows, note
@@ -156,19 +144,22 @@ def compare(name, settings, draws, tune, seed, check=True):
 def markdown(results, notes, draws, tune):
     """The report: the main table, the L2HMC/NUTS ratios, and one note per model."""
     lines = [
-        f"L2HMC (T = 10, hidden 10/10) vs NUTS; 2 chains x {draws} draws after {tune} tuning draws.",
+        f"L2HMC (defaults: T = 10, hidden 10/10, diagonal preconditioner) vs NUTS; 2 chains x {draws} draws "
+        f"after {tune} tuning draws.",
         "",
         "| model | sampler | min bulk ESS | min at | grad evals | ESS / 1k grads | ESS / s | divergences "
-        "| accept | max r_hat | sample s | training (iter x batch) | train s |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| accept | max r_hat | sample s | warm-up + training iterations | setup s (warm-up, train) "
+        "| total s | s to 1000 ESS |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, rows in results.items():
         for label, r in rows.items():
-            training, train_s = r.get("training", ""), f"{r['train_s']:.0f}" if "train_s" in r else ""
+            setup = (f"{r['setup_s']:.0f} ({r['warmup_s']:.0f}, {r['train_s']:.0f})" if "setup_s" in r else "")
             lines.append(
                 f"| {name} | {label} | {r['min_ess']:.0f} | {r['min_param']} | {r['grads']} "
                 f"| {r['ess_per_kgrad']:.2f} | {r['ess_per_s']:.1f} | {r['divergences']} | {r['accept']:.2f} "
-                f"| {r['max_rhat']:.3f} | {r['seconds']:.1f} | {training} | {train_s} |"
+                f"| {r['max_rhat']:.3f} | {r['seconds']:.1f} | {r.get('training', '')} | {setup} "
+                f"| {r['total_s']:.0f} | {r['s_to_1000']:.0f} |"
             )
     lines += ["", "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second |", "|---|---:|---:|"]
     for name, rows in results.items():
@@ -184,23 +175,14 @@ def ratio(a, b):
 
 
 def main():
-    epilog = "SETTINGS (per model):\n" + "\n".join(
-        f"  {name:<25} " + ", ".join(f"{k} {v}" for k, v in settings.items())
-        for name, settings in SETTINGS.items())
-    parser = argparse.ArgumentParser(description=__doc__, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--quick", action="store_true",
-        help="smoke run: {train_steps} training iterations x batch {batch_size}, {draws} draws, "
-             "{tune} tuning draws, no training check".format(**QUICK))
+        help="smoke run: {warmup_iterations} warm-up and {train_steps} training iterations x batch {batch_size}, "
+             "{draws} draws, {tune} tuning draws, no training check".format(**QUICK))
     add("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="MODEL",
         help=f"a subset of: {', '.join(MODELS)} (default: all)")
     add("--seed", type=int, default=0, help="training seed; pm.sample gets seed + 1 (default 0)")
-    add("--train-steps", type=int, help="training iterations, all models (default: SETTINGS)")
-    add("--batch-size", type=int, help="training chains, all models (default: SETTINGS)")
-    add("--step-size", type=float, help="initial L2HMC step size, all models (default: SETTINGS)")
-    add("--burn-in-weight", type=float,
-        help="weight of the loss's burn-in term, all models (default: SETTINGS)")
     add("--draws", type=int, help=f"draws per chain after tuning (default {DRAWS})")
     add("--tune", type=int, help=f"tuning draws per chain (default {TUNE})")
     add("--out", help="also write the Markdown report to this file (atomically)")
@@ -210,14 +192,9 @@ def main():
 
     results, notes = {}, []
     for name in args.models:
-        settings = dict(SETTINGS[name])
-        if args.quick:
-            settings.update(train_steps=QUICK["train_steps"], batch_size=QUICK["batch_size"])
-        for key in settings:
-            if getattr(args, key) is not None:
-                settings[key] = getattr(args, key)
-        results[name], notes_line = compare(name, settings, draws, tune, args.seed, check=not args.quick)
-        notes.append(notes_line)
+        results[name], note = compare(name, draws, tune, args.seed, check=not args.quick, quick=args.quick)
+        notes.append(note)
+        print(note, flush=True)
     report = markdown(results, notes, draws, tune)
     print(report, end="")
     if args.out:

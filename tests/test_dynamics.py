@@ -74,7 +74,33 @@ def handwritten_sampler():
                         networks=HandWrittenAux(3, seed=4))
 
 
-@pytest.mark.parametrize("which", ["network_sampler", "handwritten_sampler"])
+def preconditioned(kind):
+    """The hand-written 3-d sampler in the coordinates of a non-trivial preconditioner."""
+
+    def energy(X):
+        return 0.5 * tt.sqr(X).sum(axis=1) + 0.25 * tt.sqr(X[:, 0] * X[:, 1]) + tt.log(tt.cosh(X[:, 2]))
+
+    sampler = L2HMCSampler(FunctionEnergy(energy, 3), n_steps=3, step_size=0.3, seed=2,
+                           networks=HandWrittenAux(3, seed=4), preconditioner=kind)
+    factor = np.array([0.5, 1.7, 0.8]) if kind == "diag" else np.array([[0.5, 0, 0], [0.6, 1.7, 0], [-0.3, 0.4, 0.8]])
+    sampler.preconditioner.set(np.array([0.3, -0.2, 0.1]), factor)
+    return sampler
+
+
+@pytest.fixture(scope="module")
+def diag_preconditioned_sampler():
+    return preconditioned("diag")
+
+
+@pytest.fixture(scope="module")
+def dense_preconditioned_sampler():
+    return preconditioned("dense")
+
+
+SAMPLERS = ["network_sampler", "handwritten_sampler", "diag_preconditioned_sampler", "dense_preconditioned_sampler"]
+
+
+@pytest.mark.parametrize("which", SAMPLERS)
 def test_backward_inverts_forward(which, request, rng):
     sampler = request.getfixturevalue(which)
     x = rng.normal(0, 0.8, size=(6, sampler.dim))
@@ -117,7 +143,7 @@ def numerical_log_abs_det(sampler, x, v, direction, h=1e-5):
     return np.linalg.slogdet(J)[1]
 
 
-@pytest.mark.parametrize("which", ["network_sampler", "handwritten_sampler"])
+@pytest.mark.parametrize("which", SAMPLERS)
 @pytest.mark.parametrize("direction", [1, -1])
 def test_logdet_matches_numerical_jacobian(which, direction, request, rng):
     sampler = request.getfixturevalue(which)
@@ -128,6 +154,29 @@ def test_logdet_matches_numerical_jacobian(which, direction, request, rng):
         numeric = numerical_log_abs_det(sampler, x, v, direction)
         assert abs(logdet[0]) > 1e-3
         assert logdet[0] == pytest.approx(numeric, abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["diag", "dense"])
+def test_preconditioned_map_is_the_whitened_targets_map_in_x(kind, rng):
+    """FL_x(x, v) = (mu + L y', v') where (y', v') = FL_y(L^-1 (x - mu), v) on U_y(y) = U(mu + L y),
+    with the same log-det; and it differs from the unpreconditioned map."""
+    from l2hmc_theano.preconditioner import WhitenedEnergy
+
+    sampler = preconditioned(kind)
+    precond = sampler.preconditioner
+    in_y = L2HMCSampler(WhitenedEnergy(sampler.energy_target, precond), n_steps=3, step_size=0.3, seed=2,
+                        networks=sampler.networks, preconditioner=None)
+    x = rng.normal(0, 0.8, size=(4, 3))
+    v = rng.normal(size=(4, 3))
+    d = np.array([1, -1, 1, -1])
+    x1, v1, ld1 = sampler.transition(x, v, d)
+    y1, w1, ldy = in_y.transition(precond.to_y_numpy(x), v, d)
+    np.testing.assert_allclose(x1, precond.to_x_numpy(y1), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(v1, w1, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ld1, ldy, rtol=0, atol=1e-10)
+    plain = L2HMCSampler(sampler.energy_target, n_steps=3, step_size=0.3, seed=2, networks=sampler.networks,
+                         preconditioner=None)
+    assert np.abs(plain.transition(x, v, d)[0] - x1).max() > 0.1
 
 
 def test_time_encoding_and_masks():

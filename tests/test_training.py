@@ -87,7 +87,7 @@ def test_non_finite_gradients_leave_parameters_unchanged():
     sampler = L2HMCSampler(SCG, networks=NaNAux(), seed=0)
     with pytest.warns(UserWarning, match="5 of 5 training iterations had non-finite gradients and left the "
                                          "parameters unchanged: 5 with diverging proposals, 0 with none"):
-        history = sampler.train(train_steps=5, batch_size=8, progressbar=False, check=False)
+        history = sampler.train(train_steps=5, batch_size=8, warmup=False, progressbar=False, check=False)
     np.testing.assert_array_equal(sampler.networks.w.get_value(), np.ones(2))
     assert sampler.step_size == pytest.approx(0.1)
     assert np.all(history["diverging"] == 8) and np.all(np.isfinite(history["loss"]))
@@ -138,7 +138,7 @@ def test_one_stuck_chain_with_nan_curvature_is_replaced_and_training_goes_on():
     # Per chain, from the same start: only chain 3 is stuck, and it did not diverge.
     (step_fn,) = [f for k, f in sampler._compiled.items() if k[0] == "train"]
     rng = np.random.default_rng(0)
-    out = step_fn(x0, x0, rng.normal(size=(8, 2)), np.ones(8), np.log(rng.uniform(size=8)))
+    out = step_fn(x0, x0, rng.normal(size=(8, 2)), np.ones(8), np.log(rng.uniform(size=8)), np.ones(8))
     applied, log_accept, diverging = out[5:]
     assert not applied and log_accept[3] < -1e10 and np.all(np.delete(log_accept, 3) > -20)
     assert not diverging.any()

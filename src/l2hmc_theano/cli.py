@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 
-from .sampler import _check_count, _check_hidden, _check_non_negative, _check_positive
+from .sampler import _check_count, _check_fraction, _check_hidden, _check_non_negative, _check_positive
 
 __all__ = ["train", "main"]
 
@@ -64,6 +64,7 @@ def _argument(convert, check):
 _positive_int = _argument(int, lambda v: _check_count(v, "value"))
 _positive_float = _argument(float, lambda v: _check_positive(v, "value"))
 _non_negative_float = _argument(float, lambda v: _check_non_negative(v, "value"))
+_fraction = _argument(float, lambda v: _check_fraction(v, "value"))
 _hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), _check_hidden)
 
 
@@ -82,13 +83,25 @@ def _parser():
     parser.add_argument("--model-name", metavar="NAME", default=None,
                         help="name of the pm.Model attribute in MODEL.py, when it defines several")
     parser.add_argument("--train-steps", type=_positive_int, default=5000, metavar="N",
-                        help="training iterations, each one MH step of every chain and one Adam step (default: %(default)s)")
+                        help="most training iterations, each one MH step of every chain and one Adam step; "
+                        "training stops earlier once the expected squared jump stops improving (default: %(default)s)")
+    parser.add_argument("--train-all-steps", action="store_true",
+                        help="train for all --train-steps iterations, even when the jump has stopped improving")
+    parser.add_argument("--preconditioner", choices=("diag", "dense", "none"), default="diag",
+                        help="the affine map x = mu + L y fitted during warm-up, in whose coordinates the "
+                        "networks work: diagonal, dense (for correlated posteriors), or none (the paper's "
+                        "sampler) (default: %(default)s)")
+    parser.add_argument("--target-accept", type=_fraction, default=0.8, metavar="A",
+                        help="mean acceptance probability that warm-up tunes the step size to (default: %(default)s)")
+    parser.add_argument("--warmup-iterations", type=_positive_int, default=600, metavar="N",
+                        help="most warm-up iterations (HMC steps of every chain while the step size and the "
+                        "preconditioner adapt); it stops earlier once they settle (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, default=200, metavar="B",
                         help="chains trained in parallel (default: %(default)s)")
     parser.add_argument("--n-steps", type=_positive_int, default=10, metavar="T",
                         help="leapfrog steps T per proposal (default: %(default)s)")
     parser.add_argument("--step-size", type=_positive_float, default=0.1, metavar="EPS",
-                        help="initial leapfrog step size; it is trained (default: %(default)s)")
+                        help="initial leapfrog step size; warm-up adapts it and training trains it (default: %(default)s)")
     parser.add_argument("--hidden", type=_hidden, default=(10, 10), metavar="H1,H2",
                         help="widths of the networks' two hidden layers (default: 10,10)")
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-3, metavar="LR",
@@ -197,7 +210,8 @@ def _run(args):
     model = find_model(args.model_file, args.model_name)
     try:
         sampler = L2HMCSampler(model, n_steps=args.n_steps, step_size=args.step_size, hidden=args.hidden,
-                               seed=args.seed)
+                               seed=args.seed,
+                               preconditioner=None if args.preconditioner == "none" else args.preconditioner)
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from err
     print(f"model: {', '.join(sampler.energy_target.var_names)} ({sampler.dim} dimensions); compiling ...",
@@ -207,12 +221,17 @@ def _run(args):
         history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, burn_in_weight=args.burn_in_weight,
                                 scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
-                                progressbar=not args.no_progressbar)
+                                stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,
+                                warmup_iterations=args.warmup_iterations, progressbar=not args.no_progressbar)
     for w in caught:  # the "looks poor" warning is repeated in the summary below
         if issubclass(w.category, UserWarning) and not str(w.message).startswith("The trained L2HMC"):
             print(f"warning: {w.message}", file=sys.stderr)
     sampler.save(out)
     tail = slice(max(0, len(history["loss"]) - 100), None)
+    if sampler.warmup_info is not None:
+        from .warmup import describe
+
+        print(describe(sampler.warmup_info))
     print(f"trained {len(history['loss'])} iterations in {history['seconds']:.1f} s; final acceptance "
           f"{history['accept'][tail].mean():.3f}, ESJD {history['esjd'][tail].mean():.4g}, "
           f"step size {sampler.step_size:.4g}")

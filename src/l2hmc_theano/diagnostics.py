@@ -62,7 +62,7 @@ def training_warnings(sampler, history, baseline=True):
     Checks, over the last 10% of training: mean acceptance < 0.1, more than 1%
     diverging proposals, more than 10% of the Adam steps skipped (non-finite gradients),
     a loss that rose from the first 10%, and (``baseline``) an ESJD on the final chains
-    that is not above HMC's (zero networks, same eps and T).
+    that is not above HMC's (zero networks, same eps, T and preconditioner).
     """
     from .sampler import L2HMCSampler
 
@@ -89,7 +89,7 @@ def training_warnings(sampler, history, baseline=True):
         out.append("the training loss rose during training (it should fall)")
     if baseline and out == [] and not getattr(sampler, "zero_network", False):
         hmc = L2HMCSampler(sampler.energy_target, n_steps=sampler.n_steps, step_size=sampler.step_size,
-                           zero_network=True)
+                           zero_network=True, preconditioner=sampler.preconditioner)
         chains = history["chains"]
         learned, plain = expected_squared_jump(sampler, chains), expected_squared_jump(hmc, chains)
         if learned <= plain:

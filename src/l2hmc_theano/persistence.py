@@ -75,6 +75,9 @@ def save(sampler, path):
         "layout": layout(sampler.energy_target),
         "target": type(sampler.energy_target).__name__,
         "history_length": 0 if sampler.history is None else int(len(sampler.history["loss"])),
+        "preconditioner": None if sampler.preconditioner is None else sampler.preconditioner.kind,
+        "warmup": sampler.warmup_info,
+        "step_jitter": sampler.step_jitter,
     }
     arrays = {
         "meta": np.array(json.dumps(meta)),
@@ -83,6 +86,8 @@ def save(sampler, path):
         "probe_x": probes,
         "probe_energy": sampler.energy(probes),
     }
+    if sampler.preconditioner is not None:
+        arrays["precond/mu"], arrays["precond/factor"] = sampler.preconditioner.values()
     for p in sampler.networks.params:
         arrays["param/" + p.name] = p.get_value()
     bad = _non_finite(arrays)
@@ -155,15 +160,25 @@ def load(path, model=None):
 
     ``model``: the PyMC3 model (default: the one on the context stack) or the
     plain energy function the sampler was trained on.  Raises ``ValueError`` if
-    its variables or its logp differ from the saved ones.
+    its variables or its logp differ from the saved ones.  A file saved before
+    samplers had a preconditioner and step-size jitter loads as a sampler without
+    them (the dynamics it was trained with).
     """
     from .sampler import L2HMCSampler
 
     meta, arrays = _read(path)
+    kind = meta.get("preconditioner")
     sampler = L2HMCSampler(
         model, n_steps=meta["n_steps"], hidden=meta["hidden"], seed=meta["seed"],
         zero_network=meta["networks"] == "zero", dim=meta["dim"] if callable(model) else None,
+        preconditioner=kind, step_jitter=meta.get("step_jitter", 0.0),
     )
+    if kind is not None:
+        try:
+            sampler.preconditioner.set(arrays["precond/mu"], arrays["precond/factor"])
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{os.fspath(path)!r}: its {kind} preconditioner is missing or damaged ({err}).") from None
+    sampler.warmup_info = meta.get("warmup")
     _check_same_target(path, meta, arrays, sampler)
     if arrays["masks"].shape != sampler.masks.shape:
         raise ValueError(f"{os.fspath(path)!r}: masks have shape {arrays['masks'].shape}, "

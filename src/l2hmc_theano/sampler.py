@@ -12,6 +12,7 @@ from .dynamics import draw_masks, time_encoding
 from .energy import as_energy
 from .kernel import metropolis_hastings, propose
 from .networks import AuxiliaryNetworks, ZeroFunctions
+from .preconditioner import Preconditioner, WhitenedEnergy
 
 __all__ = ["L2HMCSampler"]
 
@@ -39,6 +40,26 @@ def _check_non_negative(value, name):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.") from None
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return value
+
+
+def _check_fraction(value, name):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}.") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}.")
+    return value
+
+
+def _check_jitter(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = np.nan
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"step_jitter must be a number in [0, 1), got {value!r}.")
     return value
 
 
@@ -73,6 +94,16 @@ class L2HMCSampler:
     dim : int, only with a callable ``model``.
     networks : auxiliary-functions object, optional
         Replaces the default networks (see :mod:`l2hmc_theano.networks`).
+    step_jitter : float in [0, 1)
+        Each MH step multiplies the step size by a factor drawn uniformly from
+        [1 - step_jitter, 1 + step_jitter] per chain (independently of the state, so each
+        step is still exact).  A fixed T and eps make HMC resonate on well-preconditioned
+        targets (the trajectory comes back near its start); the jitter breaks that.
+        0 gives the paper's fixed eps.
+    preconditioner : "diag", "dense", None or a :class:`~l2hmc_theano.preconditioner.Preconditioner`
+        The affine map x = mu + L y in whose coordinates y the dynamics and networks run
+        (identity until warm-up fits it; see :meth:`train`).  None: the paper's sampler,
+        dynamics in x.
     """
 
     def __init__(
@@ -85,6 +116,8 @@ class L2HMCSampler:
         zero_network=False,
         dim=None,
         networks=None,
+        preconditioner="diag",
+        step_jitter=0.3,
     ):
         self.n_steps = _check_count(n_steps, "n_steps")
         step_size = _check_positive(step_size, "step_size")
@@ -110,6 +143,14 @@ class L2HMCSampler:
             self.networks = ZeroFunctions()
         else:
             self.networks = AuxiliaryNetworks(self.dim, self.hidden, np.random.default_rng(weight_seed))
+        if preconditioner is None or isinstance(preconditioner, Preconditioner):
+            self.preconditioner = preconditioner
+        else:
+            self.preconditioner = Preconditioner(self.dim, preconditioner)
+        if self.preconditioner is not None and self.preconditioner.dim != self.dim:
+            raise ValueError(f"The preconditioner has dimension {self.preconditioner.dim}, the target {self.dim}.")
+        self.warmup_info = None
+        self.step_jitter = _check_jitter(step_jitter)
         self.log_step_size = theano.shared(np.asarray(np.log(step_size), dtype=floatX), name="log_step_size")
         self._compiled = {}
         self.learning_rate = theano.shared(np.asarray(1e-3, dtype=floatX), name="learning_rate")
@@ -156,9 +197,30 @@ class L2HMCSampler:
     def _inputs(self):
         return tt.matrix("x", dtype=floatX), tt.matrix("v", dtype=floatX), tt.vector("direction", dtype=floatX)
 
-    def _build_proposal(self, x, v, direction):
-        step_size = tt.exp(self.log_step_size)
-        return propose(self.energy_target, self.networks, x, v, direction, step_size, self.taus, self.masks)
+    def whitened(self, energy=None):
+        """``energy`` (default: the target) in the preconditioner's coordinates y."""
+        energy = self.energy_target if energy is None else energy
+        return energy if self.preconditioner is None else WhitenedEnergy(energy, self.preconditioner)
+
+    def propose(self, x, v, direction, networks=None, step_size=None, energy=None, step_scale=None):
+        """The proposal from positions ``x`` ``(batch, dim)`` (in x): the dynamics run in y,
+        the returned ``Proposal.x`` is in x (``v`` and ``grad_end`` stay in y).  The step size
+        (default: the trained one) is multiplied per chain by ``step_scale`` ``(batch,)``."""
+        networks = self.networks if networks is None else networks
+        step_size = tt.exp(self.log_step_size) if step_size is None else step_size
+        if step_scale is not None:
+            step_size = step_size * tt.shape_padright(step_scale)
+        y = x if self.preconditioner is None else self.preconditioner.to_y(x)
+        p = propose(self.whitened(energy), networks, y, v, direction, step_size, self.taus, self.masks)
+        return p if self.preconditioner is None else p._replace(x=self.preconditioner.to_x(p.x))
+
+    def _build_proposal(self, x, v, direction, step_scale=None):
+        return self.propose(x, v, direction, step_scale=step_scale)
+
+    def draw_step_scale(self, rng, n):
+        """Per-chain step-size factors ``(n,)``, uniform on [1 - step_jitter, 1 + step_jitter]."""
+        j = self.step_jitter
+        return rng.uniform(1.0 - j, 1.0 + j, size=n).astype(floatX) if j > 0 else np.ones(n, dtype=floatX)
 
     def _build_transition(self):
         x, v, d = self._inputs()
@@ -170,23 +232,45 @@ class L2HMCSampler:
         U, _ = self.energy_target.value_and_grad(x)
         return [x], U
 
+    def _build_energy_grad(self):
+        x = tt.matrix("x", dtype=floatX)
+        U, dU = self.energy_target.value_and_grad(x)
+        return [x], [U, dU]
+
+    def _build_warmup_step(self):
+        """One HMC step (zero networks) with the step size as an input: next x, acceptance
+        probability, accepted, and dU/dx at the next x (for the preconditioner's estimate)."""
+        x, v, d = self._inputs()
+        log_u = tt.vector("log_u", dtype=floatX)
+        eps = tt.scalar("step_size", dtype=floatX)
+        step_scale = tt.vector("step_scale", dtype=floatX)
+        p = self.propose(x, v, d, networks=ZeroFunctions(), step_size=eps, step_scale=step_scale)
+        x_next, accepted = metropolis_hastings(p, x, log_u)
+        _, grad = self.energy_target.value_and_grad(x_next)
+        return [x, v, d, log_u, eps, step_scale], [x_next, p.accept_prob, accepted, grad]
+
     def _build_mh_step_stats(self):
         """One MH step with everything a PyMC3 step method reports."""
         x, v, d = self._inputs()
         log_u = tt.vector("log_u", dtype=floatX)
-        p = self._build_proposal(x, v, d)
+        step_scale = tt.vector("step_scale", dtype=floatX)
+        p = self._build_proposal(x, v, d, step_scale)
         x_next, accepted = metropolis_hastings(p, x, log_u)
         potential_next = tt.switch(accepted, p.potential_end, p.potential_start)
         energy_next = tt.switch(accepted, p.energy_end, p.energy_start)
         outputs = [x_next, p.accept_prob, accepted, p.diverging, energy_next,
                    p.energy_end - p.energy_start, p.logdet, potential_next]
-        return [x, v, d, log_u], outputs
+        return [x, v, d, log_u, step_scale], outputs
 
-    def mh_step_with_stats(self, x, v, direction, log_u):
+    def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None):
         """One MH step of a batch: ``(x_next, accept_prob, accepted, diverging, energy,
         energy_error, logdet, potential)``; ``energy`` is H at the returned state,
-        ``energy_error`` H(proposal) - H(start), ``potential`` U at the returned state."""
-        return self._function("mh_step_stats", self._build_mh_step_stats)(x, v, direction, log_u)
+        ``energy_error`` H(proposal) - H(start), ``potential`` U at the returned state.
+        ``step_scale`` ``(batch,)`` multiplies the step size per chain (default 1; see
+        :meth:`draw_step_scale`)."""
+        if step_scale is None:
+            step_scale = np.ones(len(log_u), dtype=floatX)
+        return self._function("mh_step_stats", self._build_mh_step_stats)(x, v, direction, log_u, step_scale)
 
     def retarget(self, energy):
         """This sampler on another energy of the same layout (e.g. a model's conditional in a
@@ -227,8 +311,9 @@ class L2HMCSampler:
     def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False):
         """Run ``n_chains`` independent L2HMC chains for ``n_draws`` MH steps.
 
-        Each step draws v ~ N(0, I) and d uniform on {-1, +1} per chain.
-        ``x0``: ``(n_chains, dim)`` starts (default: draws from N(0, I)).
+        Each step draws v ~ N(0, I), d uniform on {-1, +1} and the step size's jitter per chain.
+        ``x0``: ``(n_chains, dim)`` starts (default: draws from N(0, I) in the
+        preconditioner's coordinates y).
         ``seed``: seeds starts, momenta, directions and acceptance draws
         (default: the sampler's own stream, derived from its seed).
 
@@ -239,7 +324,11 @@ class L2HMCSampler:
         if n_draws < 1 or n_chains < 1:
             raise ValueError(f"n_draws and n_chains must be >= 1, got {n_draws} and {n_chains}.")
         rng = self._sample_rng if seed is None else np.random.default_rng(seed)
-        x = rng.standard_normal((n_chains, self.dim)).astype(floatX) if x0 is None else self._as_batch(x0, "x0")
+        if x0 is None:
+            x = rng.standard_normal((n_chains, self.dim)).astype(floatX)
+            x = x if self.preconditioner is None else self.preconditioner.to_x_numpy(x).astype(floatX)
+        else:
+            x = self._as_batch(x0, "x0")
         if x.shape[0] != n_chains:
             raise ValueError(f"x0 must have shape ({n_chains}, {self.dim}), got {x.shape}.")
         draws = np.empty((n_draws, n_chains, self.dim), dtype=floatX)
@@ -253,7 +342,7 @@ class L2HMCSampler:
             v = rng.standard_normal((n_chains, self.dim)).astype(floatX)
             d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=n_chains)
             log_u = np.log(rng.uniform(size=n_chains)).astype(floatX)
-            x, accept_prob[i] = self.mh_step_with_stats(x, v, d, log_u)[:2]
+            x, accept_prob[i] = self.mh_step_with_stats(x, v, d, log_u, self.draw_step_scale(rng, n_chains))[:2]
             draws[i] = x
         return draws, accept_prob
 
@@ -271,66 +360,85 @@ class L2HMCSampler:
         scaled_jump=False,
         start_temperature=None,
         temperature_decay=0.999,
+        stop_when_flat=True,
+        warmup="auto",
+        target_accept=0.8,
+        warmup_iterations=600,
         seed=None,
         progressbar=True,
         check=True,
     ):
-        """Train the networks and log eps by maximising expected squared jumped distance.
+        """Warm up, then train the networks and log eps by maximising expected squared jumped distance.
 
-        Each of ``train_steps`` iterations makes one MH step of ``batch_size``
-        persistent chains (started from N(0, I); a later call with the same
+        **Warm-up** (:mod:`l2hmc_theano.warmup`; ``warmup="auto"`` runs it once, before the
+        first training of this sampler; True always, False never): ``batch_size`` chains
+        start around the model's initial point and run HMC (zero networks) while the step
+        size adapts by dual averaging to ``target_accept`` and the preconditioner (if any)
+        is fitted to the chains' positions and gradients, for at most
+        ``warmup_iterations`` iterations (it stops early once the scales settle).  What it
+        adapted is in ``self.warmup_info``.
+
+        **Training**: each of at most ``train_steps`` iterations makes one MH step of
+        ``batch_size`` persistent chains (those of the warm-up; a later call with the same
         ``batch_size`` continues them) and one Adam step on the loss
         ``mean l(chains) + burn_in_weight * mean l(fresh N(0, I) batch)``,
         ``l = loss_scale/delta - delta/loss_scale`` (paper Eq. 7-8; ``loss_scale``
-        is lambda^2).  The learning rate decays by ``lr_decay`` every
+        is lambda^2), all in the preconditioner's coordinates y.  With ``stop_when_flat``
+        training stops once the ESJD has not improved for 3 windows of 100 iterations
+        (``history["stopped_early"]``).  The learning rate decays by ``lr_decay`` every
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
         annealed: U / max(1, start_temperature * temperature_decay**i).
-        ``burn_in_weight=0`` drops the fresh batch (half the cost per iteration);
-        worth it when N(0, I) lies far out in the target's tails (the burn-in
-        term's -delta/lambda^2 is unbounded below and can outweigh the chains').
+        ``burn_in_weight=0`` drops the fresh batch (half the cost per iteration).
         ``constant_forces=True`` treats dU/dx along the trajectory as a constant
         when differentiating the loss: a biased but far less noisy gradient for
         rough energies, where the exact one explodes through the T steps.
         ``scaled_jump=True`` measures the jump per coordinate in units of the chains'
-        current spread, sum_i ((x'_i - x_i) / sd_i)^2: for ill-conditioned targets,
-        where the raw |x' - x|^2 rewards moving the wide coordinates only.
+        current spread, sum_i ((y'_i - y_i) / sd_i)^2 (for ill-conditioned targets without
+        a preconditioner).
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
         ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced`` plus
-        ``seconds`` and the final ``chains`` ``(batch_size, dim)``.  An Adam step with a
-        non-finite gradient is skipped (``applied`` 0), and then the chains stuck in the
-        tails are replaced by copies of healthy ones (``replaced`` counts them).
+        ``seconds``, ``stopped_early`` and the final ``chains`` ``(batch_size, dim)``.  An
+        Adam step with a non-finite gradient is skipped (``applied`` 0), and then the chains
+        stuck in the tails are replaced by copies of healthy ones (``replaced`` counts them).
         Ctrl-C stops early and keeps what was learned.  A non-finite loss raises
         :class:`~l2hmc_theano.training.TrainingError`; parameters stay at their last
         finite values.  With ``check``, a poorly trained sampler (see
         :func:`l2hmc_theano.diagnostics.training_warnings`) gets a ``UserWarning``
         recommending NUTS; the messages are kept in ``self.training_problems``.
         """
-        from .training import build_training_step, run_training
+        from .training import TrainingSettings, build_training_step, run_training
+        from .warmup import WarmupSettings
+        from .warmup import warmup as run_warmup
 
-        train_steps = _check_count(train_steps, "train_steps")
-        batch_size = _check_count(batch_size, "batch_size")
-        learning_rate = _check_positive(learning_rate, "learning_rate")
-        loss_scale = _check_positive(loss_scale, "loss_scale")
-        burn_in_weight = _check_non_negative(burn_in_weight, "burn_in_weight")
         anneal = start_temperature is not None and float(start_temperature) > 1.0
         if anneal and not 0.0 < float(temperature_decay) < 1.0:
             raise ValueError(f"temperature_decay must be in (0, 1), got {temperature_decay!r}.")
-        key = ("train", float(loss_scale), float(burn_in_weight), anneal, bool(constant_forces),
-               bool(scaled_jump))
-        if key not in self._compiled:
-            self._compiled[key] = build_training_step(
-                self, self.learning_rate, self.temperature if anneal else None, loss_scale, burn_in_weight,
-                constant_forces=bool(constant_forces), scaled_jump=bool(scaled_jump),
-            )
-        self.learning_rate.set_value(np.asarray(learning_rate, dtype=floatX))
-        rng = self._train_rng if seed is None else np.random.default_rng(seed)
-        self.history = run_training(
-            self, self._compiled[key], train_steps, batch_size, rng, self.learning_rate,
-            lr_decay, lr_decay_steps, self.temperature if anneal else None,
-            float(start_temperature) if anneal else 1.0, float(temperature_decay), progressbar,
-            chains=None if self.history is None else self.history.get("chains"),
+        if warmup not in ("auto", True, False):
+            raise ValueError(f"warmup must be 'auto', True or False, got {warmup!r}.")
+        settings = TrainingSettings(
+            train_steps=_check_count(train_steps, "train_steps"),
+            batch_size=_check_count(batch_size, "batch_size"),
+            learning_rate=_check_positive(learning_rate, "learning_rate"),
+            lr_decay=float(lr_decay), lr_decay_steps=_check_count(lr_decay_steps, "lr_decay_steps"),
+            loss_scale=_check_positive(loss_scale, "loss_scale"),
+            burn_in_weight=_check_non_negative(burn_in_weight, "burn_in_weight"),
+            constant_forces=bool(constant_forces), scaled_jump=bool(scaled_jump),
+            start_temperature=float(start_temperature) if anneal else 1.0,
+            temperature_decay=float(temperature_decay), stop_when_flat=bool(stop_when_flat),
         )
+        warmup_settings = WarmupSettings(target_accept=_check_fraction(target_accept, "target_accept"),
+                                         max_iterations=_check_count(warmup_iterations, "warmup_iterations"))
+        key = settings.graph_key()
+        if key not in self._compiled:
+            self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
+        self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
+        rng = self._train_rng if seed is None else np.random.default_rng(seed)
+        chains = None if self.history is None else self.history.get("chains")
+        if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
+            chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
+        self.history = run_training(self, self._compiled[key], settings, rng, progressbar, chains=chains,
+                                    temperature=self.temperature if anneal else None)
         self.training_problems = []
         if check:
             import warnings

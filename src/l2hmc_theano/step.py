@@ -24,7 +24,7 @@ from .sampler import L2HMCSampler
 
 __all__ = ["L2HMC"]
 
-_SAMPLER_ARGS = ("n_steps", "step_size", "hidden", "seed", "zero_network")
+_SAMPLER_ARGS = ("n_steps", "step_size", "hidden", "seed", "zero_network", "preconditioner", "step_jitter")
 
 
 class L2HMC(ArrayStepShared):
@@ -35,8 +35,8 @@ class L2HMC(ArrayStepShared):
     vars : list of continuous free variables (default: all continuous ones).
     model : pymc3.Model (default: the one on the context stack).
     sampler : L2HMCSampler, path of a saved one, or None
-        None trains a sampler on the model first (``**train_kwargs``: constructor
-        arguments ``n_steps, step_size, hidden, seed, zero_network`` and
+        None warms up and trains a sampler on the model first (``**train_kwargs``: constructor
+        arguments ``n_steps, step_size, hidden, seed, zero_network, preconditioner`` and
         :meth:`L2HMCSampler.train` arguments, e.g. ``train_steps``).
     """
 
@@ -99,9 +99,10 @@ class L2HMC(ArrayStepShared):
         v = np.random.standard_normal((1, dim)).astype(floatX)
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
+        step_scale = self.sampler.draw_step_scale(np.random, 1)
         x = np.asarray(q0, dtype=floatX)[None, :]
         (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential) = (
-            self.sampler.mh_step_with_stats(x, v, np.array([direction], dtype=floatX), log_u)
+            self.sampler.mh_step_with_stats(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
         )
         self._n_draws += 1
         self._n_divergent += int(diverging[0])
@@ -112,7 +113,7 @@ class L2HMC(ArrayStepShared):
             "diverging": bool(diverging[0]),
             "energy": float(energy[0]),
             "energy_error": float(energy_error[0]),
-            "step_size": self.sampler.step_size,
+            "step_size": self.sampler.step_size * float(step_scale[0]),
             "log_jacobian": float(logdet[0]),
             "direction": int(direction),
             "tree_size": float(self.sampler.n_steps),

@@ -12,6 +12,7 @@ proposal overflows (e.g. inf/inf in d2U for a log-scale near 190), and
 stuck chain does not move; so after a skipped step the stuck chains (diverged, or
 log A < ``STUCK_LOG_ACCEPT``) are replaced by copies of healthy ones.
 """
+import dataclasses
 import time
 import warnings
 
@@ -22,7 +23,7 @@ from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import esjd_loss, squared_jump
 
-__all__ = ["TrainingError", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
+__all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
            "ConstantForces"]
 
 
@@ -85,18 +86,56 @@ def jump_units(x, floor=1e-12):
     return theano.gradient.disconnected_grad(tt.sqrt(var + floor * var.mean() + 1e-30))
 
 
-def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in_weight,
-                        constant_forces=False, scaled_jump=False, exclude=TRAIN_OPT_EXCLUDE):
-    """Compile the training iteration.
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """How the networks are trained (see :meth:`L2HMCSampler.train` for each field's meaning).
 
-    Inputs: chains ``x`` ``(B, dim)``, fresh ``z ~ q`` ``(B, dim)``, momenta ``v``
-    ``(2B, dim)``, directions ``d`` ``(2B,)``, ``log_u`` ``(B,)`` (chains first, then z).
-    With ``burn_in_weight == 0`` the fresh batch is left out: ``z`` is ignored and
-    ``v``, ``d`` have ``B`` rows (the function's ``proposals_per_chain`` says 1 or 2).
-    With ``scaled_jump`` the loss measures each chain's jump in the units of
-    :func:`jump_units` of the chains (the reported ESJD stays in the target's units).
-    Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD, number of
-    diverging proposals, whether the Adam step was applied (all gradients finite),
+    ``stop_window``, ``patience``, ``min_gain``: with ``stop_when_flat``, training stops
+    once the mean ESJD (in whitened units) of ``patience`` consecutive windows of
+    ``stop_window`` iterations has not beaten the best earlier window by ``min_gain``
+    (relative); the gradients per iteration are fixed, so this is ESJD per gradient.
+    """
+
+    train_steps: int = 5000
+    batch_size: int = 200
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.96
+    lr_decay_steps: int = 1000
+    loss_scale: float = 0.1
+    burn_in_weight: float = 1.0
+    constant_forces: bool = False
+    scaled_jump: bool = False
+    start_temperature: float = 1.0
+    temperature_decay: float = 0.999
+    stop_when_flat: bool = True
+    stop_window: int = 100
+    patience: int = 3
+    min_gain: float = 0.02
+
+    @property
+    def anneal(self):
+        return self.start_temperature > 1.0
+
+    def graph_key(self):
+        """What the compiled training step depends on."""
+        return ("train", float(self.loss_scale), float(self.burn_in_weight), self.anneal,
+                bool(self.constant_forces), bool(self.scaled_jump))
+
+
+def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_EXCLUDE):
+    """Compile the training iteration for ``settings`` (:class:`TrainingSettings`).
+
+    The dynamics, the networks and the loss run in the preconditioner's coordinates y
+    (the chains come in and go out in x).  Inputs: chains ``x`` ``(B, dim)``, fresh
+    ``z ~ N(0, I)`` in y ``(B, dim)``, momenta ``v`` ``(2B, dim)``, directions ``d``
+    ``(2B,)``, ``log_u`` ``(B,)``, per-proposal step-size factors ``step_scale`` ``(2B,)``
+    (chains first, then z).  With ``burn_in_weight == 0``
+    the fresh batch is left out: ``z`` is ignored and ``v``, ``d`` have ``B`` rows (the
+    function's ``proposals_per_chain`` says 1 or 2).  With ``scaled_jump`` the loss
+    measures each chain's jump in the units of :func:`jump_units` of the chains.  The
+    ``temperature`` (a shared scalar, with annealing) divides the energy.
+    Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD (in y), number
+    of diverging proposals, whether the Adam step was applied (all gradients finite),
     and per chain ``(B,)``: log A of its proposal and whether it diverged.
     Parameters only change when the loss and every gradient are finite.
     """
@@ -104,35 +143,40 @@ def build_training_step(sampler, learning_rate, temperature, loss_scale, burn_in
 
     params = list(sampler.networks.params) + [sampler.log_step_size]
     energy = sampler.energy_target if temperature is None else TemperedEnergy(sampler.energy_target, temperature)
-    if constant_forces:
+    if settings.constant_forces:
         energy = ConstantForces(energy)
-    with_fresh = burn_in_weight != 0
+    precond = sampler.preconditioner
+    with_fresh = settings.burn_in_weight != 0
     with change_flags(compute_test_value="off"):
         x = tt.matrix("chains", dtype=floatX)
         z = tt.matrix("fresh", dtype=floatX)
         v = tt.matrix("v", dtype=floatX)
         d = tt.vector("direction", dtype=floatX)
         log_u = tt.vector("log_u", dtype=floatX)
+        step_scale = tt.vector("step_scale", dtype=floatX)
         n = x.shape[0]
-        both = tt.concatenate([x, z], axis=0) if with_fresh else x
-        p = propose(energy, sampler.networks, both, v, d, tt.exp(sampler.log_step_size),
-                    sampler.taus, sampler.masks)
+        y = x if precond is None else precond.to_y(x)
+        both = tt.concatenate([y, z], axis=0) if with_fresh else y
+        eps = tt.exp(sampler.log_step_size) * tt.shape_padright(step_scale)
+        p = propose(sampler.whitened(energy), sampler.networks, both, v, d, eps, sampler.taus, sampler.masks)
         jump = squared_jump(p, both)
-        loss_jump = squared_jump(p, both, jump_units(x)) if scaled_jump else jump
-        per_chain = esjd_loss(loss_jump, scale=loss_scale)
+        loss_jump = squared_jump(p, both, jump_units(y)) if settings.scaled_jump else jump
+        per_chain = esjd_loss(loss_jump, scale=settings.loss_scale)
         loss = per_chain[:n].mean()
         if with_fresh:
-            loss += burn_in_weight * per_chain[n:].mean()
+            loss += settings.burn_in_weight * per_chain[n:].mean()
         chains_p = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
+        if precond is not None:
+            chains_p = chains_p._replace(x=precond.to_x(chains_p.x))
         x_next, _ = metropolis_hastings(chains_p, x, log_u)
 
         grads = tt.grad(loss, params)
         ok = tt.and_(_all_finite([loss]), _all_finite(grads))
-        updates = adam(grads, params, learning_rate=learning_rate)
+        updates = adam(grads, params, learning_rate=sampler.learning_rate)
         guarded = [(var, tt.switch(ok, new, var)) for var, new in updates.items()]
         outputs = [x_next, loss, p.accept_prob[:n].mean(), jump[:n].mean(), p.diverging[:n].sum(), ok,
                    p.log_accept[:n], p.diverging[:n]]
-        fn = theano.function([x, z, v, d, log_u], outputs, updates=guarded, name="l2hmc_train_step",
+        fn = theano.function([x, z, v, d, log_u, step_scale], outputs, updates=guarded, name="l2hmc_train_step",
                              mode=theano.compile.mode.get_default_mode().excluding(*exclude),
                              on_unused_input="ignore")
     fn.proposals_per_chain = 2 if with_fresh else 1
@@ -181,22 +225,53 @@ def _finish(history, done, start, chains):
     return history
 
 
-def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_decay, lr_decay_steps,
-                 temperature, start_temperature, temperature_decay, progressbar, chains=None):
+class _FlatStop:
+    """Tells when the windowed mean ESJD has stopped improving (see :class:`TrainingSettings`)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.window = []
+        self.best = -np.inf
+        self.flat_windows = 0
+
+    def update(self, esjd):
+        """Take one iteration's ESJD; True when training should stop."""
+        s = self.settings
+        self.window.append(esjd)
+        if len(self.window) < s.stop_window:
+            return False
+        mean = float(np.mean(self.window))
+        self.window = []
+        if mean > self.best * (1.0 + s.min_gain):
+            self.best, self.flat_windows = mean, 0
+        else:
+            self.best = max(self.best, mean)
+            self.flat_windows += 1
+        return self.flat_windows >= s.patience
+
+
+def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temperature=None):
     """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays.
 
-    ``chains`` ``(batch_size, dim)`` continues an earlier run; default: draws from N(0, I).
-    After a skipped Adam step the stuck chains are replaced (:func:`replace_stuck_chains`);
-    ``history["replaced"]`` counts them per iteration.
+    ``chains`` ``(batch_size, dim)`` continues an earlier run (or a warm-up); default:
+    draws from N(0, I) in the preconditioner's coordinates.  After a skipped Adam step
+    the stuck chains are replaced (:func:`replace_stuck_chains`); ``history["replaced"]``
+    counts them per iteration.  ``history["stopped_early"]`` says whether the ESJD had
+    stopped improving before ``train_steps`` (``settings.stop_when_flat``).
     """
-    dim = sampler.dim
+    dim, n_iter, batch_size = sampler.dim, settings.train_steps, settings.batch_size
+    learning_rate = sampler.learning_rate
     history = {key: np.full(n_iter, np.nan) for key in
                ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied", "replaced")}
     if chains is not None and np.shape(chains) == (batch_size, dim):
         x = np.asarray(chains, dtype=floatX)
     else:
         x = rng.standard_normal((batch_size, dim)).astype(floatX)
+        if sampler.preconditioner is not None:
+            x = sampler.preconditioner.to_x_numpy(x).astype(floatX)
     lr0 = float(learning_rate.get_value())
+    stop = _FlatStop(settings) if settings.stop_when_flat else None
+    stopped_early = False
     iterations = range(n_iter)
     bar = None
     if progressbar:
@@ -207,17 +282,20 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
     done = 0
     try:
         for i in iterations:
-            learning_rate.set_value(np.asarray(lr0 * lr_decay ** (i // lr_decay_steps), dtype=floatX))
+            learning_rate.set_value(np.asarray(lr0 * settings.lr_decay ** (i // settings.lr_decay_steps),
+                                               dtype=floatX))
             temp = 1.0
             if temperature is not None:
-                temp = max(1.0, start_temperature * temperature_decay ** i)
+                temp = max(1.0, settings.start_temperature * settings.temperature_decay ** i)
                 temperature.set_value(np.asarray(temp, dtype=floatX))
             z = rng.standard_normal((batch_size, dim)).astype(floatX)
             rows = getattr(step_fn, "proposals_per_chain", 2) * batch_size
             v = rng.standard_normal((rows, dim)).astype(floatX)
             d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=rows)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
-            x, loss, accept, esjd, diverging, applied, log_accept, chain_diverging = step_fn(x, z, v, d, log_u)
+            step_scale = sampler.draw_step_scale(rng, rows)
+            x, loss, accept, esjd, diverging, applied, log_accept, chain_diverging = step_fn(x, z, v, d, log_u,
+                                                                                             step_scale)
             replaced = 0
             if not applied and np.isfinite(loss):
                 x, replaced = replace_stuck_chains(x, log_accept, chain_diverging, rng)
@@ -233,6 +311,9 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
                 )
             if bar is not None and (i % 50 == 0 or i == n_iter - 1):
                 bar.comment = f"loss {loss:.3g} accept {accept:.2f} ESJD {esjd:.3g} eps {sampler.step_size:.3g}"
+            if stop is not None and temp == 1.0 and stop.update(float(esjd)) and done < n_iter:
+                stopped_early = True
+                break
     except KeyboardInterrupt:
         warnings.warn(f"Training interrupted after {done} of {n_iter} iterations; "
                       "the sampler keeps what it learned so far.")
@@ -240,6 +321,7 @@ def run_training(sampler, step_fn, n_iter, batch_size, rng, learning_rate, lr_de
         err.history = _finish(history, done, start, x)
         raise
     _finish(history, done, start, x)
+    history["stopped_early"] = stopped_early
     message = skipped_steps_message(history)
     if message:
         warnings.warn(message)

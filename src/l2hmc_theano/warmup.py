@@ -1,0 +1,234 @@
+"""Warm-up before any network is trained: step size and preconditioner, as NUTS's tuning does.
+
+The batch of chains starts around the model's initial point (jittered, as
+``pm.sample``'s ``jitter+adapt_diag``) and runs HMC: the sampler's own generalized
+leapfrog with zero auxiliary functions, in the whitened coordinates y of the
+sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
+
+* the step size adapts by dual averaging (Hoffman & Gelman 2014, Sec. 3.2) to a
+  target mean acceptance probability of the batch;
+* the preconditioner is fitted to the positions and gradients of the chains: first to
+  the jittered starting cloud, then at the end of each slow window (25, 50, 100, ...
+  iterations, Stan's doubling windows) to the second half of that window's draws;
+  the dual averaging restarts after every change;
+* warm-up stops early once the scales change by less than ``settle`` (relative)
+  between two windows, after a last window that adapts the step size alone.
+
+Chains that accepted nothing during a window are replaced by copies of others
+(warm-up draws are not samples).  Everything random comes from one
+``numpy.random.Generator``; the compiled step is built once per sampler.
+"""
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+
+from ._theano import floatX
+
+__all__ = ["WarmupSettings", "DualAveraging", "initial_chains", "warmup"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupSettings:
+    """What warm-up adapts and for how long (iterations are MH steps of the whole batch)."""
+
+    target_accept: float = 0.8
+    max_iterations: int = 600
+    first_window: int = 15      # step size only, from the preconditioner of the starting cloud
+    slow_window: int = 25       # the first window that ends in a preconditioner update; doubles
+    final_window: int = 50      # step size only, after the last update
+    settle: float = 0.15        # largest |log change| of a scale that counts as settled
+    jitter: float = 1.0         # starts: initial point + Uniform(-jitter, jitter) per coordinate
+
+    def __post_init__(self):
+        if not 0.0 < self.target_accept < 1.0:
+            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}.")
+        for name in ("max_iterations", "first_window", "slow_window", "final_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"warm-up {name} must be an integer >= 1, got {value!r}.")
+        if self.max_iterations < self.first_window + self.final_window:
+            raise ValueError(f"max_iterations ({self.max_iterations}) must be at least first_window + "
+                             f"final_window ({self.first_window + self.final_window}).")
+
+    def windows(self, preconditioned):
+        """[(length, updates_preconditioner)] up to ``max_iterations`` in all."""
+        out = [(self.first_window, False)]
+        left = self.max_iterations - self.first_window - self.final_window
+        length = self.slow_window
+        while preconditioned and left >= length:
+            out.append((length, True))
+            left -= length
+            length *= 2
+        if preconditioned and left >= self.slow_window:  # the rest, as one last slow window
+            out.append((left, True))
+        out.append((self.final_window, False))
+        return out
+
+
+class DualAveraging:
+    """Nesterov dual averaging of log eps towards a target acceptance (Hoffman & Gelman 2014,
+    Alg. 5, with their gamma, t0, kappa).  The shrinkage target is mu = log(reach * eps0):
+    their reach of 10 for a first guess; a restart from an adapted step size uses 2."""
+
+    def __init__(self, initial_step, target, gamma=0.05, t0=10.0, kappa=0.75, reach=10.0):
+        self.target, self.gamma, self.t0, self.kappa = float(target), gamma, t0, kappa
+        self.mu = np.log(reach * initial_step)
+        self.log_step = np.log(initial_step)
+        self.log_step_bar = np.log(initial_step)
+        self.h_bar = 0.0
+        self.t = 0
+
+    def update(self, accept):
+        """Take one acceptance statistic (a mean over the batch); returns the next step size."""
+        self.t += 1
+        w = 1.0 / (self.t + self.t0)
+        self.h_bar = (1.0 - w) * self.h_bar + w * (self.target - float(accept))
+        self.log_step = self.mu - np.sqrt(self.t) / self.gamma * self.h_bar
+        eta = self.t ** -self.kappa
+        self.log_step_bar = eta * self.log_step + (1.0 - eta) * self.log_step_bar
+        return self.step_size
+
+    @property
+    def step_size(self):
+        """The step size to use next."""
+        return float(np.exp(self.log_step))
+
+    @property
+    def final_step_size(self):
+        """The averaged step size, to keep when adaptation ends."""
+        return float(np.exp(self.log_step_bar))
+
+
+def initial_chains(sampler, batch_size, rng, jitter, tries=20):
+    """``(batch_size, dim)`` starts: the target's initial point (a model's test point, else 0)
+    plus Uniform(-jitter, jitter) noise; a start with a non-finite energy is drawn again
+    (up to ``tries`` times, then the initial point itself)."""
+    start_array = getattr(sampler.energy_target, "start_array", None)
+    base = np.asarray(start_array() if start_array is not None else np.zeros(sampler.dim), dtype=floatX)
+    x = base + rng.uniform(-jitter, jitter, size=(batch_size, sampler.dim)).astype(floatX)
+    bad = ~np.isfinite(sampler.energy(x))
+    for _ in range(tries):
+        if not bad.any():
+            break
+        x[bad] = base + rng.uniform(-jitter, jitter, size=(int(bad.sum()), sampler.dim))
+        bad[bad] = ~np.isfinite(sampler.energy(x[bad]))
+    x[bad] = base
+    return x
+
+
+def _largest_change(preconditioner, new_factor):
+    """max |log(new scale / old scale)| over coordinates (marginal scales for a dense factor)."""
+    old = preconditioner.scales()
+    new = new_factor if preconditioner.kind == "diag" else np.sqrt(np.sum(new_factor ** 2, axis=1))
+    return float(np.max(np.abs(np.log(new / old))))
+
+
+def _replace_frozen(x, moved, rng):
+    """Chains that never moved in a window become copies of chains that did."""
+    frozen = ~moved
+    if frozen.any() and moved.any():
+        x = x.copy()
+        x[frozen] = x[rng.choice(np.flatnonzero(moved), size=int(frozen.sum()))]
+    return x, int(frozen.sum()) if moved.any() else 0
+
+
+def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=False, chains=None):
+    """Adapt ``sampler``'s step size and preconditioner (if it has one) on a batch of chains.
+
+    Returns ``(chains, info)``: the final ``(batch_size, dim)`` positions (in x) and a
+    dict of what was adapted: ``step_size, accept`` (mean over the last window),
+    ``scale_min, scale_max, iterations, gradients, settled, last_change, replaced,
+    seconds``.  Sets ``sampler.log_step_size`` and the preconditioner's values.
+    """
+    start = time.perf_counter()
+    precond = sampler.preconditioner
+    step = sampler._function("warmup_step", sampler._build_warmup_step)
+    x = initial_chains(sampler, batch_size, rng, settings.jitter) if chains is None else np.array(chains)
+    if precond is not None:
+        grad = sampler._function("energy_grad", sampler._build_energy_grad)(x)[1]
+        finite = np.all(np.isfinite(grad), axis=1)
+        if finite.sum() > 1:
+            precond.set(*precond.estimate(x[finite], grad[finite]))
+    dual = DualAveraging(sampler.step_size, settings.target_accept)
+    windows = settings.windows(precond is not None)
+    total = sum(length for length, _ in windows)
+    bar = None
+    if progressbar:
+        from fastprogress.fastprogress import progress_bar
+
+        bar = progress_bar(range(total))
+        bar.update(0)
+    done, replaced, settled, change, slow_done = 0, 0, precond is None, np.nan, 0
+    directions = np.ones(batch_size, dtype=floatX)
+    for w, (length, slow) in enumerate(windows):
+        is_final = w == len(windows) - 1
+        if slow and settled:
+            continue
+        keep_from = length - length // 2
+        positions, gradients, accepts = [], [], []
+        moved = np.zeros(batch_size, dtype=bool)
+        eps = dual.step_size
+        for i in range(length):
+            v = rng.standard_normal((batch_size, sampler.dim)).astype(floatX)
+            log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
+            x, accept, accepted, grad = step(x, v, directions, log_u, np.asarray(eps, dtype=floatX),
+                                             sampler.draw_step_scale(rng, batch_size))
+            moved |= accepted.astype(bool)
+            accepts.append(float(np.mean(accept)))
+            eps = dual.update(accepts[-1])
+            if slow and i >= keep_from:
+                positions.append(x)
+                gradients.append(grad)
+            done += 1
+            if bar is not None:
+                bar.update(done)
+                bar.comment = f"warm-up: eps {eps:.3g} accept {accepts[-1]:.2f}"
+        if slow:
+            xs, gs = np.concatenate(positions), np.concatenate(gradients)
+            finite = np.all(np.isfinite(gs), axis=1) & np.all(np.isfinite(xs), axis=1)
+            mu, factor = precond.estimate(xs[finite], gs[finite])
+            change = _largest_change(precond, factor)
+            precond.set(mu, factor)
+            slow_done += 1
+            settled = slow_done >= 2 and change < settings.settle
+        if not is_final:
+            x, n = _replace_frozen(x, moved, rng)
+            replaced += n
+            # Restart the averaging from where it got to (Stan restarts after every window).
+            dual = DualAveraging(dual.final_step_size, settings.target_accept, reach=2.0)
+    if bar is not None:
+        bar.update(total)
+    final_step = dual.final_step_size
+    sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
+    scales = precond.scales() if precond is not None else np.ones(sampler.dim)
+    per_iteration = batch_size * (sampler.n_steps + 2)  # T + 1 in the proposal, 1 for the new position
+    info = {
+        "step_size": final_step,
+        "accept": float(np.mean(accepts)),
+        "scale_min": float(np.min(scales)),
+        "scale_max": float(np.max(scales)),
+        "iterations": done,
+        "gradients": done * per_iteration,
+        "settled": bool(settled),
+        "last_change": change,
+        "replaced": replaced,
+        "seconds": time.perf_counter() - start,
+    }
+    if not settled:
+        warnings.warn(
+            f"L2HMC warm-up did not settle in {done} iterations: the preconditioner's scales still changed "
+            f"by {100 * np.expm1(change):.0f}% in the last window. Sampling may be poor; allow a longer "
+            f"warm-up (warmup_iterations=...) or check the model's parametrisation.")
+    if abs(info["accept"] - settings.target_accept) > 0.15:
+        warnings.warn(f"L2HMC warm-up ended at mean acceptance {info['accept']:.2f}, far from the target "
+                      f"{settings.target_accept:.2f} (step size {final_step:.3g}).")
+    return x, info
+
+
+def describe(info):
+    """One line on what warm-up adapted."""
+    return (f"warm-up: {info['iterations']} iterations ({info['seconds']:.1f} s), step size "
+            f"{info['step_size']:.3g}, acceptance {info['accept']:.2f}, scales {info['scale_min']:.3g}.."
+            f"{info['scale_max']:.3g}" + ("" if info["settled"] else " (not settled)"))

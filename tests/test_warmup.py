@@ -1,0 +1,150 @@
+"""Warm-up: the Fisher-divergence preconditioner estimates, dual averaging, and the warm-up loop."""
+import warnings
+
+import numpy as np
+import pytest
+
+import pymc3 as pm
+from l2hmc_theano import FunctionEnergy, L2HMCSampler
+from l2hmc_theano._theano import tt
+from l2hmc_theano.preconditioner import Preconditioner, fisher_dense, fisher_diagonal
+from l2hmc_theano.warmup import DualAveraging, WarmupSettings, initial_chains, warmup
+
+SCALES = np.array([0.01, 0.3, 1.0, 7.0, 100.0])
+
+
+def test_fisher_diagonal_is_exact_for_a_gaussian_from_any_cloud(rng):
+    """For U = sum (x - m)^2 / 2 s^2, g = (x - m) / s^2, so sd(x) / sd(g) = s^2 whatever the cloud."""
+    m = rng.normal(size=5)
+    x = rng.uniform(-1, 1, size=(50, 5)) + 3.0  # far from the mode, not Gaussian-distributed
+    g = (x - m) / SCALES ** 2
+    np.testing.assert_allclose(fisher_diagonal(x, g), SCALES, rtol=1e-10)
+
+
+def test_fisher_dense_recovers_a_correlated_gaussians_covariance(rng):
+    a = rng.normal(size=(4, 4))
+    cov = a @ a.T + 0.1 * np.eye(4)
+    x = rng.normal(size=(4000, 4)) * 2.0 + 1.0
+    g = (x - 0.5) @ np.linalg.inv(cov)
+    factor = fisher_dense(x, g)
+    assert np.allclose(factor, np.tril(factor))
+    np.testing.assert_allclose(factor @ factor.T, cov, rtol=1e-9, atol=1e-9)
+    # The diagonal estimate of the same cloud is not the covariance's diagonal (it is a compromise).
+    assert not np.allclose(fisher_diagonal(x, g) ** 2, np.diag(cov), rtol=0.05)
+
+
+def test_fisher_dense_shrinks_when_draws_are_few(rng):
+    """With fewer draws than dimensions the sample covariances are singular; the estimate is
+    still a valid (finite, positive diagonal) Cholesky factor."""
+    x = rng.normal(size=(6, 10))
+    factor = fisher_dense(x, 2.0 * x)
+    assert np.all(np.isfinite(factor)) and np.all(np.diag(factor) > 0)
+
+
+def test_fisher_estimates_keep_a_frozen_coordinate_finite():
+    x = np.column_stack([np.linspace(-1, 1, 20), np.zeros(20)])
+    g = np.column_stack([x[:, 0] / 4.0, np.ones(20)])
+    np.testing.assert_allclose(fisher_diagonal(x, g), [2.0, 1.0])
+    assert np.all(np.isfinite(fisher_dense(x, g)))
+
+
+def test_preconditioner_rejects_bad_values():
+    p = Preconditioner(2, "dense")
+    with pytest.raises(ValueError, match="lower triangular with a positive diagonal"):
+        p.set(np.zeros(2), np.array([[1.0, 0.0], [0.5, -1.0]]))
+    with pytest.raises(ValueError, match="finite"):
+        Preconditioner(2).set(np.array([0.0, np.nan]), np.ones(2))
+    with pytest.raises(ValueError, match="preconditioner must be one of 'diag', 'dense' or None"):
+        L2HMCSampler(lambda X: tt.sqr(X).sum(axis=1), dim=2, preconditioner="full")
+
+
+def test_dual_averaging_converges_on_a_known_acceptance_curve():
+    """Acceptance exp(-eps^2) has its target 0.8 at eps = sqrt(-log 0.8); the averaged step gets there."""
+    dual = DualAveraging(3.0, 0.8)
+    eps = dual.step_size
+    for _ in range(400):
+        eps = dual.update(np.exp(-eps ** 2))
+    assert dual.final_step_size == pytest.approx(np.sqrt(-np.log(0.8)), rel=0.03)
+
+
+def diagonal_gaussian_model():
+    with pm.Model() as model:
+        pm.Normal("x", 2.0, SCALES, shape=5)
+    return model
+
+
+@pytest.mark.parametrize("target_accept", [0.8, 0.9])
+def test_warmup_reaches_its_target_acceptance_and_the_scales(target_accept):
+    """On a diagonal Gaussian (scales 0.01..100) started at the test point: afterwards HMC with
+    the adapted step size accepts at the target rate, and the scales are the Gaussian's.
+    (Once whitened, this target's acceptance is not monotone in eps beyond eps ~ 1.2, T = 10:
+    every coordinate has the same frequency, and a trajectory of ~2 periods comes back with a
+    small energy error; targets below ~0.75 lie there, where no step size has them.)"""
+    sampler = L2HMCSampler(diagonal_gaussian_model(), zero_network=True, seed=1)
+    rng = np.random.default_rng(0)
+    x, info = warmup(sampler, 100, rng, WarmupSettings(target_accept=target_accept))
+    assert info["settled"] and info["iterations"] < 600
+    np.testing.assert_allclose(sampler.preconditioner.scales(), SCALES, rtol=0.03)
+    mu = sampler.preconditioner.values()[0]
+    assert np.all(np.abs(mu - 2.0) < 0.2 * SCALES), mu
+    _, accept = sampler.sample(200, n_chains=100, x0=x, seed=2)
+    # 20,000 acceptance probabilities; the step size is the averaged one, so allow its wobble.
+    assert accept.mean() == pytest.approx(target_accept, abs=0.05)
+
+
+def test_warmup_without_preconditioner_adapts_the_step_size_only():
+    sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X).sum(axis=1) / 0.04, dim=3, zero_network=True,
+                           preconditioner=None)
+    x, info = warmup(sampler, 50, np.random.default_rng(0))
+    assert info["iterations"] == WarmupSettings().first_window + WarmupSettings().final_window
+    assert (info["scale_min"], info["scale_max"]) == (1.0, 1.0)
+    # sd 0.2 and T = 10: a step size of the order of 0.2 (0.8 acceptance in 3-d: ~0.3).
+    assert 0.1 < sampler.step_size < 0.5
+
+
+def test_warmup_warns_when_the_scales_have_not_settled():
+    sampler = L2HMCSampler(diagonal_gaussian_model(), zero_network=True, seed=1)
+    short = WarmupSettings(max_iterations=15 + 25 + 50)  # a single slow window: nothing to compare
+    with pytest.warns(UserWarning, match="warm-up did not settle in 90 iterations"):
+        _, info = warmup(sampler, 20, np.random.default_rng(0), short)
+    assert not info["settled"]
+
+
+def test_warmup_settings_are_checked():
+    with pytest.raises(ValueError, match="target_accept must be in"):
+        WarmupSettings(target_accept=1.2)
+    with pytest.raises(ValueError, match="max_iterations .* must be at least"):
+        WarmupSettings(max_iterations=10)
+    windows = WarmupSettings().windows(True)
+    assert sum(n for n, _ in windows) == 600 and windows[0] == (15, False) and windows[-1] == (50, False)
+    assert [n for n, slow in windows if slow][:3] == [25, 50, 100]
+
+
+def test_initial_chains_sit_around_the_test_point_and_avoid_infinite_energy():
+    with pm.Model() as model:
+        pm.Uniform("u", 0.0, 1.0)  # interval-transformed: every real is fine
+        pm.Normal("z", 5.0, 1.0)
+    sampler = L2HMCSampler(model, zero_network=True)
+    x = initial_chains(sampler, 200, np.random.default_rng(0), jitter=1.0)
+    start = sampler.energy_target.start_array()
+    assert np.all(np.abs(x - start) <= 1.0) and np.abs(x - start).max() > 0.9
+
+    def walled(X):  # infinite where x0 > 0.5
+        return tt.switch(X[:, 0] > 0.5, np.inf, 0.5 * tt.sqr(X).sum(axis=1))
+
+    walled_sampler = L2HMCSampler(walled, dim=2, zero_network=True)
+    x = initial_chains(walled_sampler, 100, np.random.default_rng(1), jitter=1.0)
+    assert np.all(x[:, 0] <= 0.5) and np.all(np.isfinite(walled_sampler.energy(x)))
+
+
+def test_train_warms_up_once_and_continues_from_there():
+    energy = FunctionEnergy(lambda X: 0.5 * tt.sqr(X / np.array([0.1, 3.0])).sum(axis=1), 2, name="diag2")
+    sampler = L2HMCSampler(energy, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler.train(train_steps=3, batch_size=16, progressbar=False, check=False)
+        info = sampler.warmup_info
+        assert info is not None and info["settled"]
+        np.testing.assert_allclose(sampler.preconditioner.scales(), [0.1, 3.0], rtol=1e-6)
+        sampler.train(train_steps=3, batch_size=16, progressbar=False, check=False)
+    assert sampler.warmup_info is info  # not run again
