@@ -19,6 +19,7 @@ def saved(small_model, tmp_path_factory):
         p.set_value(rng.normal(0, 0.3, size=p.get_value().shape))
     sampler.preconditioner.set(rng.normal(size=sampler.dim), rng.uniform(0.2, 3.0, size=sampler.dim))
     sampler.warmup_info = {"step_size": 0.07, "settled": True}
+    sampler.history = {"chains": rng.normal(size=(5, sampler.dim))}
     path = tmp_path_factory.mktemp("saved") / "sampler.npz"
     assert sampler.save(path) == str(path)
     return sampler, path
@@ -31,6 +32,7 @@ def test_load_gives_identical_transitions(saved, small_model, rng):
     np.testing.assert_array_equal(loaded.masks, sampler.masks)
     assert loaded.preconditioner.kind == "diag" and loaded.warmup_info == sampler.warmup_info
     assert loaded.step_jitter == sampler.step_jitter == 0.3
+    np.testing.assert_array_equal(loaded.history["chains"], sampler.history["chains"])
     for a, b in zip(loaded.preconditioner.values(), sampler.preconditioner.values()):
         np.testing.assert_array_equal(a, b)
     x = rng.normal(size=(5, sampler.dim))

@@ -17,8 +17,8 @@ STATS = {"accept", "accepted", "diverging", "energy", "energy_error", "step_size
 def schools():
     model = eight_schools(centred=False)
     with model:
-        # 500 iterations of 200 chains: shorter training (300 x 32) left some etas barely mixing.
-        step = L2HMC(train_steps=500, batch_size=200, step_size=0.2, seed=0, progressbar=False)
+        # The defaults (warm-up, 200 chains), training capped at 500 iterations.
+        step = L2HMC(train_steps=500, seed=0, progressbar=False)
     return model, step
 
 
@@ -133,3 +133,21 @@ def test_poor_sampler_warns(schools):
     assert kinds >= {pm.backends.report.WarningType.BAD_ACCEPTANCE}
     step.reset_tuning()
     assert step.warnings() == [] and step.tune
+
+
+def test_a_chains_first_tuning_step_starts_from_a_training_chain():
+    """Tuning starts from the sampler's training chains (here all at x = 7, with a step size
+    too small to move far); without tuning draws, pm.sample's own start (x = 0) is kept."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0)
+    sampler = L2HMCSampler(ModelEnergy(model), step_size=1e-6, zero_network=True, seed=0)
+    sampler.history = {"chains": np.full((3, 1), 7.0)}
+    with model:
+        step = L2HMC(sampler=sampler)
+    for cores in (1, 2):
+        step.reset_tuning()  # a step used again (pm.sample's workers get it as it is)
+        warm = sample(model, step, draws=2, tune=2, chains=2, cores=cores, random_seed=1)
+        np.testing.assert_allclose(warm.posterior["x"].values, 7.0, atol=1e-3)
+    step.reset_tuning()
+    cold = sample(model, step, draws=2, tune=0, chains=2, cores=1, random_seed=1)
+    np.testing.assert_allclose(cold.posterior["x"].values, 0.0, atol=1e-3)

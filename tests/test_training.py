@@ -16,8 +16,9 @@ SCG = FunctionEnergy(scg_energy, 2, name="scg")
 @pytest.fixture(scope="module")
 def trained_pair():
     """Two samplers trained from the same seed (their compiled training steps are reused below)."""
-    a = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False, check=False)
-    b = l2hmc_theano.train(SCG, seed=3, train_steps=15, batch_size=16, progressbar=False, check=False)
+    kw = dict(seed=3, n_steps=10, train_steps=15, batch_size=16, progressbar=False, check=False)  # the paper's T
+    a = l2hmc_theano.train(SCG, **kw)
+    b = l2hmc_theano.train(SCG, **kw)
     return a, b
 
 
@@ -354,8 +355,41 @@ def test_scaled_jump_measures_each_coordinate_in_the_chains_units():
 def test_training_with_the_scaled_jump():
     sampler = L2HMCSampler(SCG, seed=4)
     history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, progressbar=False, check=False)
-    assert [k[-1] for k in sampler._compiled if k[0] == "train"] == [True]
+    assert [k[5] for k in sampler._compiled if k[0] == "train"] == [True]  # graph_key()'s scaled_jump
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
     fresh = L2HMCSampler(SCG, seed=4)
     assert any(not np.array_equal(a.get_value(), b.get_value())
                for a, b in zip(sampler.networks.params, fresh.networks.params))
+
+
+def test_coordinate_loss_is_the_paper_loss_of_each_coordinates_batch_esjd():
+    """mean_i (lambda^2 / delta_i - delta_i / lambda^2), delta_i = mean_chains A (x'_i - x_i)^2 + 1e-4,
+    a diverging chain's jump counted as 0; the slowest coordinate owns the reciprocal term."""
+    from collections import namedtuple
+
+    from l2hmc_theano._theano import change_flags, theano
+    from l2hmc_theano.loss import coordinate_esjd_loss
+
+    Proposal = namedtuple("Proposal", "x diverging accept_prob")
+    with change_flags(compute_test_value="off"):
+        X, Xp, A, D = tt.matrix(), tt.matrix(), tt.vector(), tt.bvector()
+        f = theano.function([X, Xp, A, D], coordinate_esjd_loss(Proposal(Xp, D, A), X, scale=0.5))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3))
+    xp = x + rng.normal(size=(40, 3)) * np.array([1.0, 0.1, 0.01])
+    a = rng.uniform(size=40)
+    div = np.zeros(40, dtype="int8")
+    div[3] = 1
+    jumps = ((xp - x) ** 2 * a[:, None])
+    jumps[3] = 0.0
+    delta = jumps.mean(axis=0) + 1e-4
+    expected = np.mean(0.5 / delta - delta / 0.5)
+    assert f(x, xp, a, div) == pytest.approx(expected, rel=1e-10)
+    assert 0.5 / delta[2] > 0.9 * np.sum(0.5 / delta)  # the slowest coordinate dominates
+
+
+def test_training_with_the_coordinate_loss():
+    sampler = L2HMCSampler(SCG, seed=4)
+    history = sampler.train(train_steps=10, batch_size=8, coordinate_loss=True, progressbar=False, check=False)
+    assert [k[6] for k in sampler._compiled if k[0] == "train"] == [True]
+    assert np.all(np.isfinite(history["loss"])) and history["applied"].all()

@@ -148,3 +148,32 @@ def test_train_warms_up_once_and_continues_from_there():
         np.testing.assert_allclose(sampler.preconditioner.scales(), [0.1, 3.0], rtol=1e-6)
         sampler.train(train_steps=3, batch_size=16, progressbar=False, check=False)
     assert sampler.warmup_info is info  # not run again
+
+
+def test_ess_per_gradient_profile_prefers_long_trajectories_of_small_steps_and_short_ones_of_large():
+    """On a standard Gaussian: with eps = 0.1 a trajectory of t steps turns by ~0.1 t radians, so
+    the predicted ESS per gradient grows with t up to 10 steps; with eps = 1 it peaks early."""
+    from l2hmc_theano.warmup import ess_per_gradient_profile
+
+    sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X).sum(axis=1), dim=4, zero_network=True, preconditioner=None)
+    x = np.random.default_rng(0).normal(size=(200, 4))
+    small = ess_per_gradient_profile(sampler, x, 0.1, np.random.default_rng(1), 10, 2)
+    assert np.all(np.diff(small) > 0), small
+    large = ess_per_gradient_profile(sampler, x, 1.0, np.random.default_rng(1), 10, 2)
+    assert np.argmax(large) <= 2 and large[np.argmax(large)] > 3 * large[-1], large
+
+
+def test_warmup_chooses_n_steps_only_when_asked():
+    model = diagonal_gaussian_model()
+    auto = L2HMCSampler(model, zero_network=True, seed=1)
+    fixed = L2HMCSampler(model, zero_network=True, seed=1, n_steps=7)
+    settings = WarmupSettings(max_n_steps=12)
+    _, info = warmup(auto, 50, np.random.default_rng(0), settings)
+    assert 2 <= info["n_steps"] == auto.n_steps <= 12 and len(info["ess_per_gradient"]) == 12
+    assert info["n_steps"] == 2 + int(np.argmax(info["ess_per_gradient"][1:]))
+    assert auto.masks.shape == (auto.n_steps, 5) and auto.taus.shape == (auto.n_steps, 2)
+    again = L2HMCSampler(model, zero_network=True, seed=1)
+    again.set_n_steps(auto.n_steps)
+    np.testing.assert_array_equal(again.masks, auto.masks)  # masks follow the seed
+    _, info = warmup(fixed, 50, np.random.default_rng(0), settings)
+    assert fixed.n_steps == info["n_steps"] == 7 and info["ess_per_gradient"] is None

@@ -64,6 +64,7 @@ def _argument(convert, check):
 _positive_int = _argument(int, lambda v: _check_count(v, "value"))
 _positive_float = _argument(float, lambda v: _check_positive(v, "value"))
 _non_negative_float = _argument(float, lambda v: _check_non_negative(v, "value"))
+_n_steps = _argument(lambda t: t if t == "auto" else int(t), lambda v: v if v == "auto" else _check_count(v, "value"))
 _fraction = _argument(float, lambda v: _check_fraction(v, "value"))
 _hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), _check_hidden)
 
@@ -98,8 +99,9 @@ def _parser():
                         "preconditioner adapt); it stops earlier once they settle (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, default=200, metavar="B",
                         help="chains trained in parallel (default: %(default)s)")
-    parser.add_argument("--n-steps", type=_positive_int, default=10, metavar="T",
-                        help="leapfrog steps T per proposal (default: %(default)s)")
+    parser.add_argument("--n-steps", type=_n_steps, default="auto", metavar="T",
+                        help="leapfrog steps T per proposal, or 'auto': warm-up chooses T by the predicted "
+                        "ESS per gradient of HMC (default: %(default)s)")
     parser.add_argument("--step-size", type=_positive_float, default=0.1, metavar="EPS",
                         help="initial leapfrog step size; warm-up adapts it and training trains it (default: %(default)s)")
     parser.add_argument("--hidden", type=_hidden, default=(10, 10), metavar="H1,H2",
@@ -112,6 +114,9 @@ def _parser():
     parser.add_argument("--scaled-jump", action="store_true",
                         help="measure each coordinate's jump in units of the chains' spread, for "
                         "posteriors whose scales differ widely (ill-conditioned)")
+    parser.add_argument("--coordinate-loss", action="store_true",
+                        help="train on the paper's loss of each coordinate's expected squared jump (averaged "
+                        "over coordinates), so that the slowest coordinate counts")
     parser.add_argument("--constant-forces", action="store_true",
                         help="treat dU/dx as a constant in the loss's gradient, for rough log densities")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
@@ -221,6 +226,7 @@ def _run(args):
         history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, burn_in_weight=args.burn_in_weight,
                                 scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
+                                coordinate_loss=args.coordinate_loss,
                                 stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,
                                 warmup_iterations=args.warmup_iterations, progressbar=not args.no_progressbar)
     for w in caught:  # the "looks poor" warning is repeated in the summary below

@@ -39,10 +39,11 @@ def main(argv=None):
     sampler = L2HMCSampler(energy, n_steps=args.n_steps, step_size=0.1, seed=args.seed)
     start = time.perf_counter()
     sampler.train(train_steps=1, progressbar=False, check=False)
-    print(f"compiled the training step (networks + scan leapfrog + loss + Adam) in "
-          f"{time.perf_counter() - start:.0f} s; training ...")
+    print(f"warmed up (step size {sampler.warmup_info['step_size']:.3f}, preconditioner scales "
+          f"{np.array2string(sampler.preconditioner.scales(), precision=2)}) and compiled the training step "
+          f"(networks + scan leapfrog + loss + Adam) in {time.perf_counter() - start:.0f} s; training ...")
     history = sampler.train(train_steps=args.train_steps)
-    print(f"trained {args.train_steps} steps in {history['seconds']:.0f} s: acceptance "
+    print(f"trained {len(history['loss'])} steps in {history['seconds']:.0f} s: acceptance "
           f"{history['accept'][-100:].mean():.2f}, ESJD {history['esjd'][-100:].mean():.2f}, "
           f"step size {sampler.step_size:.3f}")
 

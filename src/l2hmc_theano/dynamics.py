@@ -58,7 +58,7 @@ def _x_update(aux, x, v, keep, tau, forward, sign, eps):
     return x_new, sign * ((1.0 - keep) * eps * S).sum(axis=1)
 
 
-def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, masks):
+def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, masks, all_steps=False):
     """T generalized leapfrog steps, as one ``theano.scan``.
 
     Parameters
@@ -73,6 +73,7 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
     Returns
     -------
     x_new, v_new, grad_new : ``(batch, dim)``; logdet : ``(batch,)`` = log|det d(x',v')/d(x,v)|.
+    With ``all_steps``, the same after every step: ``(T, batch, dim)`` and ``(T, batch)``.
     """
     taus = np.asarray(taus, dtype=floatX)
     masks = np.asarray(masks, dtype=floatX)
@@ -107,4 +108,6 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
         strict=False,
         name="generalized_leapfrog",
     )
+    if all_steps:
+        return xs, vs, grads, logdets
     return xs[-1], vs[-1], grads[-1], logdets[-1]

@@ -13,7 +13,7 @@ count as much as wide ones: |x - x'|^2 becomes sum_i ((x_i - x'_i) / s_i)^2.
 """
 from ._theano import tt
 
-__all__ = ["squared_jump", "esjd_loss"]
+__all__ = ["squared_jump", "esjd_loss", "coordinate_esjd_loss"]
 
 
 def squared_jump(proposal, x, scale=None):
@@ -32,3 +32,18 @@ def esjd_loss(jump, scale=0.1, eps=1e-4):
     """Per-chain loss ``lambda^2/delta - delta/lambda^2`` with ``delta = jump + eps``; ``scale`` is lambda^2."""
     delta = jump + eps
     return scale / delta - delta / scale
+
+
+def coordinate_esjd_loss(proposal, x, scale=1.0, eps=1e-4):
+    """The loss per coordinate of the batch's ESJD: with delta_i = mean_chains A (x'_i - x_i)^2 + c,
+    ``mean_i (lambda^2 / delta_i - delta_i / lambda^2)``, a scalar (``scale`` is lambda^2).
+
+    In whitened coordinates every coordinate's jump is in its own units; the reciprocal
+    term makes the slowest coordinate (e.g. a hierarchical scale among many group effects)
+    count, where the summed |x' - x|^2 of Eq. 7 is owned by the many fast ones.  The batch
+    mean comes first, so one chain's tiny jump does not blow the reciprocal up.
+    """
+    step = tt.sqr(proposal.x - x) * tt.shape_padright(proposal.accept_prob)
+    step = tt.switch(tt.shape_padright(proposal.diverging), 0.0, step)
+    delta = step.mean(axis=0) + eps
+    return (scale / delta - delta / scale).mean()

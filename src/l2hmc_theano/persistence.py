@@ -74,7 +74,7 @@ def save(sampler, path):
         "dim": sampler.dim,
         "layout": layout(sampler.energy_target),
         "target": type(sampler.energy_target).__name__,
-        "history_length": 0 if sampler.history is None else int(len(sampler.history["loss"])),
+        "history_length": 0 if sampler.history is None else int(len(sampler.history.get("loss", ()))),
         "preconditioner": None if sampler.preconditioner is None else sampler.preconditioner.kind,
         "warmup": sampler.warmup_info,
         "step_jitter": sampler.step_jitter,
@@ -88,6 +88,9 @@ def save(sampler, path):
     }
     if sampler.preconditioner is not None:
         arrays["precond/mu"], arrays["precond/factor"] = sampler.preconditioner.values()
+    chains = None if sampler.history is None else sampler.history.get("chains")
+    if chains is not None:
+        arrays["chains"] = np.asarray(chains)
     for p in sampler.networks.params:
         arrays["param/" + p.name] = p.get_value()
     bad = _non_finite(arrays)
@@ -179,6 +182,11 @@ def load(path, model=None):
         except (KeyError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)!r}: its {kind} preconditioner is missing or damaged ({err}).") from None
     sampler.warmup_info = meta.get("warmup")
+    if "chains" in arrays:
+        if arrays["chains"].ndim != 2 or arrays["chains"].shape[1] != sampler.dim:
+            raise ValueError(f"{os.fspath(path)!r}: its training chains have shape {arrays['chains'].shape}, "
+                             f"expected (n, {sampler.dim}).")
+        sampler.history = {"chains": arrays["chains"].astype(floatX)}
     _check_same_target(path, meta, arrays, sampler)
     if arrays["masks"].shape != sampler.masks.shape:
         raise ValueError(f"{os.fspath(path)!r}: masks have shape {arrays['masks'].shape}, "

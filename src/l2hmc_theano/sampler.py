@@ -81,8 +81,9 @@ class L2HMCSampler:
     model : pymc3.Model, :class:`~l2hmc_theano.energy.Energy`, callable or None
         The target.  Default: the model on the context stack.  A callable is a
         Theano energy function of a ``(batch, dim)`` matrix (then pass ``dim``).
-    n_steps : int
-        Leapfrog steps T per proposal.
+    n_steps : int or "auto"
+        Leapfrog steps T per proposal.  "auto": 10 until warm-up, which then chooses T
+        (see :mod:`l2hmc_theano.warmup`).
     step_size : float
         Initial leapfrog step size eps (stored, and trained later, as log eps).
     hidden : (int, int)
@@ -109,7 +110,7 @@ class L2HMCSampler:
     def __init__(
         self,
         model=None,
-        n_steps=10,
+        n_steps="auto",
         step_size=0.1,
         hidden=(10, 10),
         seed=None,
@@ -119,7 +120,8 @@ class L2HMCSampler:
         preconditioner="diag",
         step_jitter=0.3,
     ):
-        self.n_steps = _check_count(n_steps, "n_steps")
+        self.adapt_n_steps = isinstance(n_steps, str) and n_steps == "auto"
+        self.n_steps = 10 if self.adapt_n_steps else _check_count(n_steps, "n_steps")
         step_size = _check_positive(step_size, "step_size")
         self.hidden = _check_hidden(hidden)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
@@ -132,6 +134,7 @@ class L2HMCSampler:
         # Persistent streams: repeated sample()/train() calls continue them.
         self._sample_rng = np.random.default_rng(sample_seed)
         self._train_rng = np.random.default_rng(train_seed)
+        self._mask_seed = mask_seed
         self.masks = draw_masks(self.n_steps, self.dim, np.random.default_rng(mask_seed))
         self.taus = time_encoding(self.n_steps)
         self.zero_network = bool(zero_network)
@@ -163,6 +166,14 @@ class L2HMCSampler:
     def step_size(self):
         """Current leapfrog step size eps (float)."""
         return float(np.exp(self.log_step_size.get_value()))
+
+    def set_n_steps(self, n_steps):
+        """Use T = ``n_steps`` leapfrog steps from now on: new time encodings, masks drawn again
+        from the sampler's mask seed, and the compiled functions dropped (they depend on T)."""
+        self.n_steps = _check_count(n_steps, "n_steps")
+        self.masks = draw_masks(self.n_steps, self.dim, np.random.default_rng(self._mask_seed))
+        self.taus = time_encoding(self.n_steps)
+        self._compiled = {}
 
     # -- input checks -----------------------------------------------------------------
     def _as_batch(self, array, name):
@@ -248,6 +259,26 @@ class L2HMCSampler:
         x_next, accepted = metropolis_hastings(p, x, log_u)
         _, grad = self.energy_target.value_and_grad(x_next)
         return [x, v, d, log_u, eps, step_scale], [x_next, p.accept_prob, accepted, grad]
+
+    def _build_trajectory(self, n_steps):
+        """HMC trajectories of ``n_steps`` leapfrog steps (zero networks) from x with momenta v in y,
+        with per-chain step sizes eps * step_scale: y0 ``(B, dim)``, the positions after each step
+        ``(T, B, dim)``, and the Hamiltonian's change after each step ``(T, B)``."""
+        from .dynamics import generalized_leapfrog
+
+        x, v, d = self._inputs()
+        eps = tt.scalar("step_size", dtype=floatX)
+        step_scale = tt.vector("step_scale", dtype=floatX)
+        energy = self.whitened()
+        y0 = x if self.preconditioner is None else self.preconditioner.to_y(x)
+        U0, grad0 = energy.value_and_grad(y0)
+        ys, vs, _, _ = generalized_leapfrog(
+            energy, ZeroFunctions(), y0, v, grad0, tt.ones_like(d), eps * tt.shape_padright(step_scale),
+            time_encoding(n_steps), np.zeros((n_steps, self.dim), dtype=floatX), all_steps=True)
+        flat = ys.reshape((ys.shape[0] * ys.shape[1], ys.shape[2]))
+        U_t = energy.value_and_grad(flat)[0].reshape((ys.shape[0], ys.shape[1]))
+        dH = U_t + 0.5 * tt.sqr(vs).sum(axis=2) - (U0 + 0.5 * tt.sqr(v).sum(axis=1))[None, :]
+        return [x, v, d, eps, step_scale], [y0, ys, dH]
 
     def _build_mh_step_stats(self):
         """One MH step with everything a PyMC3 step method reports."""
@@ -358,6 +389,7 @@ class L2HMCSampler:
         burn_in_weight=1.0,
         constant_forces=False,
         scaled_jump=False,
+        coordinate_loss=False,
         start_temperature=None,
         temperature_decay=0.999,
         stop_when_flat=True,
@@ -375,8 +407,9 @@ class L2HMCSampler:
         start around the model's initial point and run HMC (zero networks) while the step
         size adapts by dual averaging to ``target_accept`` and the preconditioner (if any)
         is fitted to the chains' positions and gradients, for at most
-        ``warmup_iterations`` iterations (it stops early once the scales settle).  What it
-        adapted is in ``self.warmup_info``.
+        ``warmup_iterations`` iterations (it stops early once the scales settle); with
+        ``n_steps="auto"`` it then chooses T by ChEES per gradient.  What it adapted is in
+        ``self.warmup_info``.
 
         **Training**: each of at most ``train_steps`` iterations makes one MH step of
         ``batch_size`` persistent chains (those of the warm-up; a later call with the same
@@ -424,19 +457,20 @@ class L2HMCSampler:
             loss_scale=_check_positive(loss_scale, "loss_scale"),
             burn_in_weight=_check_non_negative(burn_in_weight, "burn_in_weight"),
             constant_forces=bool(constant_forces), scaled_jump=bool(scaled_jump),
+            coordinate_loss=bool(coordinate_loss),
             start_temperature=float(start_temperature) if anneal else 1.0,
             temperature_decay=float(temperature_decay), stop_when_flat=bool(stop_when_flat),
         )
         warmup_settings = WarmupSettings(target_accept=_check_fraction(target_accept, "target_accept"),
                                          max_iterations=_check_count(warmup_iterations, "warmup_iterations"))
-        key = settings.graph_key()
-        if key not in self._compiled:
-            self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
-        self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
         rng = self._train_rng if seed is None else np.random.default_rng(seed)
         chains = None if self.history is None else self.history.get("chains")
         if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
             chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
+        key = settings.graph_key()  # compiled after warm-up, which may change T
+        if key not in self._compiled:
+            self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
+        self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
         self.history = run_training(self, self._compiled[key], settings, rng, progressbar, chains=chains,
                                     temperature=self.temperature if anneal else None)
         self.training_problems = []

@@ -8,7 +8,11 @@ global generator (which ``pm.sample(random_seed=...)`` seeds, per chain and per
 worker) and makes one Metropolis-Hastings step with the learned dynamics on the
 flat vector of the step's variables.  Other free variables of the model (in a
 compound step) enter as shared values, as in PyMC3's own step methods.  Nothing
-adapts during tuning: tuning draws are ordinary L2HMC steps (burn-in).
+adapts during tuning: tuning draws are ordinary L2HMC steps (burn-in), except that
+a chain's first tuning step starts from one of the sampler's training chains (drawn
+with the same seeded generator), which sit in the posterior already, rather than from
+the model's initial point: a step size adapted to the posterior can be far too large
+out there.
 """
 import os
 
@@ -89,12 +93,23 @@ class L2HMC(ArrayStepShared):
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
         self.tune = True
+        self._fresh_chain = True
         self._n_draws = 0
         self._n_divergent = 0
         self._accept_sum = 0.0
         super().__init__(vars, shared)
 
+    def _warm_start(self, q0):
+        """At a chain's first tuning step: a random training chain's position, if there are any."""
+        self._fresh_chain = False
+        chains = (self.sampler.history or {}).get("chains")
+        if not self.tune or chains is None or len(chains) == 0:
+            return q0
+        return np.asarray(chains[np.random.randint(len(chains))], dtype=q0.dtype)
+
     def astep(self, q0):
+        if self._fresh_chain:
+            q0 = self._warm_start(q0)
         dim = self.sampler.dim
         v = np.random.standard_normal((1, dim)).astype(floatX)
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
@@ -123,8 +138,9 @@ class L2HMC(ArrayStepShared):
         return x_next[0].astype(q0.dtype), [stats]
 
     def reset_tuning(self):
-        """Nothing is adapted; a new run starts with tuning draws again."""
+        """Nothing is adapted; a new run starts with tuning draws again (and a warm start)."""
         self.tune = True
+        self._fresh_chain = True
         self._n_draws = self._n_divergent = 0
         self._accept_sum = 0.0
 

@@ -21,7 +21,7 @@ import numpy as np
 from ._theano import change_flags, floatX, theano, tt
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
-from .loss import esjd_loss, squared_jump
+from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
 
 __all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
            "ConstantForces"]
@@ -107,6 +107,7 @@ class TrainingSettings:
     scaled_jump: bool = False
     start_temperature: float = 1.0
     temperature_decay: float = 0.999
+    coordinate_loss: bool = False
     stop_when_flat: bool = True
     stop_window: int = 100
     patience: int = 3
@@ -119,7 +120,7 @@ class TrainingSettings:
     def graph_key(self):
         """What the compiled training step depends on."""
         return ("train", float(self.loss_scale), float(self.burn_in_weight), self.anneal,
-                bool(self.constant_forces), bool(self.scaled_jump))
+                bool(self.constant_forces), bool(self.scaled_jump), bool(self.coordinate_loss))
 
 
 def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_EXCLUDE):
@@ -160,11 +161,18 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
         eps = tt.exp(sampler.log_step_size) * tt.shape_padright(step_scale)
         p = propose(sampler.whitened(energy), sampler.networks, both, v, d, eps, sampler.taus, sampler.masks)
         jump = squared_jump(p, both)
-        loss_jump = squared_jump(p, both, jump_units(y)) if settings.scaled_jump else jump
-        per_chain = esjd_loss(loss_jump, scale=settings.loss_scale)
-        loss = per_chain[:n].mean()
-        if with_fresh:
-            loss += settings.burn_in_weight * per_chain[n:].mean()
+        if settings.coordinate_loss:
+            head = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
+            loss = coordinate_esjd_loss(head, y, scale=settings.loss_scale)
+            if with_fresh:
+                tail = p._replace(**{k: getattr(p, k)[n:] for k in p._fields})
+                loss += settings.burn_in_weight * coordinate_esjd_loss(tail, z, scale=settings.loss_scale)
+        else:
+            loss_jump = squared_jump(p, both, jump_units(y)) if settings.scaled_jump else jump
+            per_chain = esjd_loss(loss_jump, scale=settings.loss_scale)
+            loss = per_chain[:n].mean()
+            if with_fresh:
+                loss += settings.burn_in_weight * per_chain[n:].mean()
         chains_p = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
         if precond is not None:
             chains_p = chains_p._replace(x=precond.to_x(chains_p.x))

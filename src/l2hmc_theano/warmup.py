@@ -12,7 +12,11 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   iterations, Stan's doubling windows) to the second half of that window's draws;
   the dual averaging restarts after every change;
 * warm-up stops early once the scales change by less than ``settle`` (relative)
-  between two windows, after a last window that adapts the step size alone.
+  between two windows, after a last window that adapts the step size alone;
+* then, for a sampler with ``n_steps="auto"``, the number of leapfrog steps T is the one
+  with the largest predicted ESS per gradient over t = ``min_n_steps``..``max_n_steps``, from HMC
+  trajectories started at the chains (:func:`ess_per_gradient_profile`: the lag-1
+  autocorrelations of the coordinates and of their squares, as AR(1) processes).
 
 Chains that accepted nothing during a window are replaced by copies of others
 (warm-up draws are not samples).  Everything random comes from one
@@ -40,11 +44,15 @@ class WarmupSettings:
     final_window: int = 50      # step size only, after the last update
     settle: float = 0.15        # largest |log change| of a scale that counts as settled
     jitter: float = 1.0         # starts: initial point + Uniform(-jitter, jitter) per coordinate
+    min_n_steps: int = 2        # the shortest: with T = 1 the networks shape a single Langevin-like step
+    max_n_steps: int = 20       # the longest trajectory considered for T
+    n_steps_repeats: int = 4    # fresh momenta per chain for the ESS-per-gradient profile
 
     def __post_init__(self):
         if not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}.")
-        for name in ("max_iterations", "first_window", "slow_window", "final_window"):
+        for name in ("max_iterations", "first_window", "slow_window", "final_window", "min_n_steps", "max_n_steps",
+                     "n_steps_repeats"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"warm-up {name} must be an integer >= 1, got {value!r}.")
@@ -118,6 +126,45 @@ def initial_chains(sampler, batch_size, rng, jitter, tries=20):
     return x
 
 
+def _ess_per_draw(rho):
+    """ESS per draw of an AR(1) sequence with lag-1 autocorrelation ``rho``: (1 - rho) / (1 + rho)."""
+    rho = np.clip(rho, -0.99, 0.999)
+    return (1.0 - rho) / (1.0 + rho)
+
+
+def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats):
+    """Predicted ESS per gradient of HMC with t = 1..``max_steps`` leapfrog steps, ``(max_steps,)``.
+
+    From trajectories (zero networks, jittered step sizes) started at the chains ``x``
+    ``(B, dim)`` with ``repeats`` fresh momenta each, in whitened and standardised
+    coordinates z: the lag-1 autocorrelation of one MH step, rho = E[A z_0 z_t + (1 - A) z_0^2]
+    (A the acceptance probability), per coordinate, for z and for its square (z^2 - 1);
+    each gives an AR(1) ESS per draw (1 - rho) / (1 + rho), and the smallest over
+    coordinates and the two, over t gradients, is the figure (the slowest coordinate, as
+    a minimum ESS over parameters sees it).  The square guards against trajectories that swing to the opposite side:
+    antithetic for the mean, useless for the variance.
+    """
+    trajectory = sampler._function(f"trajectory{max_steps}", lambda: sampler._build_trajectory(max_steps))
+    batch = len(x)
+    sums = np.zeros((2, max_steps, sampler.dim))
+    norms = np.zeros((2, sampler.dim))
+    for _ in range(repeats):
+        v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
+        y0, ys, dH = trajectory(x, v, np.ones(batch, dtype=floatX), np.asarray(step_size, dtype=floatX),
+                                sampler.draw_step_scale(rng, batch))
+        with np.errstate(over="ignore", invalid="ignore"):
+            accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, :, None]
+            sd = y0.std(axis=0)
+            sd = np.where(sd > 0, sd, 1.0)
+            z0 = (y0 - y0.mean(axis=0)) / sd
+            zt = np.where(accept > 0, (ys - y0.mean(axis=0)) / sd, 0.0)
+            for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
+                sums[k] += np.mean(accept * a[None] * b + (1.0 - accept) * a[None] ** 2, axis=1)
+                norms[k] += np.mean(a ** 2, axis=0)
+    rho = sums / np.where(norms > 0, norms, 1.0)[:, None, :]
+    return np.min(_ess_per_draw(rho), axis=(0, 2)) / np.arange(1, max_steps + 1)
+
+
 def _largest_change(preconditioner, new_factor):
     """max |log(new scale / old scale)| over coordinates (marginal scales for a dense factor)."""
     old = preconditioner.scales()
@@ -140,7 +187,9 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     Returns ``(chains, info)``: the final ``(batch_size, dim)`` positions (in x) and a
     dict of what was adapted: ``step_size, accept`` (mean over the last window),
     ``scale_min, scale_max, iterations, gradients, settled, last_change, replaced,
-    seconds``.  Sets ``sampler.log_step_size`` and the preconditioner's values.
+    seconds, n_steps`` and ``ess_per_gradient`` (the profile T was chosen by, or None).
+    Sets ``sampler.log_step_size``, the preconditioner's values and (with
+    ``sampler.adapt_n_steps``) ``sampler.n_steps``.
     """
     start = time.perf_counter()
     precond = sampler.preconditioner
@@ -204,13 +253,23 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     per_iteration = batch_size * (sampler.n_steps + 2)  # T + 1 in the proposal, 1 for the new position
+    gradients = done * per_iteration
+    profile = None
+    if getattr(sampler, "adapt_n_steps", False):
+        profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps,
+                                           settings.n_steps_repeats)
+        gradients += settings.n_steps_repeats * batch_size * (settings.max_n_steps + 2)
+        lo = min(settings.min_n_steps, settings.max_n_steps)
+        sampler.set_n_steps(lo + int(np.argmax(profile[lo - 1:])))
     info = {
         "step_size": final_step,
         "accept": float(np.mean(accepts)),
         "scale_min": float(np.min(scales)),
         "scale_max": float(np.max(scales)),
         "iterations": done,
-        "gradients": done * per_iteration,
+        "gradients": gradients,
+        "n_steps": sampler.n_steps,
+        "ess_per_gradient": None if profile is None else [float(c) for c in profile],
         "settled": bool(settled),
         "last_change": change,
         "replaced": replaced,
@@ -229,6 +288,6 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
 
 def describe(info):
     """One line on what warm-up adapted."""
-    return (f"warm-up: {info['iterations']} iterations ({info['seconds']:.1f} s), step size "
+    return (f"warm-up: {info['iterations']} iterations ({info['seconds']:.1f} s), T = {info['n_steps']}, step size "
             f"{info['step_size']:.3g}, acceptance {info['accept']:.2f}, scales {info['scale_min']:.3g}.."
             f"{info['scale_max']:.3g}" + ("" if info["settled"] else " (not settled)"))
