@@ -52,6 +52,7 @@ import numpy as np
 import l2hmc_theano  # noqa: F401  (first: sets Theano's flags before pymc3 imports Theano)
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano import targets
+from l2hmc_theano.targets import PAPER_SAMPLER, PAPER_TRAINING
 from l2hmc_theano.diagnostics import autocorrelation, ess_per_step
 from l2hmc_theano.persistence import atomic_write
 
@@ -191,7 +192,7 @@ def run_target(name, target, args):
     x0 = target.exact_draws(rng, args.chains)
     rows, traces = [], {}
     for eps in target.hmc_grid:
-        hmc = L2HMCSampler(target.energy, n_steps=10, step_size=eps, zero_network=True, seed=args.seed)
+        hmc = L2HMCSampler(target.energy, step_size=eps, zero_network=True, seed=args.seed, **PAPER_SAMPLER)
         row, draws = run_ours(hmc, target, x0, args.draws, args.seed + 1, f"HMC eps={eps:g}")
         rows.append(row)
         traces[row["sampler"]] = draws
@@ -199,9 +200,9 @@ def run_target(name, target, args):
     # mixture mode as independent; ArviZ's bulk ESS picks the best step size.
     best = max(rows, key=lambda r: r["bulk_step"])
 
-    sampler = L2HMCSampler(target.energy, n_steps=10, step_size=target.step_size, hidden=target.hidden,
-                           seed=args.seed)
-    train = dict(target.train, train_steps=args.train_steps, batch_size=args.batch_size,
+    sampler = L2HMCSampler(target.energy, step_size=target.step_size, hidden=target.hidden, seed=args.seed,
+                           **PAPER_SAMPLER)
+    train = dict(target.train, **PAPER_TRAINING, train_steps=args.train_steps, batch_size=args.batch_size,
                  progressbar=args.progressbar, check=False)
     start = time.perf_counter()
     history = sampler.train(**train)

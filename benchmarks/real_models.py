@@ -26,7 +26,8 @@ Protocol, for each model:
 Models: eight schools centred and non-centred; radon: varying intercepts with partial
 pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 919
 houses in 85 counties, read from the srrs2.dat that pymc3's wheel ships; see
-models.radon); a logistic regression on a 500 x 10 synthetic design.  Data are fixed;
+models.radon); a logistic regression on a 500 x 10 synthetic design; the paper's 50-d
+ill-conditioned Gaussian (variances 1e-2..1e2) as a PyMC3 model.  Data are fixed;
 --seed sets training and sampling seeds.  Timings are wall-clock and noisy on a shared
 machine.
 
@@ -45,6 +46,7 @@ from l2hmc_theano import L2HMC, ModelEnergy
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from models import eight_schools, logistic_regression, radon  # noqa: E402
+from l2hmc_theano.targets import ill_conditioned_gaussian  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
 from l2hmc_theano.warmup import describe  # noqa: E402
 
@@ -57,6 +59,7 @@ MODELS = {
     "eight_schools_noncentred": lambda: eight_schools(centred=False),
     "radon": radon,
     "logistic_regression": logistic_regression,
+    "icg50": ill_conditioned_gaussian,
 }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano.diagnostics import ess_per_step
-from l2hmc_theano.targets import SCG_COV, scg_energy
+from l2hmc_theano.targets import PAPER_SAMPLER, PAPER_TRAINING, SCG_COV, scg_energy
 
 
 def run_chains(sampler, n_draws, n_chains, seed):
@@ -36,16 +36,16 @@ def main():
 
     rows = []
     for eps in (0.1, 0.15, 0.2):
-        hmc = L2HMCSampler(energy, n_steps=10, step_size=eps, zero_network=True, seed=args.seed)
+        hmc = L2HMCSampler(energy, step_size=eps, zero_network=True, seed=args.seed, **PAPER_SAMPLER)
         ess, acc, secs = run_chains(hmc, n_draws, n_chains, args.seed + 1)
         rows.append((f"HMC eps={eps}", ess, acc, secs))
     best_hmc = max(r[1] for r in rows)
 
-    sampler = L2HMCSampler(energy, n_steps=10, step_size=0.1, seed=args.seed)
+    sampler = L2HMCSampler(energy, step_size=0.1, seed=args.seed, **PAPER_SAMPLER)
     start = time.perf_counter()
-    sampler.train(train_steps=1, progressbar=False, check=False)
+    sampler.train(train_steps=1, progressbar=False, check=False, **PAPER_TRAINING)
     compile_s = time.perf_counter() - start
-    history = sampler.train(train_steps=train_steps, progressbar=False, check=False)
+    history = sampler.train(train_steps=train_steps, progressbar=False, check=False, **PAPER_TRAINING)
     ess, acc, secs = run_chains(sampler, n_draws, n_chains, args.seed + 1)
     rows.append((f"L2HMC eps={sampler.step_size:.3f}", ess, acc, secs))
 

@@ -8,7 +8,7 @@ import l2hmc_theano
 from l2hmc_theano import Energy, FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
 from l2hmc_theano.diagnostics import autocorrelation, ess_per_step
-from l2hmc_theano.targets import SCG_COV, scg_energy
+from l2hmc_theano.targets import PAPER_SAMPLER, PAPER_TRAINING, SCG_COV, scg_energy
 
 SCG = FunctionEnergy(scg_energy, 2, name="scg")
 
@@ -16,7 +16,8 @@ SCG = FunctionEnergy(scg_energy, 2, name="scg")
 @pytest.fixture(scope="module")
 def trained_pair():
     """Two samplers trained from the same seed (their compiled training steps are reused below)."""
-    kw = dict(seed=3, n_steps=10, train_steps=15, batch_size=16, progressbar=False, check=False)  # the paper's T
+    kw = dict(seed=3, **PAPER_SAMPLER, **PAPER_TRAINING, train_steps=15, batch_size=16, progressbar=False,
+              check=False)
     a = l2hmc_theano.train(SCG, **kw)
     b = l2hmc_theano.train(SCG, **kw)
     return a, b
@@ -45,10 +46,10 @@ def test_training_beats_hmc_on_the_strongly_correlated_gaussian(trained_pair):
         draws, _ = sampler.sample(600, n_chains=100, x0=x0, seed=2)
         return ess_per_step(draws, np.zeros(2), np.diag(SCG_COV))
 
-    hmc = max(ess(L2HMCSampler(SCG, n_steps=10, step_size=eps, zero_network=True)) for eps in (0.1, 0.15, 0.2))
+    hmc = max(ess(L2HMCSampler(SCG, step_size=eps, zero_network=True, **PAPER_SAMPLER)) for eps in (0.1, 0.15, 0.2))
     sampler = trained_pair[0]
     before = ess(sampler)
-    history = sampler.train(train_steps=800, progressbar=False)
+    history = sampler.train(train_steps=800, progressbar=False, **PAPER_TRAINING)
     assert sampler.training_problems == []
     assert history["esjd"][-100:].mean() > 5 * history["esjd"][:20].mean()
     after = ess(sampler)

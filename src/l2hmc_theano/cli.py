@@ -114,9 +114,10 @@ def _parser():
     parser.add_argument("--scaled-jump", action="store_true",
                         help="measure each coordinate's jump in units of the chains' spread, for "
                         "posteriors whose scales differ widely (ill-conditioned)")
-    parser.add_argument("--coordinate-loss", action="store_true",
-                        help="train on the paper's loss of each coordinate's expected squared jump (averaged "
-                        "over coordinates), so that the slowest coordinate counts")
+    parser.add_argument("--paper-loss", action="store_true",
+                        help="train on the paper's loss of the whole jump |x' - x|^2 per chain, instead of the "
+                        "default: the same loss of each coordinate's expected squared jump over the batch, "
+                        "averaged over coordinates, so that the slowest coordinate counts")
     parser.add_argument("--constant-forces", action="store_true",
                         help="treat dU/dx as a constant in the loss's gradient, for rough log densities")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
@@ -226,7 +227,7 @@ def _run(args):
         history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, burn_in_weight=args.burn_in_weight,
                                 scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
-                                coordinate_loss=args.coordinate_loss,
+                                coordinate_loss=not args.paper_loss,
                                 stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,
                                 warmup_iterations=args.warmup_iterations, progressbar=not args.no_progressbar)
     for w in caught:  # the "looks poor" warning is repeated in the summary below

@@ -389,7 +389,7 @@ class L2HMCSampler:
         burn_in_weight=1.0,
         constant_forces=False,
         scaled_jump=False,
-        coordinate_loss=False,
+        coordinate_loss=True,
         start_temperature=None,
         temperature_decay=0.999,
         stop_when_flat=True,
@@ -416,7 +416,10 @@ class L2HMCSampler:
         ``batch_size`` continues them) and one Adam step on the loss
         ``mean l(chains) + burn_in_weight * mean l(fresh N(0, I) batch)``,
         ``l = loss_scale/delta - delta/loss_scale`` (paper Eq. 7-8; ``loss_scale``
-        is lambda^2), all in the preconditioner's coordinates y.  With ``stop_when_flat``
+        is lambda^2), all in the preconditioner's coordinates y.  With ``coordinate_loss``
+        (the default) delta is each coordinate's expected squared jump over the batch and
+        l is averaged over coordinates (:func:`l2hmc_theano.loss.coordinate_esjd_loss`),
+        so the slowest coordinate counts; False gives the paper's |y' - y|^2 per chain.  With ``stop_when_flat``
         training stops once the ESJD has not improved for 3 windows of 100 iterations
         (``history["stopped_early"]``).  The learning rate decays by ``lr_decay`` every
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is

@@ -107,7 +107,7 @@ class TrainingSettings:
     scaled_jump: bool = False
     start_temperature: float = 1.0
     temperature_decay: float = 0.999
-    coordinate_loss: bool = False
+    coordinate_loss: bool = True
     stop_when_flat: bool = True
     stop_window: int = 100
     patience: int = 3
