@@ -62,7 +62,7 @@ def test_poorly_trained_sampler_warns(trained_pair):
     sampler.log_step_size.set_value(np.log(60.0))  # proposals land far out: acceptance ~ 0
     try:
         with pytest.warns(UserWarning, match="looks poor: mean acceptance at the end of training is 0.0"):
-            sampler.train(train_steps=20, batch_size=16, learning_rate=1e-9, progressbar=False)
+            sampler.train(train_steps=20, batch_size=16, learning_rate=1e-9, progressbar=False, **PAPER_TRAINING)
         assert sampler.training_problems[0].startswith("mean acceptance at the end of training")
     finally:
         sampler.log_step_size.set_value(saved)
@@ -192,7 +192,7 @@ def test_ctrl_c_keeps_what_was_learned(trained_pair):
     sampler._compiled[key] = interrupted
     try:
         with pytest.warns(UserWarning, match="interrupted after 3 of 50"):
-            history = sampler.train(train_steps=50, batch_size=8, progressbar=False, check=False)
+            history = sampler.train(train_steps=50, batch_size=8, progressbar=False, check=False, **PAPER_TRAINING)
     finally:
         sampler._compiled[key] = real
     assert len(history["loss"]) == 3 and sampler.history is history
@@ -209,9 +209,9 @@ def test_training_continues_the_persistent_chains(trained_pair):
 
     sampler._compiled[key] = recording
     try:
-        first = sampler.train(train_steps=2, batch_size=16, progressbar=False, check=False)
-        second = sampler.train(train_steps=1, batch_size=16, progressbar=False, check=False)
-        sampler.train(train_steps=1, batch_size=4, progressbar=False, check=False)
+        first = sampler.train(train_steps=2, batch_size=16, progressbar=False, check=False, **PAPER_TRAINING)
+        second = sampler.train(train_steps=1, batch_size=16, progressbar=False, check=False, **PAPER_TRAINING)
+        sampler.train(train_steps=1, batch_size=4, progressbar=False, check=False, **PAPER_TRAINING)
     finally:
         sampler._compiled[key] = real
     np.testing.assert_array_equal(starts[2], first["chains"])
