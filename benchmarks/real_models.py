@@ -153,7 +153,7 @@ def compare(name, draws, tune, seed, check=True, quick=False):
 def markdown(results, notes, draws, tune):
     """The report: the main table, the L2HMC/NUTS ratios, and one note per model."""
     lines = [
-        f"L2HMC (defaults: T = 10, hidden 10/10, diagonal preconditioner) vs NUTS; 2 chains x {draws} draws "
+        f"L2HMC (defaults: T chosen by warm-up, hidden 10/10, diagonal preconditioner) vs NUTS; 2 chains x {draws} draws "
         f"after {tune} tuning draws.",
         "",
         "| model | sampler | min ESS | min at | bulk / tail | grad evals | ESS / 1k grads | ESS / s | divergences "
