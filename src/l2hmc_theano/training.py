@@ -1,9 +1,11 @@
 """Training: one compiled Theano function per iteration = one MH step of every
 chain + one Adam step of the networks and log eps on the ESJD loss.
 
-The chains (``batch_size`` of them) persist across iterations and start from
-q = N(0, I); every iteration also draws a fresh batch from q for the burn-in
-term of the loss.  All randomness comes from one ``numpy.random.Generator``.
+Everything runs in the sampler's preconditioner coordinates y (x = mu + L y, fitted
+by warm-up).  The chains (``batch_size`` of them) persist across iterations and start
+where warm-up left them (without warm-up, from q = N(0, I) in y); every iteration
+also draws a fresh batch from q for the burn-in term of the loss.  All randomness
+comes from one ``numpy.random.Generator``.
 
 One chain stuck far in the tails (acceptance exactly 0) can make the batch
 gradient NaN although its own cotangent is 0: the target's curvature at its

@@ -255,7 +255,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     per_iteration = batch_size * (sampler.n_steps + 2)  # T + 1 in the proposal, 1 for the new position
     gradients = done * per_iteration
     profile = None
-    if getattr(sampler, "adapt_n_steps", False):
+    if sampler.adapt_n_steps:
         profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps,
                                            settings.n_steps_repeats)
         gradients += settings.n_steps_repeats * batch_size * (settings.max_n_steps + 2)
