@@ -125,6 +125,11 @@ class TrainingSettings:
                 bool(self.constant_forces), bool(self.scaled_jump), bool(self.coordinate_loss))
 
 
+def _rows(proposal, rows):
+    """The :class:`~l2hmc_theano.kernel.Proposal` of the chains ``rows`` (a slice) only."""
+    return proposal._replace(**{k: getattr(proposal, k)[rows] for k in proposal._fields})
+
+
 def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_EXCLUDE):
     """Compile the training iteration for ``settings`` (:class:`TrainingSettings`).
 
@@ -163,19 +168,18 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
         eps = tt.exp(sampler.log_step_size) * tt.shape_padright(step_scale)
         p = propose(sampler.whitened(energy), sampler.networks, both, v, d, eps, sampler.taus, sampler.masks)
         jump = squared_jump(p, both)
+        chains_p = _rows(p, slice(None, n))
         if settings.coordinate_loss:
-            head = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
-            loss = coordinate_esjd_loss(head, y, scale=settings.loss_scale)
+            loss = coordinate_esjd_loss(chains_p, y, scale=settings.loss_scale)
             if with_fresh:
-                tail = p._replace(**{k: getattr(p, k)[n:] for k in p._fields})
-                loss += settings.burn_in_weight * coordinate_esjd_loss(tail, z, scale=settings.loss_scale)
+                loss += settings.burn_in_weight * coordinate_esjd_loss(_rows(p, slice(n, None)), z,
+                                                                       scale=settings.loss_scale)
         else:
             loss_jump = squared_jump(p, both, jump_units(y)) if settings.scaled_jump else jump
             per_chain = esjd_loss(loss_jump, scale=settings.loss_scale)
             loss = per_chain[:n].mean()
             if with_fresh:
                 loss += settings.burn_in_weight * per_chain[n:].mean()
-        chains_p = p._replace(**{k: getattr(p, k)[:n] for k in p._fields})
         if precond is not None:
             chains_p = chains_p._replace(x=precond.to_x(chains_p.x))
         x_next, _ = metropolis_hastings(chains_p, x, log_u)

@@ -115,13 +115,15 @@ def initial_chains(sampler, batch_size, rng, jitter, tries=20):
     (up to ``tries`` times, then the initial point itself)."""
     start_array = getattr(sampler.energy_target, "start_array", None)
     base = np.asarray(start_array() if start_array is not None else np.zeros(sampler.dim), dtype=floatX)
+    # The energy-and-gradient function warm-up compiles anyway (one compile, not two).
+    energy = sampler._function("energy_grad", sampler._build_energy_grad)
     x = base + rng.uniform(-jitter, jitter, size=(batch_size, sampler.dim)).astype(floatX)
-    bad = ~np.isfinite(sampler.energy(x))
+    bad = ~np.isfinite(energy(x)[0])
     for _ in range(tries):
         if not bad.any():
             break
         x[bad] = base + rng.uniform(-jitter, jitter, size=(int(bad.sum()), sampler.dim))
-        bad[bad] = ~np.isfinite(sampler.energy(x[bad]))
+        bad[bad] = ~np.isfinite(energy(x[bad])[0])
     x[bad] = base
     return x
 
