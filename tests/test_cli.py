@@ -88,7 +88,7 @@ def test_help_explains_every_option(capsys):
     text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
     for option in ("--out", "--train-steps", "--batch-size", "--n-steps", "--hidden", "--learning-rate",
                    "--seed", "--model-name", "--compare", "--burn-in-weight", "--scaled-jump",
-                   "--constant-forces"):
+                   "--constant-forces", "--keep-trained"):
         assert option in text
     assert "(default: 5000)" in text and "(default: 10,10)" in text
 
@@ -108,10 +108,12 @@ def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
               "--train-steps", "7", "--no-progressbar"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"], seen["train_steps"]) == (
         0.0, True, True, 7)
+    assert seen["compare_hmc"] is True
     assert sorted(os.listdir(tmp_path)) == ["m.py"]
     with pytest.raises(KeyboardInterrupt):
-        main([write(tmp_path, "m.py", MODEL), "--no-progressbar"])
+        main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (1.0, False, False)
+    assert seen["compare_hmc"] is False
 
 
 @pytest.mark.slow
@@ -126,6 +128,7 @@ def test_trains_saves_compares_and_the_file_samples(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "trained 40 iterations" in result.stdout and "final acceptance" in result.stdout
     assert "L2HMC / NUTS ESS per gradient" in result.stdout
+    assert "kept the trained networks" in result.stdout or "kept plain HMC" in result.stdout
     saved = tmp_path / "tiny.l2hmc.npz"
     assert saved.exists() and sorted(os.listdir(tmp_path)) == ["tiny.l2hmc.npz", "tiny.py"]
     namespace = {}

@@ -89,7 +89,7 @@ def test_non_finite_gradients_leave_parameters_unchanged():
     sampler = L2HMCSampler(SCG, networks=NaNAux(), seed=0)
     with pytest.warns(UserWarning, match="5 of 5 training iterations had non-finite gradients and left the "
                                          "parameters unchanged: 5 with diverging proposals, 0 with none"):
-        history = sampler.train(train_steps=5, batch_size=8, warmup=False, progressbar=False, check=False)
+        history = sampler.train(train_steps=5, batch_size=8, warmup=False, progressbar=False, check=False, compare_hmc=False)
     np.testing.assert_array_equal(sampler.networks.w.get_value(), np.ones(2))
     assert sampler.step_size == pytest.approx(0.1)
     assert np.all(history["diverging"] == 8) and np.all(np.isfinite(history["loss"]))
@@ -130,7 +130,7 @@ def test_one_stuck_chain_with_nan_curvature_is_replaced_and_training_goes_on():
     with pytest.warns(UserWarning, match=r"1 of 1 training iterations had non-finite gradients and left the "
                                          r"parameters unchanged: 0 with diverging proposals, 1 with none .*; "
                                          r"after 1 of them, 1 stuck chains"):
-        first = sampler.train(train_steps=1, batch_size=8, burn_in_weight=0, progressbar=False, check=False)
+        first = sampler.train(train_steps=1, batch_size=8, burn_in_weight=0, progressbar=False, check=False, compare_hmc=False)
     assert (first["applied"][0], first["replaced"][0], first["diverging"][0]) == (0, 1, 0)
     chains = first["chains"]
     assert any(np.array_equal(chains[3], chains[k]) for k in range(8) if k != 3)
@@ -147,7 +147,7 @@ def test_one_stuck_chain_with_nan_curvature_is_replaced_and_training_goes_on():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        history = sampler.train(train_steps=2, batch_size=8, burn_in_weight=0, progressbar=False, check=False)
+        history = sampler.train(train_steps=2, batch_size=8, burn_in_weight=0, progressbar=False, check=False, compare_hmc=False)
     assert history["applied"].all() and np.all(history["replaced"] == 0)
     assert any(not np.array_equal(p.get_value(), value) for p, value in zip(sampler.networks.params, initial))
 
@@ -313,7 +313,7 @@ def test_constant_forces_keep_values_and_cut_the_force_derivative():
 def test_training_without_the_burn_in_batch_proposes_for_the_chains_only():
     sampler = L2HMCSampler(SCG, seed=4)
     history = sampler.train(train_steps=10, batch_size=8, burn_in_weight=0, constant_forces=True,
-                            progressbar=False, check=False)
+                            progressbar=False, check=False, compare_hmc=False)
     (step_fn,) = [f for k, f in sampler._compiled.items() if k[0] == "train"]
     assert step_fn.proposals_per_chain == 1
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
@@ -355,7 +355,7 @@ def test_scaled_jump_measures_each_coordinate_in_the_chains_units():
 
 def test_training_with_the_scaled_jump():
     sampler = L2HMCSampler(SCG, seed=4)
-    history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, progressbar=False, check=False)
+    history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, progressbar=False, check=False, compare_hmc=False)
     assert [k[5] for k in sampler._compiled if k[0] == "train"] == [True]  # graph_key()'s scaled_jump
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
     fresh = L2HMCSampler(SCG, seed=4)
@@ -391,6 +391,6 @@ def test_coordinate_loss_is_the_paper_loss_of_each_coordinates_batch_esjd():
 
 def test_training_with_the_coordinate_loss():
     sampler = L2HMCSampler(SCG, seed=4)
-    history = sampler.train(train_steps=10, batch_size=8, coordinate_loss=True, progressbar=False, check=False)
+    history = sampler.train(train_steps=10, batch_size=8, coordinate_loss=True, progressbar=False, check=False, compare_hmc=False)
     assert [k[6] for k in sampler._compiled if k[0] == "train"] == [True]
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()

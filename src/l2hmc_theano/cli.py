@@ -118,6 +118,10 @@ def _parser():
                         help="train on the paper's loss of the whole jump |x' - x|^2 per chain, instead of the "
                         "default: the same loss of each coordinate's expected squared jump over the batch, "
                         "averaged over coordinates, so that the slowest coordinate counts")
+    parser.add_argument("--keep-trained", action="store_true",
+                        help="keep the trained networks even when plain HMC (the warm-up's step size, same T) "
+                        "measures a higher min ESS on the training chains after training; by default the "
+                        "better of the two is kept")
     parser.add_argument("--constant-forces", action="store_true",
                         help="treat dU/dx as a constant in the loss's gradient, for rough log densities")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
@@ -229,7 +233,8 @@ def _run(args):
                                 scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
                                 coordinate_loss=not args.paper_loss,
                                 stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,
-                                warmup_iterations=args.warmup_iterations, progressbar=not args.no_progressbar)
+                                warmup_iterations=args.warmup_iterations, compare_hmc=not args.keep_trained,
+                                progressbar=not args.no_progressbar)
     for w in caught:  # the "looks poor" warning is repeated in the summary below
         if issubclass(w.category, UserWarning) and not str(w.message).startswith("The trained L2HMC"):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -242,6 +247,10 @@ def _run(args):
     print(f"trained {len(history['loss'])} iterations in {history['seconds']:.1f} s; final acceptance "
           f"{history['accept'][tail].mean():.3f}, ESJD {history['esjd'][tail].mean():.4g}, "
           f"step size {sampler.step_size:.4g}")
+    if sampler.selection is not None:
+        from .selection import describe as describe_selection
+
+        print(describe_selection(sampler.selection))
     for problem in sampler.training_problems:
         print(f"warning: {problem}; consider NUTS for this model")
     print(f"saved to {out}")

@@ -96,6 +96,12 @@ class MLP:
         Q = tt.exp(self.log_scale_Q) * tt.tanh(lin["Q"])
         return S, Q, lin["T"]
 
+    def zero_heads(self):
+        """Set the three heads' weights and biases to 0: S = Q = T = 0 from here on."""
+        for W, b in self.heads.values():
+            W.set_value(np.zeros_like(W.get_value()))
+            b.set_value(np.zeros_like(b.get_value()))
+
 
 class AuxiliaryNetworks:
     """The paper's two networks: one for both v half-steps, one for both x-updates.
@@ -121,3 +127,9 @@ class AuxiliaryNetworks:
 
     def x_terms(self, v, x_masked, tau):
         return self.x_net(v, x_masked, tau)
+
+    def zero_heads(self):
+        """Make both networks output S = Q = T = 0, so the dynamics are HMC's leapfrog, without
+        changing the compiled graphs (training can resume from there: tanh'(0) = 1)."""
+        self.v_net.zero_heads()
+        self.x_net.zero_heads()

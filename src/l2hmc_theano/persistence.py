@@ -77,6 +77,7 @@ def save(sampler, path):
         "history_length": 0 if sampler.history is None else int(len(sampler.history.get("loss", ()))),
         "preconditioner": None if sampler.preconditioner is None else sampler.preconditioner.kind,
         "warmup": sampler.warmup_info,
+        "selection": sampler.selection,
         "step_jitter": sampler.step_jitter,
     }
     arrays = {
@@ -182,6 +183,7 @@ def load(path, model=None):
         except (KeyError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)!r}: its {kind} preconditioner is missing or damaged ({err}).") from None
     sampler.warmup_info = meta.get("warmup")
+    sampler.selection = meta.get("selection")
     if "chains" in arrays:
         if arrays["chains"].ndim != 2 or arrays["chains"].shape[1] != sampler.dim:
             raise ValueError(f"{os.fspath(path)!r}: its training chains have shape {arrays['chains'].shape}, "

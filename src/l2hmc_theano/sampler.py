@@ -153,6 +153,7 @@ class L2HMCSampler:
         if self.preconditioner is not None and self.preconditioner.dim != self.dim:
             raise ValueError(f"The preconditioner has dimension {self.preconditioner.dim}, the target {self.dim}.")
         self.warmup_info = None
+        self.selection = None
         self.step_jitter = _check_jitter(step_jitter)
         self.log_step_size = theano.shared(np.asarray(np.log(step_size), dtype=floatX), name="log_step_size")
         self._compiled = {}
@@ -393,6 +394,7 @@ class L2HMCSampler:
         start_temperature=None,
         temperature_decay=0.999,
         stop_when_flat=True,
+        compare_hmc=True,
         warmup="auto",
         target_accept=0.8,
         warmup_iterations=600,
@@ -421,7 +423,12 @@ class L2HMCSampler:
         l is averaged over coordinates (:func:`l2hmc_theano.loss.coordinate_esjd_loss`),
         so the slowest coordinate counts; False gives the paper's |y' - y|^2 per chain.  With ``stop_when_flat``
         training stops once the ESJD has not improved for 3 windows of 100 iterations
-        (``history["stopped_early"]``).  The learning rate decays by ``lr_decay`` every
+        (``history["stopped_early"]``).  With ``compare_hmc`` (the default) the trained
+        dynamics and plain HMC with the step size training started from then each run 50
+        MH steps from the final chains (:mod:`l2hmc_theano.selection`); if HMC's min ESS is
+        the higher, the networks' heads are zeroed and that step size restored, so the
+        sampler *is* that HMC.  ``self.selection`` holds both figures and which was kept.
+        The learning rate decays by ``lr_decay`` every
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
         annealed: U / max(1, start_temperature * temperature_decay**i).
         ``burn_in_weight=0`` drops the fresh batch (half the cost per iteration).
@@ -470,23 +477,42 @@ class L2HMCSampler:
         chains = None if self.history is None else self.history.get("chains")
         if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
             chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
+        trained_from = self.step_size
         key = settings.graph_key()  # compiled after warm-up, which may change T
         if key not in self._compiled:
             self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
         self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
         self.history = run_training(self, self._compiled[key], settings, rng, progressbar, chains=chains,
                                     temperature=self.temperature if anneal else None)
+        self.selection = None
+        if compare_hmc and hasattr(self.networks, "zero_heads"):
+            self._keep_better_of_trained_and_hmc(trained_from, rng)
         self.training_problems = []
-        if check:
+        if check and not (self.selection is not None and self.selection["kept"] == "hmc"):
             import warnings
 
             from .diagnostics import training_warnings
 
-            self.training_problems = training_warnings(self, self.history)
+            self.training_problems = training_warnings(self, self.history, baseline=self.selection is None)
             if self.training_problems:
                 warnings.warn("The trained L2HMC sampler looks poor: " + "; ".join(self.training_problems)
                               + ". Train longer, lower step_size or learning_rate, or use NUTS.")
         return self.history
+
+    def _keep_better_of_trained_and_hmc(self, hmc_step_size, rng):
+        """Compare the trained dynamics with HMC at ``hmc_step_size`` on the training chains
+        (:func:`~l2hmc_theano.selection.compare_with_hmc`); keep HMC if its min ESS is higher."""
+        from .selection import compare_with_hmc
+
+        chains = self.history["chains"]
+        if len(chains) < 4:  # too few chains for a rank-normalised ESS
+            return
+        self.selection = compare_with_hmc(self, chains, hmc_step_size, rng)
+        self.selection["kept"] = "trained" if self.selection["trained"] > self.selection["hmc"] else "hmc"
+        self.selection["hmc_step_size"] = float(hmc_step_size)
+        if self.selection["kept"] == "hmc":
+            self.networks.zero_heads()
+            self.log_step_size.set_value(np.asarray(np.log(hmc_step_size), dtype=floatX))
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path):

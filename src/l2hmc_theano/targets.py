@@ -14,7 +14,7 @@ __all__ = [
 #: fixed step size; pass to ``L2HMCSampler`` to reproduce the paper's experiments.
 PAPER_SAMPLER = dict(n_steps=10, preconditioner=None, step_jitter=0.0)
 #: The paper's training: its loss of |x' - x|^2 per chain, no warm-up, every iteration.
-PAPER_TRAINING = dict(coordinate_loss=False, warmup=False, stop_when_flat=False)
+PAPER_TRAINING = dict(coordinate_loss=False, warmup=False, stop_when_flat=False, compare_hmc=False)
 
 
 def _rotation(angle):
