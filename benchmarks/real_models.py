@@ -28,7 +28,7 @@ pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 9
 houses in 85 counties, read from the srrs2.dat that pymc3's wheel ships; see
 models.radon); a logistic regression on a 500 x 10 synthetic design; the paper's 50-d
 ill-conditioned Gaussian (variances 1e-2..1e2) as a PyMC3 model.  Data are fixed;
---seed sets training and sampling seeds.  Timings are wall-clock and noisy on a shared
+--seeds sets the training and sampling seeds (several: a median-and-range summary).  Timings are wall-clock and noisy on a shared
 machine.
 
     python benchmarks/real_models.py                          # full run
@@ -48,6 +48,7 @@ import pymc3 as pm  # noqa: E402
 from models import eight_schools, logistic_regression, radon  # noqa: E402
 from l2hmc_theano.targets import ill_conditioned_gaussian  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
+from l2hmc_theano.selection import describe as describe_selection  # noqa: E402
 from l2hmc_theano.warmup import describe  # noqa: E402
 
 DRAWS, TUNE = 2000, 1000
@@ -145,6 +146,8 @@ def compare(name, draws, tune, seed, check=True, quick=False):
     note = (f"{name}: dim {sampler.dim}; {describe(info)}; training {len(history['loss'])} iterations"
             f"{' (stopped: jump flat)' if history.get('stopped_early') else ''}, eps -> {sampler.step_size:.3g}, "
             f"training acceptance (last 10%) {np.mean(history['accept'][tail]):.2f}")
+    if sampler.selection is not None:
+        note += "; " + describe_selection(sampler.selection)
     if sampler.training_problems:
         note += "; training check: " + "; ".join(sampler.training_problems)
     return rows, note
@@ -180,6 +183,30 @@ def markdown(results, notes, draws, tune):
     return "\n".join(lines) + "\n"
 
 
+def seed_summary(by_seed):
+    """Median and range over seeds of each model's L2HMC / NUTS ratios and of both max r_hats.
+    ``by_seed``: {seed: {model: {"L2HMC": row, "NUTS": row}}}."""
+    seeds = sorted(by_seed)
+    lines = [f"Over seeds {', '.join(map(str, seeds))}: median [min, max].", "",
+             "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second | L2HMC max r_hat | NUTS max r_hat "
+             "| L2HMC divergences | NUTS divergences |", "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def spread(values, fmt):
+        values = np.asarray(values, dtype=float)
+        return f"{np.median(values):{fmt}} [{values.min():{fmt}}, {values.max():{fmt}}]"
+
+    for name in by_seed[seeds[0]]:
+        rows = [by_seed[seed][name] for seed in seeds]
+        per_grad = [r["L2HMC"]["ess_per_kgrad"] / r["NUTS"]["ess_per_kgrad"] for r in rows]
+        per_s = [r["L2HMC"]["ess_per_s"] / r["NUTS"]["ess_per_s"] for r in rows]
+        lines.append(f"| {name} | {spread(per_grad, '.2f')} | {spread(per_s, '.2f')} "
+                     f"| {spread([r['L2HMC']['max_rhat'] for r in rows], '.3f')} "
+                     f"| {spread([r['NUTS']['max_rhat'] for r in rows], '.3f')} "
+                     f"| {spread([r['L2HMC']['divergences'] for r in rows], '.0f')} "
+                     f"| {spread([r['NUTS']['divergences'] for r in rows], '.0f')} |")
+    return "\n".join(lines) + "\n"
+
+
 def ratio(a, b):
     return f"{a / b:.2f}" if b > 0 else "n/a"
 
@@ -192,7 +219,9 @@ def main():
              "{draws} draws, {tune} tuning draws, no training check".format(**QUICK))
     add("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="MODEL",
         help=f"a subset of: {', '.join(MODELS)} (default: all)")
-    add("--seed", type=int, default=0, help="training seed; pm.sample gets seed + 1 (default 0)")
+    add("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+        help="training seeds, one full run each (pm.sample gets seed + 1); with several, a summary of the "
+             "median and range over seeds follows the per-seed reports (default: 0)")
     add("--draws", type=int, help=f"draws per chain after tuning (default {DRAWS})")
     add("--tune", type=int, help=f"tuning draws per chain (default {TUNE})")
     add("--out", help="also write the Markdown report to this file (atomically)")
@@ -200,13 +229,21 @@ def main():
     draws = args.draws or (QUICK["draws"] if args.quick else DRAWS)
     tune = args.tune if args.tune is not None else (QUICK["tune"] if args.quick else TUNE)
 
-    results, notes = {}, []
-    for name in args.models:
-        results[name], note = compare(name, draws, tune, args.seed, check=not args.quick, quick=args.quick)
-        notes.append(note)
-        print(note, flush=True)
-    report = markdown(results, notes, draws, tune)
-    print(report, end="")
+    by_seed, reports = {}, []
+    for seed in args.seeds:
+        results, notes = {}, []
+        for name in args.models:
+            results[name], note = compare(name, draws, tune, seed, check=not args.quick, quick=args.quick)
+            notes.append(f"seed {seed}, {note}")
+            print(notes[-1], flush=True)
+        by_seed[seed] = results
+        reports.append(f"## Seed {seed}\n\n" + markdown(results, notes, draws, tune))
+        print(reports[-1], end="", flush=True)
+    report = "\n".join(reports)
+    if len(args.seeds) > 1:
+        summary = seed_summary(by_seed)
+        print("\n" + summary, end="")
+        report = "## Summary\n\n" + summary + "\n" + report
     if args.out:
         atomic_write(args.out, lambda f: f.write(report.encode()))
 
