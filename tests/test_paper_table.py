@@ -29,16 +29,19 @@ def test_quick_run_writes_a_finite_table_and_plots(tmp_path):
     for name, (target, rows, best) in results.items():
         samplers = [r["sampler"] for r in rows]
         assert samplers == [f"HMC eps={e:g}" for e in target.hmc_grid] + [
-            "L2HMC", "PyMC3 HamiltonianMC", "PyMC3 NUTS"]
+            "L2HMC", "L2HMC defaults", "PyMC3 HamiltonianMC", "PyMC3 NUTS"]
         for r in rows:
             for key in ("ess_step", "ess_worst_dim", "bulk_step", "ess_grad", "ess_second"):
                 assert math.isfinite(r[key]) and r[key] > 0, (name, r["sampler"], key, r[key])
             assert 0 <= r["accept"] <= 1
-            if r["sampler"] != "PyMC3 NUTS":
+            if r["sampler"] == "L2HMC defaults":  # its own T, chosen by warm-up
+                assert r["grads_step"] == int(r["grads_step"]) >= 2 and r["kept"] in ("trained", "hmc")
+            elif r["sampler"] != "PyMC3 NUTS":
                 # T = 10 leapfrog steps per MH step, PyMC3's HamiltonianMC included.
                 assert r["grads_step"] == pytest.approx(10.0)
         assert best["bulk_step"] == max(r["bulk_step"] for r in rows if r["sampler"].startswith("HMC"))
         assert next(r for r in rows if r["sampler"] == "L2HMC")["train_seconds"] > 0
+        assert next(r for r in rows if r["sampler"] == "L2HMC defaults")["train_seconds"] > 0
     # Chains start from exact draws: the mixture's chains, together, keep both modes populated.
     mog_l2hmc = next(r for r in results["mog"][1] if r["sampler"] == "L2HMC")
     assert 0.2 < mog_l2hmc["right_share"] < 0.8
