@@ -44,6 +44,7 @@ def run_main(capsys, argv):
          [], "discrete free variable.*'z'.*compound step"),
         ("raise RuntimeError('boom')\n", [], "importing .* failed: RuntimeError: boom"),
         (MODEL, ["--out", "{tmp}/no/such/dir/s.npz"], "output directory .* does not exist"),
+        (MODEL, ["--scaled-jump"], "--scaled-jump rescales the paper's loss: add --paper-loss"),
     ],
 )
 def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, source, extra, message):
@@ -104,8 +105,8 @@ def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(L2HMCSampler, "train", fake_train)
     with pytest.raises(KeyboardInterrupt):
-        main([write(tmp_path, "m.py", MODEL), "--burn-in-weight", "0", "--scaled-jump", "--constant-forces",
-              "--train-steps", "7", "--no-progressbar"])
+        main([write(tmp_path, "m.py", MODEL), "--burn-in-weight", "0", "--scaled-jump", "--paper-loss",
+              "--constant-forces", "--train-steps", "7", "--no-progressbar"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"], seen["train_steps"]) == (
         0.0, True, True, 7)
     assert seen["compare_hmc"] is True

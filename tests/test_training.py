@@ -229,6 +229,8 @@ def test_bad_training_arguments():
         sampler.train(learning_rate=-1)
     with pytest.raises(ValueError, match="burn_in_weight must be a finite number >= 0"):
         sampler.train(burn_in_weight=-0.5)
+    with pytest.raises(ValueError, match="Pass coordinate_loss=False with scaled_jump=True"):
+        sampler.train(scaled_jump=True)
     with pytest.raises(TypeError, match="unknown keyword argument.*n_chain"):
         l2hmc_theano.train(SCG, n_chain=3)
 
@@ -355,7 +357,8 @@ def test_scaled_jump_measures_each_coordinate_in_the_chains_units():
 
 def test_training_with_the_scaled_jump():
     sampler = L2HMCSampler(SCG, seed=4)
-    history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, progressbar=False, check=False, compare_hmc=False)
+    history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, coordinate_loss=False,
+                            progressbar=False, check=False, compare_hmc=False)
     assert [k[5] for k in sampler._compiled if k[0] == "train"] == [True]  # graph_key()'s scaled_jump
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
     fresh = L2HMCSampler(SCG, seed=4)

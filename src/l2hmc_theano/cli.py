@@ -112,8 +112,8 @@ def _parser():
                         help="weight of the loss's burn-in term on fresh N(0, I) draws; 0 drops it, which "
                         "helps posteriors far from N(0, I) (default: %(default)s)")
     parser.add_argument("--scaled-jump", action="store_true",
-                        help="measure each coordinate's jump in units of the chains' spread, for "
-                        "posteriors whose scales differ widely (ill-conditioned)")
+                        help="with --paper-loss: measure each coordinate's jump in units of the chains' "
+                        "spread, for posteriors whose scales differ widely (ill-conditioned)")
     parser.add_argument("--paper-loss", action="store_true",
                         help="train on the paper's loss of the whole jump |x' - x|^2 per chain, instead of the "
                         "default: the same loss of each coordinate's expected squared jump over the batch, "
@@ -216,6 +216,9 @@ def main(argv=None):
 def _run(args):
     from .sampler import L2HMCSampler
 
+    if args.scaled_jump and not args.paper_loss:
+        raise CLIError("--scaled-jump rescales the paper's loss: add --paper-loss (the default per-coordinate "
+                       "loss already weighs each coordinate by its own jump)")
     out = _output_path(args)
     model = find_model(args.model_file, args.model_name)
     try:

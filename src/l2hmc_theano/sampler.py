@@ -435,9 +435,9 @@ class L2HMCSampler:
         ``constant_forces=True`` treats dU/dx along the trajectory as a constant
         when differentiating the loss: a biased but far less noisy gradient for
         rough energies, where the exact one explodes through the T steps.
-        ``scaled_jump=True`` measures the jump per coordinate in units of the chains'
-        current spread, sum_i ((y'_i - y_i) / sd_i)^2 (for ill-conditioned targets without
-        a preconditioner).
+        ``scaled_jump=True`` (with ``coordinate_loss=False``) measures the jump per
+        coordinate in units of the chains' current spread, sum_i ((y'_i - y_i) / sd_i)^2
+        (for ill-conditioned targets without a preconditioner).
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
         ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced`` plus

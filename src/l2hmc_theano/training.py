@@ -115,6 +115,12 @@ class TrainingSettings:
     patience: int = 3
     min_gain: float = 0.02
 
+    def __post_init__(self):
+        if self.scaled_jump and self.coordinate_loss:
+            raise ValueError("scaled_jump=True rescales the paper's per-chain jump |y' - y|^2; the per-coordinate "
+                             "loss (coordinate_loss=True, the default) already weighs each coordinate by its own "
+                             "jump. Pass coordinate_loss=False with scaled_jump=True.")
+
     @property
     def anneal(self):
         return self.start_temperature > 1.0
