@@ -208,7 +208,7 @@ def run_target(name, target, args):
 
     sampler = L2HMCSampler(target.energy, step_size=target.step_size, hidden=target.hidden, seed=args.seed,
                            **PAPER_SAMPLER)
-    train = dict(target.train, **PAPER_TRAINING, train_steps=args.train_steps, batch_size=args.batch_size,
+    train = dict(PAPER_TRAINING, **target.train, train_steps=args.train_steps, batch_size=args.batch_size,
                  progressbar=args.progressbar, check=False)
     start = time.perf_counter()
     history = sampler.train(**train)

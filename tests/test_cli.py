@@ -105,15 +105,15 @@ def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(L2HMCSampler, "train", fake_train)
     with pytest.raises(KeyboardInterrupt):
-        main([write(tmp_path, "m.py", MODEL), "--burn-in-weight", "0", "--scaled-jump", "--paper-loss",
+        main([write(tmp_path, "m.py", MODEL), "--burn-in-weight", "0.5", "--scaled-jump", "--paper-loss",
               "--constant-forces", "--train-steps", "7", "--no-progressbar"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"], seen["train_steps"]) == (
-        0.0, True, True, 7)
+        0.5, True, True, 7)
     assert seen["compare_hmc"] is True
     assert sorted(os.listdir(tmp_path)) == ["m.py"]
     with pytest.raises(KeyboardInterrupt):
         main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained"])
-    assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (1.0, False, False)
+    assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (0.0, False, False)
     assert seen["compare_hmc"] is False
 
 

@@ -108,9 +108,10 @@ def _parser():
                         help="widths of the networks' two hidden layers (default: 10,10)")
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-3, metavar="LR",
                         help="Adam learning rate, x0.96 every 1000 iterations (default: %(default)s)")
-    parser.add_argument("--burn-in-weight", type=_non_negative_float, default=1.0, metavar="W",
-                        help="weight of the loss's burn-in term on fresh N(0, I) draws; 0 drops it, which "
-                        "helps posteriors far from N(0, I) (default: %(default)s)")
+    parser.add_argument("--burn-in-weight", type=_non_negative_float, default=0.0, metavar="W",
+                        help="weight of the paper's burn-in term of the loss, on fresh N(0, I) draws in the "
+                        "preconditioned coordinates; 0 drops it and halves the cost of an iteration: warm-up "
+                        "has brought the chains into the posterior already (default: %(default)s)")
     parser.add_argument("--scaled-jump", action="store_true",
                         help="with --paper-loss: measure each coordinate's jump in units of the chains' "
                         "spread, for posteriors whose scales differ widely (ill-conditioned)")

@@ -104,7 +104,7 @@ class TrainingSettings:
     lr_decay: float = 0.96
     lr_decay_steps: int = 1000
     loss_scale: float = 0.1
-    burn_in_weight: float = 1.0
+    burn_in_weight: float = 0.0
     constant_forces: bool = False
     scaled_jump: bool = False
     start_temperature: float = 1.0
