@@ -59,7 +59,13 @@ def test_identical_dynamics_give_identical_figures(rng):
 
 def test_networks_worse_than_hmc_are_replaced_by_hmc(rng):
     sampler = scrambled()
-    sampler.history = {"chains": rng.standard_normal((60, 3)) * SCALES}
+    chains = rng.standard_normal((60, 3)) * SCALES
+    before = [p.get_value() for p in sampler.networks.params], sampler.step_size
+    compare_with_hmc(sampler, chains, 0.6, np.random.default_rng(2), n_draws=5)
+    for p, value in zip(sampler.networks.params, before[0]):  # the comparison itself changes nothing
+        np.testing.assert_array_equal(p.get_value(), value)
+    assert sampler.step_size == before[1]
+    sampler.history = {"chains": chains}
     sampler._keep_better_of_trained_and_hmc(0.6, np.random.default_rng(2))
     chosen = sampler.selection
     assert chosen["kept"] == "hmc" and chosen["hmc"] > 2 * chosen["trained"], chosen

@@ -9,7 +9,8 @@ momenta, directions, step-size jitter and acceptance draws (common random number
 so the comparison is sharper than either figure).  The figure of each is the smallest,
 over coordinates, of ArviZ's bulk and tail ESS over the ``(batch, n_draws)`` draws;
 both use the same T, so the ratio is one of ESS per gradient too.  HMC runs with the
-step size the networks were trained from (warm-up's), through warm-up's compiled step.
+step size the networks were trained from (warm-up's), through the same compiled step
+with the networks' heads zeroed (exactly HMC's leapfrog).
 """
 import numpy as np
 
@@ -32,27 +33,41 @@ def min_ess(draws):
     return float(np.nanmin(np.minimum(bulk, tail)))
 
 
+def _run_chains(step, chains, noise):
+    """Draws ``(B, n_draws, dim)`` of the compiled MH ``step`` from ``chains`` with the pre-drawn ``noise``."""
+    x = np.asarray(chains, dtype=floatX)
+    draws = []
+    for v, d, log_u, scale in noise:
+        x = step(x, v, d, log_u, scale)[0]
+        draws.append(x)
+    return np.stack(draws, axis=1)
+
+
 def compare_with_hmc(sampler, chains, hmc_step_size, rng, n_draws=50):
     """Min ESS of ``sampler`` and of HMC (zero networks, step size ``hmc_step_size``, same
     T, preconditioner and jitter) over ``n_draws`` MH steps from ``chains`` ``(B, dim)``.
 
+    Both run through the sampler's one compiled MH step: HMC is the same step with the
+    networks' heads zeroed and the step size set, both restored afterwards.
     Returns ``{"trained": ess, "hmc": ess, "draws": n_draws, "chains": B}``.
     """
-    trained_step = sampler._function("mh_step_stats", sampler._build_mh_step_stats)
-    hmc_step = sampler._function("warmup_step", sampler._build_warmup_step)
-    batch = len(chains)
-    x_trained = x_hmc = np.asarray(chains, dtype=floatX)
-    out = {"trained": np.empty((n_draws, batch, sampler.dim)), "hmc": np.empty((n_draws, batch, sampler.dim))}
-    eps = np.asarray(hmc_step_size, dtype=floatX)
-    for i in range(n_draws):
-        v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
-        d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=batch)
-        log_u = np.log(rng.uniform(size=batch)).astype(floatX)
-        scale = sampler.draw_step_scale(rng, batch)
-        x_trained = trained_step(x_trained, v, d, log_u, scale)[0]
-        x_hmc = hmc_step(x_hmc, v, d, log_u, eps, scale)[0]
-        out["trained"][i], out["hmc"][i] = x_trained, x_hmc
-    result = {key: min_ess(np.swapaxes(draws, 0, 1)) for key, draws in out.items()}
+    step = sampler._function("mh_step_stats", sampler._build_mh_step_stats)
+    batch, dim = len(chains), sampler.dim
+    noise = [(rng.standard_normal((batch, dim)).astype(floatX),
+              rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=batch),
+              np.log(rng.uniform(size=batch)).astype(floatX),
+              sampler.draw_step_scale(rng, batch)) for _ in range(n_draws)]
+    result = {"trained": min_ess(_run_chains(step, chains, noise))}
+    params = sampler.networks.params
+    saved = [p.get_value() for p in params], sampler.log_step_size.get_value()
+    try:
+        sampler.networks.zero_heads()
+        sampler.log_step_size.set_value(np.asarray(np.log(hmc_step_size), dtype=floatX))
+        result["hmc"] = min_ess(_run_chains(step, chains, noise))
+    finally:
+        for p, value in zip(params, saved[0]):
+            p.set_value(value)
+        sampler.log_step_size.set_value(saved[1])
     result.update(draws=n_draws, chains=batch)
     return result
 
