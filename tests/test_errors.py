@@ -55,6 +55,13 @@ def test_bad_step_size(step_size):
         L2HMCSampler(quadratic, dim=2, step_size=step_size)
 
 
+@pytest.mark.parametrize("jitter", [-0.1, 1.0, float("nan"), "some", None])
+def test_bad_step_jitter(jitter):
+    with pytest.raises(ValueError, match=r"step_jitter must be a number in \[0, 1\), got"):
+        L2HMCSampler(quadratic, dim=2, step_jitter=jitter)
+    assert L2HMCSampler(quadratic, dim=2, step_jitter=0).step_jitter == 0.0
+
+
 @pytest.mark.parametrize("hidden", [(10,), (10, 0), (10, 2.5), "ab", None])
 def test_bad_hidden(hidden):
     with pytest.raises(ValueError, match="hidden must be two positive integer"):

@@ -43,24 +43,16 @@ def _check_non_negative(value, name):
     return value
 
 
-def _check_fraction(value, name):
+def _check_fraction(value, name, zero_allowed=False):
+    """``value`` as a float in (0, 1), or in [0, 1) with ``zero_allowed``."""
+    interval = "[0, 1)" if zero_allowed else "(0, 1)"
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}.") from None
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}.")
-    return value
-
-
-def _check_jitter(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = np.nan
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"step_jitter must be a number in [0, 1), got {value!r}.")
-    return value
+        number = np.nan
+    if not (0.0 <= number < 1.0 and (zero_allowed or number > 0.0)):
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
+    return number
 
 
 def _check_hidden(hidden):
@@ -154,7 +146,7 @@ class L2HMCSampler:
             raise ValueError(f"The preconditioner has dimension {self.preconditioner.dim}, the target {self.dim}.")
         self.warmup_info = None
         self.selection = None
-        self.step_jitter = _check_jitter(step_jitter)
+        self.step_jitter = _check_fraction(step_jitter, "step_jitter", zero_allowed=True)
         self.log_step_size = theano.shared(np.asarray(np.log(step_size), dtype=floatX), name="log_step_size")
         self._compiled = {}
         self.learning_rate = theano.shared(np.asarray(1e-3, dtype=floatX), name="learning_rate")
