@@ -397,3 +397,46 @@ def test_training_with_the_coordinate_loss():
     history = sampler.train(train_steps=10, batch_size=8, coordinate_loss=True, progressbar=False, check=False, compare_hmc=False)
     assert [k[6] for k in sampler._compiled if k[0] == "train"] == [True]
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
+
+
+def test_masked_retry_zeroes_the_step_of_stuck_and_diverging_proposals_only():
+    from l2hmc_theano.training import masked_retry
+
+    calls = []
+
+    def step_fn(*inputs):
+        calls.append(inputs)
+        return "outputs"
+
+    inputs = (None, None, None, None, None, np.array([1.1, 0.9, 1.2, 0.8]))
+    out, masked = masked_retry(step_fn, inputs, np.array([0.0, -50.0, -1.0, np.nan]),
+                               np.array([False, False, True, False]))
+    assert (out, masked) == ("outputs", 3)
+    np.testing.assert_array_equal(calls[0][5], [1.1, 0.0, 0.0, 0.0])
+    # Nothing stuck, or everything: no retry.
+    assert masked_retry(step_fn, inputs, np.zeros(4), np.zeros(4, bool)) == (None, 0)
+    assert masked_retry(step_fn, inputs, np.full(4, -50.0), np.zeros(4, bool)) == (None, 0)
+    assert len(calls) == 1
+
+
+def test_training_backs_off_from_a_collapse_and_recovers():
+    """A step size 4x past the leapfrog's stability limit on N(0, I) (eps = 2): every proposal is
+    rejected.  Each window of 50 iterations at acceptance < 0.1 puts back the last healthy
+    parameters with half the step size and half the learning rate, until the chains move."""
+    gauss = FunctionEnergy(lambda X: 0.5 * tt.sqr(X).sum(axis=1), 2, name="gauss2")
+    sampler = L2HMCSampler(gauss, n_steps=4, step_size=8.0, preconditioner=None, seed=0)
+    start = [p.get_value() for p in sampler.networks.params]
+    with pytest.warns(UserWarning, match=r"Training collapsed and backed off [2-6] time\(s\).*at iteration 49 "
+                                         r"\(mean acceptance 0\.0"):
+        history = sampler.train(train_steps=400, batch_size=32, warmup=False, stop_when_flat=False,
+                                compare_hmc=False, check=False, progressbar=False)
+    events = history["backoffs"]
+    assert 2 <= len(events) <= 6 and events[0]["iteration"] == 49
+    assert [e["iteration"] for e in events] == [50 * (k + 1) - 1 for k in range(len(events))]
+    assert [e["learning_rate_factor"] for e in events] == [0.5 ** (k + 1) for k in range(len(events))]
+    assert events[0]["step_size"] == pytest.approx(4.0)  # the start's 8, halved
+    # The first back-off restored the starting parameters (the last healthy state known).
+    assert history["accept"][:50].mean() < 0.1 and history["accept"][-50:].mean() > 0.3
+    assert sampler.step_size < 2.0 and history["step_size"][-1] == pytest.approx(sampler.step_size)
+    assert len(history["loss"]) == 400 and np.all(np.isfinite(history["loss"]))
+    assert any(not np.array_equal(p.get_value(), s) for p, s in zip(sampler.networks.params, start))

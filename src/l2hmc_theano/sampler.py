@@ -434,13 +434,19 @@ class L2HMCSampler:
         (for ill-conditioned targets without a preconditioner).
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
-        ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced`` plus
-        ``seconds``, ``stopped_early`` and the final ``chains`` ``(batch_size, dim)``.  An
-        Adam step with a non-finite gradient is skipped (``applied`` 0), and then the chains
-        stuck in the tails are replaced by copies of healthy ones (``replaced`` counts them).
-        Ctrl-C stops early and keeps what was learned.  A non-finite loss raises
-        :class:`~l2hmc_theano.training.TrainingError`; parameters stay at their last
-        finite values.  With ``check``, a poorly trained sampler (see
+        ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced, masked``
+        plus ``seconds``, ``stopped_early``, ``backoffs`` and the final ``chains``
+        ``(batch_size, dim)``.  An Adam step with a non-finite gradient is taken again with
+        the diverging and stuck proposals' step sizes set to 0 (``masked`` counts them), so
+        they drop out of the loss; if that is still not finite the step is skipped
+        (``applied`` 0) and the stuck chains are replaced by copies of healthy ones
+        (``replaced``).  Training that collapses (a window of 50 iterations at mean
+        acceptance < 0.1, most steps skipped, or a non-finite loss) goes back to the last
+        healthy parameters and chains with half the step size and half the learning rate
+        (``backoffs`` lists each, and a warning says so); after 6 back-offs it raises
+        :class:`~l2hmc_theano.training.TrainingError`.  Training never ends in a collapsed
+        window: it goes back to the last healthy one.
+        Ctrl-C stops early and keeps what was learned.  With ``check``, a poorly trained sampler (see
         :func:`l2hmc_theano.diagnostics.training_warnings`) gets a ``UserWarning``
         recommending NUTS; the messages are kept in ``self.training_problems``.
         """

@@ -99,6 +99,12 @@ class TrainingSettings:
     once the mean ESJD (in whitened units) of ``patience`` consecutive windows of
     ``stop_window`` iterations has not beaten the best earlier window by ``min_gain``
     (relative); the gradients per iteration are fixed, so this is ESJD per gradient.
+
+    ``collapse_floor``, ``collapse_window``, ``max_backoffs``: a window of
+    ``collapse_window`` iterations whose chains' mean acceptance is below
+    ``collapse_floor``, or with most Adam steps skipped, or a non-finite loss, is a
+    collapse, and training backs off (:class:`_CollapseGuard`), at most ``max_backoffs``
+    times; ``collapse_floor=0`` turns this off.
     """
 
     train_steps: int = 5000
@@ -117,6 +123,9 @@ class TrainingSettings:
     stop_window: int = 100
     patience: int = 3
     min_gain: float = 0.02
+    collapse_floor: float = 0.1
+    collapse_window: int = 50
+    max_backoffs: int = 6
 
     def __post_init__(self):
         if self.scaled_jump and self.coordinate_loss:
@@ -153,7 +162,7 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
     ``temperature`` (a shared scalar, with annealing) divides the energy.
     Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD (in y), number
     of diverging proposals, whether the Adam step was applied (all gradients finite),
-    and per chain ``(B,)``: log A of its proposal and whether it diverged.
+    and per proposal (``(2B,)`` or ``(B,)``, chains first): log A and whether it diverged.
     Parameters only change when the loss and every gradient are finite.
     """
     from pymc3.variational.updates import adam
@@ -198,11 +207,12 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
         updates = adam(grads, params, learning_rate=sampler.learning_rate)
         guarded = [(var, tt.switch(ok, new, var)) for var, new in updates.items()]
         outputs = [x_next, loss, p.accept_prob[:n].mean(), jump[:n].mean(), p.diverging[:n].sum(), ok,
-                   p.log_accept[:n], p.diverging[:n]]
+                   p.log_accept, p.diverging]
         fn = theano.function([x, z, v, d, log_u, step_scale], outputs, updates=guarded, name="l2hmc_train_step",
                              mode=theano.compile.mode.get_default_mode().excluding(*exclude),
                              on_unused_input="ignore")
     fn.proposals_per_chain = 2 if with_fresh else 1
+    fn.optimizer_state = [var for var in updates if not any(var is p for p in params)]  # Adam's moments, t
     return fn
 
 
@@ -273,6 +283,96 @@ class _FlatStop:
         return self.flat_windows >= s.patience
 
 
+class _CollapseGuard:
+    """Backs training off when it collapses (see :class:`TrainingSettings`).
+
+    At the end of every healthy window it keeps a copy of the parameters, log eps and the
+    chains.  On a collapse it puts those back, halves the step size and the learning rate
+    (``lr_factor``) and restarts Adam's moments, and records the event.
+    """
+
+    def __init__(self, sampler, step_fn, settings, x):
+        self.sampler, self.step_fn, self.settings = sampler, step_fn, settings
+        self.lr_factor = 1.0
+        self.events = []
+        self.accepts, self.applied = [], []
+        self._keep(x)
+
+    def _keep(self, x):
+        self.good = ([p.get_value() for p in self.sampler.networks.params], self.sampler.log_step_size.get_value(),
+                     np.array(x, copy=True))
+
+    @property
+    def exhausted(self):
+        return len(self.events) >= self.settings.max_backoffs
+
+    def update(self, i, x, loss, accept, applied):
+        """Take iteration ``i``'s outcome; returns the chains to continue from (the kept
+        ones after a back-off) and the reason of a back-off ('' when none)."""
+        s = self.settings
+        reason = ""
+        if not np.isfinite(loss):
+            reason = f"the loss was not finite ({loss})"
+        else:
+            self.accepts.append(accept)
+            self.applied.append(applied)
+            if len(self.accepts) < s.collapse_window:
+                return x, ""
+            mean_accept, share_applied = float(np.mean(self.accepts)), float(np.mean(self.applied))
+            self.accepts, self.applied = [], []
+            if mean_accept < s.collapse_floor:
+                reason = f"mean acceptance {mean_accept:.3f} over {s.collapse_window} iterations"
+            elif share_applied < 0.5:
+                reason = f"{100 * (1 - share_applied):.0f}% of {s.collapse_window} training steps skipped"
+            else:
+                self._keep(x)
+                return x, ""
+        return self._back_off(i, reason), reason
+
+    def finish(self, i, x):
+        """At the end of training: if the last (partial) window has collapsed, go back to the
+        last healthy parameters and chains (without halving anything); returns the chains."""
+        judged = len(self.accepts) >= min(10, self.settings.collapse_window)
+        if judged and float(np.mean(self.accepts)) < self.settings.collapse_floor:
+            params, log_eps, kept = self.good
+            for p, value in zip(self.sampler.networks.params, params):
+                p.set_value(value)
+            self.sampler.log_step_size.set_value(log_eps)
+            self.events.append({"iteration": i, "reason": f"mean acceptance {np.mean(self.accepts):.3f} over the "
+                                f"last {len(self.accepts)} iterations", "step_size": float(np.exp(log_eps)),
+                                "learning_rate_factor": self.lr_factor})
+            return np.array(kept, copy=True)
+        return x
+
+    def _back_off(self, i, reason):
+        params, log_eps, x = self.good
+        for p, value in zip(self.sampler.networks.params, params):
+            p.set_value(value)
+        log_eps = np.asarray(log_eps - np.log(2.0), dtype=floatX)
+        self.sampler.log_step_size.set_value(log_eps)
+        self.good = (params, log_eps, x)
+        for var in getattr(self.step_fn, "optimizer_state", []):
+            var.set_value(np.zeros_like(var.get_value()))
+        self.lr_factor *= 0.5
+        self.accepts, self.applied = [], []
+        self.events.append({"iteration": i, "reason": reason, "step_size": float(np.exp(log_eps)),
+                            "learning_rate_factor": self.lr_factor})
+        return np.array(x, copy=True)
+
+
+def masked_retry(step_fn, inputs, log_accept, diverging, threshold=STUCK_LOG_ACCEPT):
+    """Re-run a training step whose gradient was not finite with the step size of every
+    diverging or stuck proposal (log A < ``threshold``) set to 0: those proposals stay
+    where they start (a finite trajectory, jump 0), so they drop out of the loss while
+    the rest of the batch trains.  Returns ``(outputs, number masked)``, or
+    ``(None, 0)`` when nothing or everything is stuck."""
+    bad = np.asarray(diverging, dtype=bool) | ~(np.asarray(log_accept) >= threshold)
+    if not bad.any() or bad.all():
+        return None, 0
+    x, z, v, d, log_u, step_scale = inputs
+    return step_fn(x, z, v, d, log_u, np.where(bad, 0.0, step_scale).astype(floatX)), int(bad.sum())
+
+
 def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temperature=None):
     """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays.
 
@@ -285,7 +385,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     dim, n_iter, batch_size = sampler.dim, settings.train_steps, settings.batch_size
     learning_rate = sampler.learning_rate
     history = {key: np.full(n_iter, np.nan) for key in
-               ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied", "replaced")}
+               ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied", "replaced", "masked")}
     if chains is not None and np.shape(chains) == (batch_size, dim):
         x = np.asarray(chains, dtype=floatX)
     else:
@@ -294,6 +394,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
             x = sampler.preconditioner.to_x_numpy(x).astype(floatX)
     lr0 = float(learning_rate.get_value())
     stop = _FlatStop(settings) if settings.stop_when_flat else None
+    guard = _CollapseGuard(sampler, step_fn, settings, x) if settings.collapse_floor > 0 else None
     stopped_early = False
     iterations = range(n_iter)
     bar = None
@@ -305,7 +406,8 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     done = 0
     try:
         for i in iterations:
-            learning_rate.set_value(np.asarray(lr0 * settings.lr_decay ** (i // settings.lr_decay_steps),
+            lr_factor = guard.lr_factor if guard is not None else 1.0
+            learning_rate.set_value(np.asarray(lr0 * lr_factor * settings.lr_decay ** (i // settings.lr_decay_steps),
                                                dtype=floatX))
             temp = 1.0
             if temperature is not None:
@@ -317,17 +419,33 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
             d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=rows)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
             step_scale = sampler.draw_step_scale(rng, rows)
-            x, loss, accept, esjd, diverging, applied, log_accept, chain_diverging = step_fn(x, z, v, d, log_u,
-                                                                                             step_scale)
-            replaced = 0
+            inputs = (x, z, v, d, log_u, step_scale)
+            out = step_fn(*inputs)
+            replaced = masked = 0
+            if not out[5] and np.isfinite(out[1]):
+                retry, masked = masked_retry(step_fn, inputs, out[6], out[7])
+                if retry is not None and retry[5]:
+                    out = retry
+                else:
+                    masked = 0
+            x, loss, accept, esjd, diverging, applied, log_accept, proposal_diverging = out
             if not applied and np.isfinite(loss):
-                x, replaced = replace_stuck_chains(x, log_accept, chain_diverging, rng)
+                x, replaced = replace_stuck_chains(x, log_accept[:batch_size], proposal_diverging[:batch_size], rng)
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
-                       temperature=temp, diverging=diverging, applied=applied, replaced=replaced)
+                       temperature=temp, diverging=diverging, applied=applied, replaced=replaced, masked=masked)
             for key, value in row.items():
                 history[key][i] = value
             done = i + 1
-            if not np.isfinite(loss):
+            if guard is not None:
+                x, reason = guard.update(i, x, loss, accept, applied)
+                if reason and guard.exhausted:
+                    raise TrainingError(
+                        f"Training stopped at iteration {i} after {len(guard.events)} back-offs ({reason}). The "
+                        "sampler keeps the parameters of the last healthy window. Try a smaller step_size or "
+                        "learning_rate, or NUTS.")
+                if reason and stop is not None:
+                    stop = _FlatStop(settings)  # the jump after a back-off starts a new comparison
+            elif not np.isfinite(loss):
                 raise TrainingError(
                     f"Training stopped at iteration {i}: the loss is not finite ({loss}). The sampler "
                     f"keeps the parameters of iteration {i - 1}. Try a smaller step_size or learning_rate."
@@ -342,10 +460,24 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
                       "the sampler keeps what it learned so far.")
     except TrainingError as err:
         err.history = _finish(history, done, start, x)
+        err.history["backoffs"] = [] if guard is None else guard.events
         raise
+    if guard is not None:
+        x = guard.finish(done, x)
     _finish(history, done, start, x)
     history["stopped_early"] = stopped_early
+    history["backoffs"] = [] if guard is None else guard.events
     message = skipped_steps_message(history)
     if message:
         warnings.warn(message)
+    if history["backoffs"]:
+        warnings.warn(backoff_message(history["backoffs"]))
     return history
+
+
+def backoff_message(events):
+    """The back-offs of a training run (``history["backoffs"]``), in words."""
+    return (f"Training collapsed and backed off {len(events)} time(s), each time to the last healthy "
+            "parameters: " + "; ".join(
+                f"at iteration {e['iteration']} ({e['reason']}): step size {e['step_size']:.3g}, "
+                f"learning rate x{e['learning_rate_factor']:g}" for e in events) + ".")
