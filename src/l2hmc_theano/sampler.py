@@ -445,8 +445,8 @@ class L2HMCSampler:
         healthy parameters and chains with half the step size and half the learning rate
         (``backoffs`` lists each, and a warning says so); after 6 back-offs it raises
         :class:`~l2hmc_theano.training.TrainingError`.  Training never ends in a collapsed
-        window: it goes back to the last healthy one.
-        Ctrl-C stops early and keeps what was learned.  With ``check``, a poorly trained sampler (see
+        window: it goes back to the last healthy one.  Ctrl-C stops early and keeps what
+        was learned.  With ``check``, a poorly trained sampler (see
         :func:`l2hmc_theano.diagnostics.training_warnings`) gets a ``UserWarning``
         recommending NUTS; the messages are kept in ``self.training_problems``.
         """
