@@ -29,7 +29,7 @@ def test_quick_run_writes_a_finite_table_and_plots(tmp_path):
     for name, (target, rows, best) in results.items():
         samplers = [r["sampler"] for r in rows]
         assert samplers == [f"HMC eps={e:g}" for e in target.hmc_grid] + [
-            "L2HMC", "L2HMC defaults", "PyMC3 HamiltonianMC", "PyMC3 NUTS"]
+            "L2HMC", "L2HMC preconditioned", "L2HMC defaults", "PyMC3 HamiltonianMC", "PyMC3 NUTS"]
         for r in rows:
             for key in ("ess_step", "ess_worst_dim", "bulk_step", "ess_grad", "ess_second"):
                 assert math.isfinite(r[key]) and r[key] > 0, (name, r["sampler"], key, r[key])
