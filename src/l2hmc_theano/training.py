@@ -334,27 +334,25 @@ class _CollapseGuard:
         last healthy parameters and chains (without halving anything); returns the chains."""
         judged = len(self.accepts) >= min(10, self.settings.collapse_window)
         if judged and float(np.mean(self.accepts)) < self.settings.collapse_floor:
-            params, log_eps, kept = self.good
-            for p, value in zip(self.sampler.networks.params, params):
-                p.set_value(value)
-            self.sampler.log_step_size.set_value(log_eps)
-            self.events.append({"iteration": i, "reason": f"mean acceptance {np.mean(self.accepts):.3f} over the "
-                                f"last {len(self.accepts)} iterations", "step_size": float(np.exp(log_eps)),
-                                "learning_rate_factor": self.lr_factor})
-            return np.array(kept, copy=True)
+            return self._restore(i, f"mean acceptance {np.mean(self.accepts):.3f} over the last "
+                                    f"{len(self.accepts)} iterations", self.good[1])
         return x
 
     def _back_off(self, i, reason):
-        params, log_eps, x = self.good
-        for p, value in zip(self.sampler.networks.params, params):
-            p.set_value(value)
-        log_eps = np.asarray(log_eps - np.log(2.0), dtype=floatX)
-        self.sampler.log_step_size.set_value(log_eps)
-        self.good = (params, log_eps, x)
         for var in getattr(self.step_fn, "optimizer_state", []):
             var.set_value(np.zeros_like(var.get_value()))
         self.lr_factor *= 0.5
         self.accepts, self.applied = [], []
+        return self._restore(i, reason, np.asarray(self.good[1] - np.log(2.0), dtype=floatX))
+
+    def _restore(self, i, reason, log_eps):
+        """The kept parameters and chains back, with step size exp(``log_eps``) (kept from
+        now on); the event recorded.  Returns a copy of the kept chains."""
+        params, _, x = self.good
+        for p, value in zip(self.sampler.networks.params, params):
+            p.set_value(value)
+        self.sampler.log_step_size.set_value(log_eps)
+        self.good = (params, log_eps, x)
         self.events.append({"iteration": i, "reason": reason, "step_size": float(np.exp(log_eps)),
                             "learning_rate_factor": self.lr_factor})
         return np.array(x, copy=True)
