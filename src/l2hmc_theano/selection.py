@@ -6,7 +6,8 @@ below the HMC they started from.  :func:`compare_with_hmc` measures both on the
 training chains (which are in equilibrium after warm-up and training): each runs
 ``n_draws`` MH steps of the whole batch, from the same starts and with the same
 momenta, directions, step-size jitter and acceptance draws (common random numbers,
-so the comparison is sharper than either figure).  The figure of each is the smallest,
+so the comparison is sharper than either figure): both are the sampler's own
+``sample`` from one seed.  The figure of each is the smallest,
 over coordinates, of ArviZ's bulk and tail ESS over the ``(batch, n_draws)`` draws;
 both use the same T, so the ratio is one of ESS per gradient too.  HMC runs with the
 step size the networks were trained from (warm-up's), through the same compiled step
@@ -33,42 +34,33 @@ def min_ess(draws):
     return float(np.nanmin(np.minimum(bulk, tail)))
 
 
-def _run_chains(step, chains, noise):
-    """Draws ``(B, n_draws, dim)`` of the compiled MH ``step`` from ``chains`` with the pre-drawn ``noise``."""
-    x = np.asarray(chains, dtype=floatX)
-    draws = []
-    for v, d, log_u, scale in noise:
-        x = step(x, v, d, log_u, scale)[0]
-        draws.append(x)
-    return np.stack(draws, axis=1)
-
-
 def compare_with_hmc(sampler, chains, hmc_step_size, rng, n_draws=50):
     """Min ESS of ``sampler`` and of HMC (zero networks, step size ``hmc_step_size``, same
     T, preconditioner and jitter) over ``n_draws`` MH steps from ``chains`` ``(B, dim)``.
 
-    Both run through the sampler's one compiled MH step: HMC is the same step with the
-    networks' heads zeroed and the step size set, both restored afterwards.
+    Both are :meth:`~l2hmc_theano.L2HMCSampler.sample` from the same seed (drawn from
+    ``rng``), so through the one compiled MH step with the same random numbers: HMC is that
+    step with the networks' heads zeroed and the step size set, both restored afterwards.
     Returns ``{"trained": ess, "hmc": ess, "draws": n_draws, "chains": B}``.
     """
-    step = sampler._function("mh_step_stats", sampler._build_mh_step_stats)
-    batch, dim = len(chains), sampler.dim
-    noise = [(rng.standard_normal((batch, dim)).astype(floatX),
-              rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=batch),
-              np.log(rng.uniform(size=batch)).astype(floatX),
-              sampler.draw_step_scale(rng, batch)) for _ in range(n_draws)]
-    result = {"trained": min_ess(_run_chains(step, chains, noise))}
+    seed = int(rng.integers(2 ** 63))
+
+    def run():
+        draws, _ = sampler.sample(n_draws, n_chains=len(chains), x0=chains, seed=seed)
+        return min_ess(np.swapaxes(draws, 0, 1))
+
+    result = {"trained": run()}
     params = sampler.networks.params
     saved = [p.get_value() for p in params], sampler.log_step_size.get_value()
     try:
         sampler.networks.zero_heads()
         sampler.log_step_size.set_value(np.asarray(np.log(hmc_step_size), dtype=floatX))
-        result["hmc"] = min_ess(_run_chains(step, chains, noise))
+        result["hmc"] = run()
     finally:
         for p, value in zip(params, saved[0]):
             p.set_value(value)
         sampler.log_step_size.set_value(saved[1])
-    result.update(draws=n_draws, chains=batch)
+    result.update(draws=n_draws, chains=len(chains))
     return result
 
 
