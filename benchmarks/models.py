@@ -53,3 +53,31 @@ def radon():
         eps = pm.HalfCauchy("eps", 5)
         pm.Normal("y", a[county] + b * floor, eps, observed=log_radon)
     return model
+
+
+def funnel(dim=10):
+    """Neal's funnel in ``dim`` dimensions: v ~ N(0, 3), x_i ~ N(0, exp(v / 2)) for i < dim - 1.
+
+    Exact moments: E v = E x_i = 0, sd(v) = 3, var(x_i) = E exp(v) = exp(9 / 2) ~ 90.  The scale
+    of x spans exp(+-3) ~ 20x either way within v's +-2 sd: no constant mass matrix fits."""
+    if dim < 2:
+        raise ValueError(f"funnel: dim must be >= 2 (v and at least one x), got {dim}")
+    with pm.Model() as model:
+        v = pm.Normal("v", 0.0, 3.0)
+        pm.Normal("x", 0.0, tt.exp(v / 2.0), shape=dim - 1)
+    return model
+
+
+#: The banana's curvature b and its first coordinate's sd (Haario et al.'s twisted Gaussian).
+BANANA_B, BANANA_SD = 0.03, 10.0
+
+
+def banana():
+    """A 2-d banana (Haario et al. 1999's twisted Gaussian): x1 ~ N(0, 10),
+    x2 | x1 ~ N(b (x1^2 - 100), 1) with b = 0.03.
+
+    Exact moments: E x1 = E x2 = 0, var(x1) = 100, var(x2) = 1 + 2 b^2 10^4 = 19."""
+    with pm.Model() as model:
+        x1 = pm.Normal("x1", 0.0, BANANA_SD)
+        pm.Normal("x2", BANANA_B * (tt.sqr(x1) - BANANA_SD ** 2), 1.0)
+    return model

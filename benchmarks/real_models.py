@@ -27,7 +27,8 @@ Models: eight schools centred and non-centred; radon: varying intercepts with pa
 pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 919
 houses in 85 counties, read from the srrs2.dat that pymc3's wheel ships; see
 models.radon); a logistic regression on a 500 x 10 synthetic design; the paper's 50-d
-ill-conditioned Gaussian (variances 1e-2..1e2) as a PyMC3 model.  Data are fixed;
+ill-conditioned Gaussian (variances 1e-2..1e2) as a PyMC3 model; Neal's funnel in 10 and 50
+dimensions and a 2-d banana (Haario et al.'s twisted Gaussian; models.funnel, models.banana).  Data are fixed;
 --seeds sets the training and sampling seeds (several: a median-and-range summary).  Timings are wall-clock and noisy on a shared
 machine.
 
@@ -45,7 +46,7 @@ from l2hmc_theano import L2HMC, ModelEnergy
 
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
-from models import eight_schools, logistic_regression, radon  # noqa: E402
+from models import banana, eight_schools, funnel, logistic_regression, radon  # noqa: E402
 from l2hmc_theano.targets import ill_conditioned_gaussian  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
 from l2hmc_theano.selection import describe as describe_selection  # noqa: E402
@@ -61,6 +62,9 @@ MODELS = {
     "radon": radon,
     "logistic_regression": logistic_regression,
     "icg50": ill_conditioned_gaussian,
+    "funnel10": lambda: funnel(10),
+    "funnel50": lambda: funnel(50),
+    "banana": banana,
 }
 
 
