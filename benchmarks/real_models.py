@@ -19,7 +19,9 @@ Protocol, for each model:
    sum of the n_steps sample stat (PyMC3's tree_size: T per draw for L2HMC, the
    leapfrog count for NUTS; both samplers also take one gradient at each draw's
    start, not counted); min ESS per 1000 gradients and per second of sampling;
-   divergences; mean acceptance probability; max r_hat.  "total s" adds L2HMC's setup to
+   divergences; mean acceptance probability; max r_hat; for the models with known moments
+   (funnels: v ~ N(0, 3); banana), "moment z", the largest |estimate - exact| / MCSE of
+   those means and sds (ArviZ's mcse; above 3 is a miss).  "total s" adds L2HMC's setup to
    its sampling; "s to 1000 ESS" is setup + sample s x 1000 / min ESS (for NUTS, whose
    tuning is inside sample s, that scales its tuning too: it flatters L2HMC a little).
 
@@ -67,6 +69,14 @@ MODELS = {
     "banana": banana,
 }
 
+#: Exact posterior (mean, sd) of scalars of the models that have them: the "moment z" column is the
+#: largest |estimate - exact| / MCSE over these means and sds (ArviZ's mcse; |z| > 3 is a miss).
+EXACT_MOMENTS = {
+    "funnel10": {"v": (0.0, 3.0)},
+    "funnel50": {"v": (0.0, 3.0)},
+    "banana": {"x1": (0.0, 10.0), "x2": (0.0, np.sqrt(19.0))},
+}
+
 
 def train_l2hmc(model, seed, check, quick):
     """A sampler trained with the defaults (``QUICK``'s budget with ``quick``), and its setup seconds."""
@@ -99,8 +109,21 @@ def min_ess(idata, method="bulk"):
                key=lambda item: item[1])
 
 
-def run_sampler(model, step, draws, tune, seed):
-    """Sample with ``step``; return the row of metrics (a dict) for the table."""
+def moment_z(idata, exact):
+    """max |estimate - exact| / MCSE over the means and sds in ``exact`` {name: (mean, sd)}; nan if none."""
+    if not exact:
+        return float("nan")
+    names = list(exact)
+    post = idata.posterior[names]
+    mean, sd = post.mean(("chain", "draw")), post.std(("chain", "draw"))
+    se_mean, se_sd = az.mcse(post, method="mean"), az.mcse(post, method="sd")
+    return float(max(max(abs(float(mean[n]) - m) / float(se_mean[n]), abs(float(sd[n]) - d) / float(se_sd[n]))
+                     for n, (m, d) in exact.items()))
+
+
+def run_sampler(model, step, draws, tune, seed, exact=None):
+    """Sample with ``step``; return the row of metrics (a dict) for the table (with ``exact``
+    {name: (mean, sd)}: the moments' :func:`moment_z`)."""
     with model:
         start = time.perf_counter()
         idata = pm.sample(step=step, draws=draws, tune=tune, chains=2, cores=1, random_seed=seed,
@@ -123,6 +146,7 @@ def run_sampler(model, step, draws, tune, seed):
         "accept": float(accept.mean()),
         "max_rhat": float(np.max([value for _, value in flat_scalars(az.rhat(idata))])),  # nan if stuck
         "seconds": seconds,
+        "moment_z": moment_z(idata, exact),
     }
 
 
@@ -137,8 +161,9 @@ def compare(name, draws, tune, seed, check=True, quick=False):
     # Compile the step's MH function now (NUTS compiles in its constructor): sample s is sampling only.
     x0 = ModelEnergy(model).start_array()[None, :]
     l2hmc.sampler.mh_step_with_stats(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype))
-    rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1),
-            "NUTS": run_sampler(model, nuts, draws, tune, seed + 1)}
+    exact = EXACT_MOMENTS.get(name)
+    rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact),
+            "NUTS": run_sampler(model, nuts, draws, tune, seed + 1, exact)}
     ours = rows["L2HMC"]
     ours.update(setup_s=setup, warmup_s=info["seconds"], train_s=history["seconds"],
                 training=f"{info['iterations']} + {len(history['loss'])}")
@@ -164,9 +189,9 @@ def markdown(results, notes, draws, tune):
         f"after {tune} tuning draws.",
         "",
         "| model | sampler | min ESS | min at | bulk / tail | grad evals | ESS / 1k grads | ESS / s | divergences "
-        "| accept | max r_hat | sample s | warm-up + training iterations | setup s (warm-up, train) "
+        "| accept | max r_hat | moment z | sample s | warm-up + training iterations | setup s (warm-up, train) "
         "| total s | s to 1000 ESS |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, rows in results.items():
         for label, r in rows.items():
@@ -175,7 +200,7 @@ def markdown(results, notes, draws, tune):
                 f"| {name} | {label} | {r['min_ess']:.0f} | {r['min_param']} | {r['min_bulk']:.0f} / "
                 f"{r['min_tail']:.0f} | {r['grads']} "
                 f"| {r['ess_per_kgrad']:.2f} | {r['ess_per_s']:.1f} | {r['divergences']} | {r['accept']:.2f} "
-                f"| {r['max_rhat']:.3f} | {r['seconds']:.1f} | {r.get('training', '')} | {setup} "
+                f"| {r['max_rhat']:.3f} | {_z(r['moment_z'])} | {r['seconds']:.1f} | {r.get('training', '')} | {setup} "
                 f"| {r['total_s']:.0f} | {r['s_to_1000']:.0f} |"
             )
     lines += ["", "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second |", "|---|---:|---:|"]
@@ -193,7 +218,8 @@ def seed_summary(by_seed):
     seeds = sorted(by_seed)
     lines = [f"Over seeds {', '.join(map(str, seeds))}: median [min, max].", "",
              "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second | L2HMC max r_hat | NUTS max r_hat "
-             "| L2HMC divergences | NUTS divergences |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| L2HMC divergences | NUTS divergences | L2HMC moment z | NUTS moment z |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def spread(values, fmt):
         values = np.asarray(values, dtype=float)
@@ -207,8 +233,18 @@ def seed_summary(by_seed):
                      f"| {spread([r['L2HMC']['max_rhat'] for r in rows], '.3f')} "
                      f"| {spread([r['NUTS']['max_rhat'] for r in rows], '.3f')} "
                      f"| {spread([r['L2HMC']['divergences'] for r in rows], '.0f')} "
-                     f"| {spread([r['NUTS']['divergences'] for r in rows], '.0f')} |")
+                     f"| {spread([r['NUTS']['divergences'] for r in rows], '.0f')} "
+                     f"| {_z_spread([r['L2HMC']['moment_z'] for r in rows], spread)} "
+                     f"| {_z_spread([r['NUTS']['moment_z'] for r in rows], spread)} |")
     return "\n".join(lines) + "\n"
+
+
+def _z(value):
+    return "" if np.isnan(value) else f"{value:.1f}"
+
+
+def _z_spread(values, spread):
+    return "" if np.all(np.isnan(values)) else spread(values, ".1f")
 
 
 def ratio(a, b):
