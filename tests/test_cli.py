@@ -88,7 +88,7 @@ def test_help_explains_every_option(capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
     for option in ("--out", "--train-steps", "--batch-size", "--n-steps", "--hidden", "--learning-rate",
-                   "--seed", "--model-name", "--compare", "--burn-in-weight", "--scaled-jump",
+                   "--seed", "--model-name", "--compare", "--burn-in-weight", "--fresh-draws", "--scaled-jump",
                    "--constant-forces", "--keep-trained"):
         assert option in text
     assert "(default: 5000)" in text and "(default: 10,10)" in text
@@ -109,12 +109,13 @@ def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
               "--constant-forces", "--train-steps", "7", "--no-progressbar"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"], seen["train_steps"]) == (
         0.5, True, True, 7)
+    assert seen["fresh_draws"] == "chains"
     assert seen["compare_hmc"] is True
     assert sorted(os.listdir(tmp_path)) == ["m.py"]
     with pytest.raises(KeyboardInterrupt):
-        main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained"])
+        main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained", "--fresh-draws", "standard"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (0.0, False, False)
-    assert seen["compare_hmc"] is False
+    assert seen["compare_hmc"] is False and seen["fresh_draws"] == "standard"
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def test_quick_run_writes_a_finite_table_and_plots(tmp_path):
         assert samplers == [f"HMC eps={e:g}" for e in target.hmc_grid] + [
             "L2HMC", "L2HMC preconditioned", "L2HMC defaults", "PyMC3 HamiltonianMC", "PyMC3 NUTS"]
         for r in rows:
-            for key in ("ess_step", "ess_worst_dim", "bulk_step", "ess_grad", "ess_second"):
+            for key in ("ess_step", "ess_worst_dim", "bulk_step", "bulk_sq_step", "ess_grad", "ess_second"):
                 assert math.isfinite(r[key]) and r[key] > 0, (name, r["sampler"], key, r[key])
             assert 0 <= r["accept"] <= 1
             if r["sampler"] == "L2HMC defaults":  # its own T, chosen by warm-up

@@ -231,6 +231,8 @@ def test_bad_training_arguments():
         sampler.train(burn_in_weight=-0.5)
     with pytest.raises(ValueError, match="Pass coordinate_loss=False with scaled_jump=True"):
         sampler.train(scaled_jump=True)
+    with pytest.raises(ValueError, match="fresh_draws must be one of 'chains', 'standard', got 'prior'"):
+        sampler.train(fresh_draws="prior")
     with pytest.raises(TypeError, match="unknown keyword argument.*n_chain"):
         l2hmc_theano.train(SCG, n_chain=3)
 
@@ -323,6 +325,49 @@ def test_training_without_the_burn_in_batch_proposes_for_the_chains_only():
     fresh = L2HMCSampler(SCG, seed=4)
     assert any(not np.array_equal(a.get_value(), b.get_value())
                for a, b in zip(sampler.networks.params, fresh.networks.params))
+
+
+def test_fresh_draws_have_the_chains_mean_and_covariance():
+    from l2hmc_theano.training import fresh_draws
+
+    rng = np.random.default_rng(3)
+    chains = rng.normal(size=(300, 3)) @ np.array([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [0.0, 0.0, 0.1]]) + [1, -2, 5]
+    # z = the unit vectors: the rows are m + the columns of L^T, so their scatter is L L^T exactly.
+    out = fresh_draws(np.eye(3), chains).astype(float)
+    cov = np.cov(chains, rowvar=False)
+    centred = out - chains.mean(axis=0)
+    np.testing.assert_allclose(centred.T @ centred, cov + 1e-6 * np.mean(np.diag(cov)) * np.eye(3), rtol=1e-5,
+                               atol=1e-7)
+    assert np.allclose(np.tril(centred, -1), 0)  # the rows of L^T, L the lower Cholesky factor
+    # Fewer chains than dimensions (a singular covariance) still gives finite draws in the chains' span.
+    few = rng.normal(size=(3, 6))
+    draws = fresh_draws(rng.standard_normal((50, 6)), few)
+    assert draws.shape == (50, 6) and np.all(np.isfinite(draws))
+
+
+def test_the_burn_in_batch_comes_from_the_chains_unless_standard(monkeypatch):
+    import l2hmc_theano.training as training
+
+    real, seen = training.fresh_draws, []
+
+    def spy(z, chains_y):
+        seen.append(np.array(chains_y))
+        return real(z, chains_y)
+
+    monkeypatch.setattr(training, "fresh_draws", spy)
+    sampler = L2HMCSampler(SCG, seed=5, preconditioner="diag")
+    mu, sigma = np.array([1.0, -1.0]), np.array([2.0, 4.0])
+    sampler.preconditioner.set(mu, sigma)
+    x0 = mu + sigma * np.random.default_rng(6).normal(size=(8, 2))
+    sampler.history = {"chains": x0}  # training continues from these
+    options = dict(batch_size=8, burn_in_weight=1.0, warmup=False, progressbar=False, check=False,
+                   compare_hmc=False, stop_when_flat=False, constant_forces=True)
+    sampler.train(train_steps=3, **options)
+    assert len(seen) == 3
+    np.testing.assert_allclose(seen[0], (x0 - mu) / sigma, rtol=1e-5)  # the chains, in y
+    seen.clear()
+    sampler.train(train_steps=3, fresh_draws="standard", **options)
+    assert seen == []
 
 
 def test_scaled_jump_measures_each_coordinate_in_the_chains_units():

@@ -109,9 +109,14 @@ def _parser():
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-3, metavar="LR",
                         help="Adam learning rate, x0.96 every 1000 iterations (default: %(default)s)")
     parser.add_argument("--burn-in-weight", type=_non_negative_float, default=0.0, metavar="W",
-                        help="weight of the paper's burn-in term of the loss, on fresh N(0, I) draws in the "
-                        "preconditioned coordinates; 0 drops it and halves the cost of an iteration: warm-up "
-                        "has brought the chains into the posterior already (default: %(default)s)")
+                        help="weight of the paper's burn-in term of the loss, on a fresh batch drawn from the "
+                        "Gaussian fitted to the training chains (see --fresh-draws); 0 drops it and halves the cost "
+                        "of an iteration: warm-up has brought the chains into the posterior already "
+                        "(default: %(default)s)")
+    parser.add_argument("--fresh-draws", choices=("chains", "standard"), default="chains",
+                        help="with --burn-in-weight: where the fresh batch comes from: 'chains', the Gaussian "
+                        "fitted to the chains' mean and covariance, or 'standard', the paper's N(0, I) in the "
+                        "preconditioned coordinates (default: %(default)s)")
     parser.add_argument("--scaled-jump", action="store_true",
                         help="with --paper-loss: measure each coordinate's jump in units of the chains' "
                         "spread, for posteriors whose scales differ widely (ill-conditioned)")
@@ -234,6 +239,7 @@ def _run(args):
         warnings.simplefilter("always")
         history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, burn_in_weight=args.burn_in_weight,
+                                fresh_draws=args.fresh_draws,
                                 scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
                                 coordinate_loss=not args.paper_loss,
                                 stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,

@@ -380,6 +380,7 @@ class L2HMCSampler:
         lr_decay_steps=1000,
         loss_scale=0.1,
         burn_in_weight=0.0,
+        fresh_draws="chains",
         constant_forces=False,
         scaled_jump=False,
         coordinate_loss=True,
@@ -408,7 +409,7 @@ class L2HMCSampler:
         **Training**: each of at most ``train_steps`` iterations makes one MH step of
         ``batch_size`` persistent chains (those of the warm-up; a later call with the same
         ``batch_size`` continues them) and one Adam step on the loss
-        ``mean l(chains) + burn_in_weight * mean l(fresh N(0, I) batch)``,
+        ``mean l(chains) + burn_in_weight * mean l(fresh batch from q)``,
         ``l = loss_scale/delta - delta/loss_scale`` (paper Eq. 7-8; ``loss_scale``
         is lambda^2), all in the preconditioner's coordinates y.  With ``coordinate_loss``
         (the default) delta is each coordinate's expected squared jump over the batch and
@@ -426,6 +427,11 @@ class L2HMCSampler:
         The default ``burn_in_weight=0`` drops the fresh batch: after warm-up the chains
         are in the posterior already, and it halves the cost per iteration (radon: 137 s
         of training instead of 381 s, and no worse a sampler); 1 is the paper's loss.
+        With a burn-in term, ``fresh_draws="chains"`` (the default) draws the fresh batch
+        from the Gaussian fitted to the chains' mean and covariance in y
+        (:func:`l2hmc_theano.training.fresh_draws`; on the two-mode mixture it spans both
+        modes, and the trained sampler jumps between them); ``"standard"`` is the paper's
+        q = N(0, I) in y.
         ``constant_forces=True`` treats dU/dx along the trajectory as a constant
         when differentiating the loss: a biased but far less noisy gradient for
         rough energies, where the exact one explodes through the T steps.
@@ -465,7 +471,7 @@ class L2HMCSampler:
             learning_rate=_check_positive(learning_rate, "learning_rate"),
             lr_decay=float(lr_decay), lr_decay_steps=_check_count(lr_decay_steps, "lr_decay_steps"),
             loss_scale=_check_positive(loss_scale, "loss_scale"),
-            burn_in_weight=_check_non_negative(burn_in_weight, "burn_in_weight"),
+            burn_in_weight=_check_non_negative(burn_in_weight, "burn_in_weight"), fresh_draws=fresh_draws,
             constant_forces=bool(constant_forces), scaled_jump=bool(scaled_jump),
             coordinate_loss=bool(coordinate_loss),
             start_temperature=float(start_temperature) if anneal else 1.0,

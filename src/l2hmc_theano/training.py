@@ -3,9 +3,10 @@ chain + one Adam step of the networks and log eps on the ESJD loss.
 
 Everything runs in the sampler's preconditioner coordinates y (x = mu + L y, fitted
 by warm-up).  The chains (``batch_size`` of them) persist across iterations and start
-where warm-up left them (without warm-up, from q = N(0, I) in y); every iteration
-also draws a fresh batch from q for the burn-in term of the loss.  All randomness
-comes from one ``numpy.random.Generator``.
+where warm-up left them (without warm-up, from N(0, I) in y); with a burn-in term,
+every iteration also draws a fresh batch from q for it (by default the Gaussian fitted
+to the chains' mean and covariance in y, :func:`fresh_draws`; the paper's N(0, I) with
+``fresh_draws="standard"``).  All randomness comes from one ``numpy.random.Generator``.
 
 One chain stuck far in the tails (acceptance exactly 0) can make the batch
 gradient NaN although its own cotangent is 0: the target's curvature at its
@@ -26,7 +27,10 @@ from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
 
 __all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
-           "ConstantForces"]
+           "ConstantForces", "FRESH_DRAWS", "fresh_draws"]
+
+#: Where the burn-in term's fresh draws come from (:func:`fresh_draws`).
+FRESH_DRAWS = ("chains", "standard")
 
 
 #: Graph optimisations left out when compiling the training step.  Scan's in-place
@@ -114,6 +118,7 @@ class TrainingSettings:
     lr_decay_steps: int = 1000
     loss_scale: float = 0.1
     burn_in_weight: float = 0.0
+    fresh_draws: str = "chains"
     constant_forces: bool = False
     scaled_jump: bool = False
     start_temperature: float = 1.0
@@ -128,6 +133,9 @@ class TrainingSettings:
     max_backoffs: int = 6
 
     def __post_init__(self):
+        if self.fresh_draws not in FRESH_DRAWS:
+            raise ValueError(f"fresh_draws must be one of {', '.join(map(repr, FRESH_DRAWS))}, "
+                             f"got {self.fresh_draws!r}.")
         if self.scaled_jump and self.coordinate_loss:
             raise ValueError("scaled_jump=True rescales the paper's per-chain jump |y' - y|^2; the per-coordinate "
                              "loss (coordinate_loss=True, the default) already weighs each coordinate by its own "
@@ -141,6 +149,26 @@ class TrainingSettings:
         """What the compiled training step depends on."""
         return ("train", float(self.loss_scale), float(self.burn_in_weight), self.anneal,
                 bool(self.constant_forces), bool(self.scaled_jump), bool(self.coordinate_loss))
+
+
+def fresh_draws(z, chains_y):
+    """The burn-in term's fresh batch from standard normal ``z`` ``(batch, dim)``:
+    m + z L^T with m, L L^T the mean and covariance of the chains ``chains_y``
+    ``(n, dim)`` (both in y), C + 1e-6 mean(diag C) I, or its diagonal if that is not
+    positive definite.  So q follows the chains' spread and correlations (on a
+    two-mode posterior q spans both modes, where N(0, I) in y spans the
+    preconditioner's Gaussian approximation).
+    """
+    y = np.asarray(chains_y, dtype=float)
+    if len(y) < 2:
+        return np.asarray(z, dtype=floatX)
+    cov = np.atleast_2d(np.cov(y, rowvar=False))
+    cov += 1e-6 * max(float(np.mean(np.diag(cov))), 1e-12) * np.eye(y.shape[1])
+    try:
+        z = np.asarray(z) @ np.linalg.cholesky(cov).T
+    except np.linalg.LinAlgError:
+        z = np.asarray(z) * np.sqrt(np.diag(cov))
+    return (y.mean(axis=0) + z).astype(floatX)
 
 
 def _rows(proposal, rows):
@@ -412,6 +440,8 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
                 temp = max(1.0, settings.start_temperature * settings.temperature_decay ** i)
                 temperature.set_value(np.asarray(temp, dtype=floatX))
             z = rng.standard_normal((batch_size, dim)).astype(floatX)
+            if settings.burn_in_weight != 0 and settings.fresh_draws == "chains":
+                z = fresh_draws(z, sampler.preconditioner.to_y_numpy(x) if sampler.preconditioner is not None else x)
             rows = getattr(step_fn, "proposals_per_chain", 2) * batch_size
             v = rng.standard_normal((rows, dim)).astype(floatX)
             d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=rows)
