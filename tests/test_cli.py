@@ -109,13 +109,13 @@ def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
               "--constant-forces", "--train-steps", "7", "--no-progressbar"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"], seen["train_steps"]) == (
         0.5, True, True, 7)
-    assert seen["fresh_draws"] == "chains"
+    assert seen["fresh_draws"] == "standard"
     assert seen["compare_hmc"] is True
     assert sorted(os.listdir(tmp_path)) == ["m.py"]
     with pytest.raises(KeyboardInterrupt):
-        main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained", "--fresh-draws", "standard"])
+        main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained", "--fresh-draws", "chains"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (0.0, False, False)
-    assert seen["compare_hmc"] is False and seen["fresh_draws"] == "standard"
+    assert seen["compare_hmc"] is False and seen["fresh_draws"] == "chains"
 
 
 @pytest.mark.slow

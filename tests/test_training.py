@@ -231,7 +231,7 @@ def test_bad_training_arguments():
         sampler.train(burn_in_weight=-0.5)
     with pytest.raises(ValueError, match="Pass coordinate_loss=False with scaled_jump=True"):
         sampler.train(scaled_jump=True)
-    with pytest.raises(ValueError, match="fresh_draws must be one of 'chains', 'standard', got 'prior'"):
+    with pytest.raises(ValueError, match="fresh_draws must be one of 'standard', 'chains', got 'prior'"):
         sampler.train(fresh_draws="prior")
     with pytest.raises(TypeError, match="unknown keyword argument.*n_chain"):
         l2hmc_theano.train(SCG, n_chain=3)
@@ -345,7 +345,7 @@ def test_fresh_draws_have_the_chains_mean_and_covariance():
     assert draws.shape == (50, 6) and np.all(np.isfinite(draws))
 
 
-def test_the_burn_in_batch_comes_from_the_chains_unless_standard(monkeypatch):
+def test_the_burn_in_batch_comes_from_the_chains_only_when_asked(monkeypatch):
     import l2hmc_theano.training as training
 
     real, seen = training.fresh_draws, []
@@ -362,11 +362,11 @@ def test_the_burn_in_batch_comes_from_the_chains_unless_standard(monkeypatch):
     sampler.history = {"chains": x0}  # training continues from these
     options = dict(batch_size=8, burn_in_weight=1.0, warmup=False, progressbar=False, check=False,
                    compare_hmc=False, stop_when_flat=False, constant_forces=True)
-    sampler.train(train_steps=3, **options)
+    sampler.train(train_steps=3, fresh_draws="chains", **options)
     assert len(seen) == 3
     np.testing.assert_allclose(seen[0], (x0 - mu) / sigma, rtol=1e-5)  # the chains, in y
     seen.clear()
-    sampler.train(train_steps=3, fresh_draws="standard", **options)
+    sampler.train(train_steps=3, **options)  # the default: the paper's N(0, I)
     assert seen == []
 
 

@@ -109,14 +109,15 @@ def _parser():
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-3, metavar="LR",
                         help="Adam learning rate, x0.96 every 1000 iterations (default: %(default)s)")
     parser.add_argument("--burn-in-weight", type=_non_negative_float, default=0.0, metavar="W",
-                        help="weight of the paper's burn-in term of the loss, on a fresh batch drawn from the "
-                        "Gaussian fitted to the training chains (see --fresh-draws); 0 drops it and halves the cost "
+                        help="weight of the paper's burn-in term of the loss, on a fresh batch drawn from N(0, I) "
+                        "in the preconditioned coordinates (see --fresh-draws); 0 drops it and halves the cost "
                         "of an iteration: warm-up has brought the chains into the posterior already "
                         "(default: %(default)s)")
-    parser.add_argument("--fresh-draws", choices=("chains", "standard"), default="chains",
-                        help="with --burn-in-weight: where the fresh batch comes from: 'chains', the Gaussian "
-                        "fitted to the chains' mean and covariance, or 'standard', the paper's N(0, I) in the "
-                        "preconditioned coordinates (default: %(default)s)")
+    parser.add_argument("--fresh-draws", choices=("standard", "chains"), default="standard",
+                        help="with --burn-in-weight: where the fresh batch comes from: 'standard', the paper's "
+                        "N(0, I) in the preconditioned coordinates, or 'chains', the Gaussian fitted to the chains' "
+                        "mean and covariance (helps a multimodal posterior; on a Gaussian one it trains a "
+                        "reflection through the mean) (default: %(default)s)")
     parser.add_argument("--scaled-jump", action="store_true",
                         help="with --paper-loss: measure each coordinate's jump in units of the chains' "
                         "spread, for posteriors whose scales differ widely (ill-conditioned)")
