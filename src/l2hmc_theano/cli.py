@@ -17,7 +17,9 @@ import sys
 import time
 import warnings
 
+from .preconditioner import KINDS
 from .sampler import _check_count, _check_fraction, _check_hidden, _check_non_negative, _check_positive
+from .training import FRESH_DRAWS, TrainingSettings
 
 __all__ = ["train", "main"]
 
@@ -88,7 +90,7 @@ def _parser():
                         "training stops earlier once the expected squared jump stops improving (default: %(default)s)")
     parser.add_argument("--train-all-steps", action="store_true",
                         help="train for all --train-steps iterations, even when the jump has stopped improving")
-    parser.add_argument("--preconditioner", choices=("diag", "dense", "none"), default="diag",
+    parser.add_argument("--preconditioner", choices=(*KINDS, "none"), default="diag",
                         help="the affine map x = mu + L y fitted during warm-up, in whose coordinates the "
                         "networks work: diagonal, dense (for correlated posteriors), or none (the paper's "
                         "sampler) (default: %(default)s)")
@@ -113,7 +115,7 @@ def _parser():
                         "in the preconditioned coordinates (see --fresh-draws); 0 drops it and halves the cost "
                         "of an iteration: warm-up has brought the chains into the posterior already "
                         "(default: %(default)s)")
-    parser.add_argument("--fresh-draws", choices=("standard", "chains"), default="standard",
+    parser.add_argument("--fresh-draws", choices=FRESH_DRAWS, default=TrainingSettings.fresh_draws,
                         help="with --burn-in-weight: where the fresh batch comes from: 'standard', the paper's "
                         "N(0, I) in the preconditioned coordinates, or 'chains', the Gaussian fitted to the chains' "
                         "mean and covariance (helps a multimodal posterior; on a Gaussian one it trains a "

@@ -5,7 +5,8 @@ Everything runs in the sampler's preconditioner coordinates y (x = mu + L y, fit
 by warm-up).  The chains (``batch_size`` of them) persist across iterations and start
 where warm-up left them (without warm-up, from N(0, I) in y); with a burn-in term,
 every iteration also draws a fresh batch from q for it (the paper's N(0, I) in y, or
-with ``fresh_draws="chains"`` the Gaussian fitted to the chains, :func:`fresh_draws`).  All randomness comes from one ``numpy.random.Generator``.
+with ``fresh_draws="chains"`` the Gaussian fitted to the chains, :func:`fresh_draws`).
+All randomness comes from one ``numpy.random.Generator``.
 
 One chain stuck far in the tails (acceptance exactly 0) can make the batch
 gradient NaN although its own cotangent is 0: the target's curvature at its
