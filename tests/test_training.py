@@ -485,3 +485,34 @@ def test_training_backs_off_from_a_collapse_and_recovers():
     assert sampler.step_size < 2.0 and history["step_size"][-1] == pytest.approx(sampler.step_size)
     assert len(history["loss"]) == 400 and np.all(np.isfinite(history["loss"]))
     assert any(not np.array_equal(p.get_value(), s) for p, s in zip(sampler.networks.params, start))
+
+
+def test_a_masked_retry_does_not_count_its_parked_proposals_as_accepted():
+    """The retry's masked proposals (step size 0) stay put with acceptance 1; the history's
+    acceptance and divergences, which the collapse guard judges, are the real proposals'."""
+    from l2hmc_theano.training import TrainingSettings, run_training
+
+    gauss = FunctionEnergy(lambda X: 0.5 * tt.sqr(X).sum(axis=1), 2, name="gauss2")
+    sampler = L2HMCSampler(gauss, n_steps=2, preconditioner=None, seed=0)
+    batch = 8
+    log_accept = np.where(np.arange(batch) < 5, -50.0, -0.1)
+    diverging = np.arange(batch) < 3
+    calls = []
+
+    def step_fn(x, z, v, d, log_u, step_scale):
+        retry = bool(np.any(step_scale == 0))
+        calls.append(retry)
+        if retry:  # what the compiled step reports with the bad proposals parked
+            return x, 1.0, 0.95, 0.1, 0, True, np.where(step_scale == 0, 0.0, -0.1), np.zeros(batch, bool)
+        return x, 1.0, 0.02, 0.1, 3, False, log_accept, diverging
+
+    step_fn.proposals_per_chain = 1
+    settings = TrainingSettings(train_steps=60, batch_size=batch, stop_when_flat=False, collapse_window=50)
+    with pytest.warns(UserWarning, match=r"collapsed and backed off 2 time.*at iteration 49 \(mean acceptance 0\.020"):
+        history = run_training(sampler, step_fn, settings, np.random.default_rng(0), progressbar=False)
+    assert calls[:2] == [False, True]
+    np.testing.assert_array_equal(history["masked"], 5)
+    np.testing.assert_array_equal(history["applied"], 1)
+    np.testing.assert_allclose(history["accept"], 0.02)
+    np.testing.assert_array_equal(history["diverging"], 3)
+    assert history["backoffs"][0]["iteration"] == 49 and "acceptance 0.020" in history["backoffs"][0]["reason"]

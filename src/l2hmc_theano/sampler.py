@@ -444,7 +444,8 @@ class L2HMCSampler:
         plus ``seconds``, ``stopped_early``, ``backoffs`` and the final ``chains``
         ``(batch_size, dim)``.  An Adam step with a non-finite gradient is taken again with
         the diverging and stuck proposals' step sizes set to 0 (``masked`` counts them), so
-        they drop out of the loss; if that is still not finite the step is skipped
+        they drop out of the loss (``accept`` and ``diverging`` still count them as the
+        dynamics proposed them); if that is still not finite the step is skipped
         (``applied`` 0) and the stuck chains are replaced by copies of healthy ones
         (``replaced``).  Training that collapses (a window of 50 iterations at mean
         acceptance < 0.1, most steps skipped, or a non-finite loss) goes back to the last

@@ -452,6 +452,9 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
             step_scale = sampler.draw_step_scale(rng, rows)
             inputs = (x, z, v, d, log_u, step_scale)
             out = step_fn(*inputs)
+            # The dynamics' own acceptance and divergences: a masked retry's proposals of step
+            # size 0 stay put and count as accepted, which would hide a collapse.
+            accept, diverging = out[2], out[4]
             replaced = masked = 0
             if not out[5] and np.isfinite(out[1]):
                 retry, masked = masked_retry(step_fn, inputs, out[6], out[7])
@@ -459,7 +462,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
                     out = retry
                 else:
                     masked = 0
-            x, loss, accept, esjd, diverging, applied, log_accept, proposal_diverging = out
+            x, loss, _, esjd, _, applied, log_accept, proposal_diverging = out
             if not applied and np.isfinite(loss):
                 x, replaced = replace_stuck_chains(x, log_accept[:batch_size], proposal_diverging[:batch_size], rng)
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
