@@ -21,7 +21,10 @@ Protocol, for each model:
    start, not counted); min ESS per 1000 gradients and per second of sampling;
    divergences; mean acceptance probability; max r_hat; for the models with known moments
    (funnels: v ~ N(0, 3); banana), "moment z", the largest |estimate - exact| / MCSE of
-   those means and sds (ArviZ's mcse; above 3 is a miss).  "total s" adds L2HMC's setup to
+   those means and sds (ArviZ's mcse; above 3 is a miss); for funnels and centred eight
+   schools (in the notes), each sampler's share of draws, acceptance and divergences by region
+   of the scale (v, tau) at the draw a transition started from: the regions are v's exact
+   quintiles for funnels (20% of the draws each), both samplers' pooled quintiles of tau.  "total s" adds L2HMC's setup to
    its sampling; "s to 1000 ESS" is setup + sample s x 1000 / min ESS (for NUTS, whose
    tuning is inside sample s, that scales its tuning too: it flatters L2HMC a little).
 
@@ -42,6 +45,7 @@ import argparse
 import time
 
 import numpy as np
+from scipy import stats
 
 import l2hmc_theano  # first: it sets Theano's flags before pymc3
 from l2hmc_theano import L2HMC, ModelEnergy
@@ -50,6 +54,7 @@ import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from models import banana, eight_schools, funnel, logistic_regression, radon  # noqa: E402
 from l2hmc_theano.targets import ill_conditioned_gaussian  # noqa: E402
+from l2hmc_theano.diagnostics import acceptance_by_region, idata_transitions  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
 from l2hmc_theano.selection import describe as describe_selection  # noqa: E402
 from l2hmc_theano.warmup import describe  # noqa: E402
@@ -76,6 +81,13 @@ EXACT_MOMENTS = {
     "funnel50": {"v": (0.0, 3.0)},
     "banana": {"x1": (0.0, 10.0), "x2": (0.0, np.sqrt(19.0))},
 }
+
+#: The scalar whose quintiles split the draws into regions for "acceptance by region" (the
+#: scale of a funnel or of a centred hierarchy: where a constant step size fails).
+REGION_VARS = {"funnel10": "v", "funnel50": "v", "eight_schools_centred": "tau"}
+#: The regions' edges where the marginal is known: v ~ N(0, 3)'s exact quintiles (each region
+#: should hold 20% of the draws).  Other models: the quintiles of both samplers' draws pooled.
+EXACT_QUINTILES = {name: 3.0 * stats.norm.ppf([0.2, 0.4, 0.6, 0.8]) for name in ("funnel10", "funnel50")}
 
 
 def train_l2hmc(model, seed, check, quick):
@@ -121,9 +133,10 @@ def moment_z(idata, exact):
                      for n, (m, d) in exact.items()))
 
 
-def run_sampler(model, step, draws, tune, seed, exact=None):
+def run_sampler(model, step, draws, tune, seed, exact=None, region_var=None):
     """Sample with ``step``; return the row of metrics (a dict) for the table (with ``exact``
-    {name: (mean, sd)}: the moments' :func:`moment_z`)."""
+    {name: (mean, sd)}: the moments' :func:`moment_z`; with ``region_var``, the acceptance by
+    its quintiles, :func:`~l2hmc_theano.diagnostics.idata_acceptance_by_region`)."""
     with model:
         start = time.perf_counter()
         idata = pm.sample(step=step, draws=draws, tune=tune, chains=2, cores=1, random_seed=seed,
@@ -147,7 +160,30 @@ def run_sampler(model, step, draws, tune, seed, exact=None):
         "max_rhat": float(np.max([value for _, value in flat_scalars(az.rhat(idata))])),  # nan if stuck
         "seconds": seconds,
         "moment_z": moment_z(idata, exact),
+        "transitions": idata_transitions(idata, region_var) if region_var else None,
     }
+
+
+def describe_regions(var, rows, edges=None):
+    """One line: each sampler's share of draws, acceptance and divergences in the regions of
+    ``var`` split at ``edges`` (default: the quintiles of both samplers' draws pooled)."""
+    if edges is None:
+        pooled = np.concatenate([r["transitions"][0].ravel() for r in rows.values()])
+        edges, source = np.quantile(pooled, [0.2, 0.4, 0.6, 0.8]), "both samplers' quintiles"
+    else:
+        source = "exact quintiles"
+
+    def one(label, transitions):
+        regions = acceptance_by_region(*transitions, edges=edges)
+
+        def column(key, scale, fmt):
+            return "/".join(format(scale * r[key], fmt) for r in regions)
+
+        return (f"{label} share % {column('share', 100, '.0f')}, acceptance {column('accept', 1, '.2f')}, "
+                f"divergent % {column('diverging', 100, '.1f')}")
+
+    return (f"by region of {var}, lowest first ({source}: {'/'.join(f'{e:.3g}' for e in edges)}): "
+            + "; ".join(one(label, r["transitions"]) for label, r in rows.items()))
 
 
 def compare(name, draws, tune, seed, check=True, quick=False):
@@ -162,8 +198,9 @@ def compare(name, draws, tune, seed, check=True, quick=False):
     x0 = ModelEnergy(model).start_array()[None, :]
     l2hmc.sampler.mh_step_with_stats(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype))
     exact = EXACT_MOMENTS.get(name)
-    rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact),
-            "NUTS": run_sampler(model, nuts, draws, tune, seed + 1, exact)}
+    region_var = REGION_VARS.get(name)
+    rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact, region_var),
+            "NUTS": run_sampler(model, nuts, draws, tune, seed + 1, exact, region_var)}
     ours = rows["L2HMC"]
     ours.update(setup_s=setup, warmup_s=info["seconds"], train_s=history["seconds"],
                 training=f"{info['iterations']} + {len(history['loss'])}")
@@ -179,6 +216,8 @@ def compare(name, draws, tune, seed, check=True, quick=False):
         note += "; " + describe_selection(sampler.selection)
     if sampler.training_problems:
         note += "; training check: " + "; ".join(sampler.training_problems)
+    if region_var:
+        note += "; " + describe_regions(region_var, rows, EXACT_QUINTILES.get(name))
     return rows, note
 
 

@@ -12,7 +12,8 @@ moves in some coordinates while others hardly move (the ESS then reads 1);
 """
 import numpy as np
 
-__all__ = ["autocorrelation", "ess_per_step"]
+__all__ = ["autocorrelation", "ess_per_step", "acceptance_by_region", "idata_transitions",
+           "idata_acceptance_by_region"]
 
 
 def autocorrelation(draws, mean, var, per_dim=False):
@@ -96,3 +97,69 @@ def training_warnings(sampler, history, baseline=True):
             out.append(f"its ESJD ({learned:.3g}) is not above HMC's with the same step size and T "
                        f"({plain:.3g})")
     return out
+
+
+def acceptance_by_region(region, accept, diverging=None, n_regions=5, edges=None):
+    """Mean acceptance (and share of divergences) of transitions grouped by where they start.
+
+    ``region`` ``(n,)``: a scalar per transition at its starting point (e.g. a funnel's
+    log-scale coordinate, or the log density); ``accept`` ``(n,)`` the transitions'
+    acceptance probabilities; ``diverging`` ``(n,)`` booleans or None.  The groups are
+    split at ``edges`` (increasing; e.g. the exact quintiles of a known marginal, or one set
+    shared by two samplers), by default at the ``n_regions`` quantiles of ``region`` (equal
+    counts).  Returns a list of dicts ``{"low", "high", "n", "share", "accept",
+    "diverging"}``, lowest region first (``share``: n over all finite regions).  A sampler
+    that only works where the bulk is shows it here, as acceptance falling towards one end
+    and, against known edges, as too small a share of the draws there: a mean over all
+    draws hides both.
+    """
+    region = np.asarray(region, dtype=float).ravel()
+    accept = np.asarray(accept, dtype=float).ravel()
+    if region.shape != accept.shape:
+        raise ValueError(f"region and accept must have the same length, got {region.shape} and {accept.shape}.")
+    diverging = np.zeros(region.shape, bool) if diverging is None else np.asarray(diverging, bool).ravel()
+    keep = np.isfinite(region)
+    region, accept, diverging = region[keep], accept[keep], diverging[keep]
+    if region.size == 0:
+        return []
+    if edges is None:
+        bounds = np.quantile(region, np.linspace(0.0, 1.0, int(n_regions) + 1))
+    else:
+        inner = np.asarray(edges, dtype=float).ravel()
+        if inner.size == 0 or np.any(np.diff(inner) <= 0):
+            raise ValueError(f"edges must be increasing, got {edges!r}.")
+        bounds = np.concatenate([[-np.inf], inner, [np.inf]])
+    index = np.clip(np.searchsorted(bounds, region, side="right") - 1, 0, len(bounds) - 2)
+    rows = []
+    for k in range(len(bounds) - 1):
+        inside = index == k
+        if inside.any() or edges is not None:
+            n = int(inside.sum())
+            rows.append({"low": float(bounds[k]), "high": float(bounds[k + 1]), "n": n, "share": n / region.size,
+                         "accept": float(accept[inside].mean()) if n else np.nan,
+                         "diverging": float(diverging[inside].mean()) if n else np.nan})
+    return rows
+
+
+def idata_transitions(idata, var):
+    """From a ``pm.sample`` run: for each draw after a chain's first, the scalar ``var`` at the
+    draw its transition started from (the previous one), its acceptance probability (stat
+    ``accept`` of the L2HMC step method, ``mean_tree_accept`` of NUTS, which ArviZ renames
+    ``acceptance_rate``) and whether it diverged; three ``(chains, draws - 1)`` arrays."""
+    stats = idata.sample_stats
+    names = [name for name in ("accept", "acceptance_rate", "mean_tree_accept") if name in stats]
+    if not names:
+        raise ValueError("the InferenceData's sample_stats has no acceptance statistic: 'accept' (L2HMC) or "
+                         "'acceptance_rate' / 'mean_tree_accept' (NUTS).")
+    values = idata.posterior[var].values
+    if values.ndim != 2:
+        raise ValueError(f"{var!r} must be a scalar variable (draws per chain), got shape {values.shape[2:]} per draw.")
+    accept = stats[names[0]].values[:, 1:]
+    diverging = stats["diverging"].values[:, 1:] if "diverging" in stats else np.zeros(accept.shape, bool)
+    return values[:, :-1], accept, diverging
+
+
+def idata_acceptance_by_region(idata, var, n_regions=5, edges=None):
+    """:func:`acceptance_by_region` of a ``pm.sample`` run, each transition grouped by the
+    scalar variable ``var`` at the draw it started from (:func:`idata_transitions`)."""
+    return acceptance_by_region(*idata_transitions(idata, var), n_regions=n_regions, edges=edges)
