@@ -40,3 +40,42 @@ def test_banana_logp_is_the_twisted_gaussian(models):
     for x1, x2 in ((0.0, 0.0), (12.0, 1.5), (-7.0, -3.0)):
         expected = stats.norm.logpdf(x1, 0, sd) + stats.norm.logpdf(x2, b * (x1 ** 2 - sd ** 2), 1)
         assert model.logp({"x1": x1, "x2": x2}) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def funnel_ceiling():
+    spec = importlib.util.spec_from_file_location("funnel_ceiling", ROOT / "benchmarks" / "funnel_ceiling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_the_funnels_non_centred_construction_is_the_non_centred_leapfrog(funnel_ceiling, direction):
+    """Position-, gradient- and momentum-dependent S, Q, T through the generalized leapfrog: the
+    result is HMC's leapfrog in z = x exp(-v/2) (backward: from -p, momentum flipped back), the
+    log-det is the Jacobian's change (d - 1)(v' - v)/2, and the MH ratio is the non-centred
+    Hamiltonian's change."""
+    from l2hmc_theano import L2HMCSampler
+
+    dim, eps, n_steps = 6, 0.4, 5
+    fc = funnel_ceiling
+    sampler = L2HMCSampler(fc.funnel_energy(dim), n_steps=n_steps, step_size=eps, preconditioner=None,
+                           networks=fc.NonCentredFunnel(dim, eps), step_jitter=0.0, seed=0)
+    sampler.masks = fc.scale_alone_masks(n_steps, dim)
+    rng = np.random.default_rng(3)
+    x = fc.exact_draws(dim, 5, rng)
+    p = rng.normal(size=x.shape)
+    x1, p1, logdet = sampler.transition(x, p, direction)
+    v_ref, x_ref, p_ref = fc.non_centred_leapfrog(x[:, 0], x[:, 1:], direction * p, eps, n_steps)
+    np.testing.assert_allclose(x1[:, 0], v_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(x1[:, 1:], x_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(p1, direction * p_ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(logdet, (dim - 1) * (x1[:, 0] - x[:, 0]) / 2, rtol=1e-10, atol=1e-10)
+    # The MH ratio: H_x - H_x' + logdet = H_z - H_z' (the non-centred leapfrog's energy error).
+    out = sampler.mh_step_with_stats(x, p, np.full(5, float(direction)), np.full(5, -np.inf))
+    z, z1 = x[:, 1:] * np.exp(-x[:, :1] / 2), x1[:, 1:] * np.exp(-x1[:, :1] / 2)
+    h_z = x[:, 0] ** 2 / 18 + 0.5 * (z ** 2).sum(1) + 0.5 * (p ** 2).sum(1)
+    h_z1 = x1[:, 0] ** 2 / 18 + 0.5 * (z1 ** 2).sum(1) + 0.5 * (p1 ** 2).sum(1)
+    np.testing.assert_allclose(logdet - out[5], h_z - h_z1, rtol=1e-8, atol=1e-9)
+    assert np.abs(x1[:, 0] - x[:, 0]).max() > 1.0 and np.abs(z1 - z).max() > 1.0  # non-vacuous: it moved
