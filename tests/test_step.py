@@ -151,3 +151,59 @@ def test_a_chains_first_tuning_step_starts_from_a_training_chain():
     step.reset_tuning()
     cold = sample(model, step, draws=2, tune=0, chains=2, cores=1, random_seed=1)
     np.testing.assert_allclose(cold.posterior["x"].values, 0.0, atol=1e-3)
+
+
+def _step_with_transitions(logp, accept, diverging):
+    """An L2HMC step whose record of post-tuning transitions is the given one."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0)
+        step = L2HMC(sampler=L2HMCSampler(ModelEnergy(model), zero_network=True, seed=0))
+    step._transitions = list(zip(logp, accept, diverging))
+    step._n_draws, step._n_divergent = len(logp), int(np.sum(diverging))
+    step._accept_sum = float(np.sum(accept))
+    return step
+
+
+def test_warnings_locate_a_failure_in_one_region_and_do_not_send_users_to_nuts():
+    """A funnel's neck: acceptance 0.02 and every divergence in the fifth of the draws with the
+    highest log density, 0.9 elsewhere.  The warnings say where, and advise a non-centred
+    parameterization rather than NUTS, which diverges there too."""
+    logp = np.linspace(-10.0, 0.0, 1000)
+    neck = logp > np.quantile(logp, 0.8)
+    accept = np.where(neck, 0.02, 0.9)
+    diverging = neck & (np.arange(1000) % 4 == 0)
+    warns = {w.kind: w.message for w in _step_with_transitions(logp, accept, diverging).warnings()}
+    kinds = pm.backends.report.WarningType
+    assert set(warns) == {kinds.BAD_ACCEPTANCE, kinds.DIVERGENCES}
+    assert "acceptance is 0.020 in the fifth of the draws with the highest log density (log p > -2" in \
+        warns[kinds.BAD_ACCEPTANCE]
+    assert "100% of those after draws in the fifth of the draws with the highest" in warns[kinds.DIVERGENCES]
+    for message in warns.values():
+        assert "non-centred parameterization" in message and "use NUTS" not in message
+
+
+def test_warnings_send_users_to_nuts_when_l2hmc_fails_everywhere():
+    rng = np.random.default_rng(0)
+    logp = rng.normal(size=1000)
+    warns = {w.kind: w.message for w in _step_with_transitions(logp, np.full(1000, 0.05), rng.uniform(size=1000) < 0.05)
+             .warnings()}
+    kinds = pm.backends.report.WarningType
+    assert "mean acceptance probability is 0.050" in warns[kinds.BAD_ACCEPTANCE]
+    assert warns[kinds.DIVERGENCES].endswith("Reduce step_size and retrain, or use NUTS.")
+    assert all("use NUTS" in m for m in warns.values())
+    # A sampler that works everywhere gets no warning.
+    assert _step_with_transitions(logp, np.full(1000, 0.8), np.zeros(1000, bool)).warnings() == []
+
+
+def test_the_step_records_where_each_transition_started(schools):
+    """After tuning, each draw's transition is recorded with the previous draw's log density."""
+    model, _ = schools
+    with model:
+        step = L2HMC(sampler=L2HMCSampler(ModelEnergy(model), step_size=0.3, zero_network=True, seed=0))
+    idata = sample(model, step, draws=60, tune=5, chains=1, cores=1, random_seed=2)
+    logp, accept, diverging = (np.array(c) for c in zip(*step._transitions))
+    lp = idata.sample_stats["lp"].values[0]
+    assert len(logp) == 60
+    np.testing.assert_allclose(logp[1:], lp[:-1], rtol=1e-12)
+    np.testing.assert_allclose(accept, idata.sample_stats["accept"].values[0], rtol=1e-12)
+    assert np.isfinite(logp[0])  # the last tuning draw's

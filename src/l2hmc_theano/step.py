@@ -93,15 +93,13 @@ class L2HMC(ArrayStepShared):
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
         self.tune = True
-        self._fresh_chain = True
-        self._n_draws = 0
-        self._n_divergent = 0
-        self._accept_sum = 0.0
+        self.reset_tuning()
         super().__init__(vars, shared)
 
     def _warm_start(self, q0):
         """At a chain's first tuning step: a random training chain's position, if there are any."""
         self._fresh_chain = False
+        self._last_logp = np.nan
         chains = (self.sampler.history or {}).get("chains")
         if not self.tune or chains is None or len(chains) == 0:
             return q0
@@ -122,6 +120,9 @@ class L2HMC(ArrayStepShared):
         self._n_draws += 1
         self._n_divergent += int(diverging[0])
         self._accept_sum += float(accept[0])
+        if not self.tune:  # where each transition started (the previous draw's log density), for warnings()
+            self._transitions.append((self._last_logp, float(accept[0]), bool(diverging[0])))
+        self._last_logp = -float(potential[0])
         stats = {
             "accept": float(accept[0]),
             "accepted": bool(accepted[0]),
@@ -143,24 +144,54 @@ class L2HMC(ArrayStepShared):
         self._fresh_chain = True
         self._n_draws = self._n_divergent = 0
         self._accept_sum = 0.0
+        self._last_logp = np.nan
+        self._transitions = []  # (log density at the start, acceptance, diverged) of each draw after tuning
 
     def warnings(self):
-        """Warnings PyMC3 reports after sampling: poor acceptance, divergences."""
+        """Warnings PyMC3 reports after sampling: poor acceptance, divergences, and a region
+        (fifth of the draws by log density) where the sampler hardly moves.
+
+        NUTS is recommended only where it would do better: when L2HMC fails everywhere.  When
+        the failure sits in one region (a funnel's neck, a centred hierarchy's small scales)
+        NUTS diverges there too with any constant step size; the warning says where, and that a
+        non-centred parameterization helps both."""
         if not self._n_draws:
             return []
         out = []
+        regions = self._regions()
+        local = _local_failure(regions)
         mean_accept = self._accept_sum / self._n_draws
         if mean_accept < 0.1:
             out.append(SamplerWarning(
                 WarningType.BAD_ACCEPTANCE,
                 f"L2HMC's mean acceptance probability is {mean_accept:.3f} (< 0.1): the learned sampler "
                 "mixes poorly here. Train longer or with a smaller step_size, or use NUTS.", "warn"))
-        if self._n_divergent > 0.01 * self._n_draws:
+        elif local is not None and local["accept"] < 0.1:
             out.append(SamplerWarning(
-                WarningType.DIVERGENCES,
-                f"L2HMC had {self._n_divergent} divergent proposals in {self._n_draws} draws. Reduce "
-                "step_size and retrain, or use NUTS.", "error"))
+                WarningType.BAD_ACCEPTANCE,
+                f"L2HMC's acceptance is {local['accept']:.3f} in {_where(local, regions)} against "
+                f"{max(r['accept'] for r in regions):.2f} in the best fifth: the chains hardly move there, so "
+                f"that region is under-sampled. {_LOCAL_ADVICE}", "warn"))
+        if self._n_divergent > 0.01 * self._n_draws:
+            message = f"L2HMC had {self._n_divergent} divergent proposals in {self._n_draws} draws"
+            worst = max(regions, key=lambda r: r["diverging"] * r["n"]) if regions else None
+            total = sum(r["diverging"] * r["n"] for r in regions)
+            if worst is not None and total > 0 and worst["diverging"] * worst["n"] >= 0.6 * total:
+                message += (f", {100 * worst['diverging'] * worst['n'] / total:.0f}% of those after draws in "
+                            f"{_where(worst, regions)}. {_LOCAL_ADVICE} Reducing step_size and retraining "
+                            "reaches further into it.")
+            else:
+                message += ". Reduce step_size and retrain, or use NUTS."
+            out.append(SamplerWarning(WarningType.DIVERGENCES, message, "error"))
         return out
+
+    def _regions(self):
+        from .diagnostics import acceptance_by_region
+
+        if len(self._transitions) < 50:
+            return []
+        logp, accept, diverging = (np.array(column) for column in zip(*self._transitions))
+        return acceptance_by_region(logp, accept, diverging, n_regions=5)
 
     @staticmethod
     def competence(var, has_grad):
@@ -168,3 +199,24 @@ class L2HMC(ArrayStepShared):
         if var.dtype in pm.theanof.continuous_types:
             return Competence.COMPATIBLE
         return Competence.INCOMPATIBLE
+
+
+_LOCAL_ADVICE = ("A constant step size cannot follow the posterior's scale there (e.g. a funnel, as in a centred "
+                 "hierarchy); NUTS diverges in such regions too, and a non-centred parameterization helps both.")
+
+
+def _local_failure(regions):
+    """The worst fifth when its acceptance is below half the best fifth's (which is >= 0.5), else None."""
+    if len(regions) < 5:
+        return None
+    worst, best = min(regions, key=lambda r: r["accept"]), max(r["accept"] for r in regions)
+    return worst if best >= 0.5 and worst["accept"] < 0.5 * best else None
+
+
+def _where(region, regions):
+    """'the fifth of the draws with the lowest log density (log p < -3.2)', or a middle fifth's range."""
+    if region is regions[0]:
+        return f"the fifth of the draws with the lowest log density (log p < {region['high']:.4g})"
+    if region is regions[-1]:
+        return f"the fifth of the draws with the highest log density (log p > {region['low']:.4g})"
+    return f"the fifth of the draws with log p in [{region['low']:.4g}, {region['high']:.4g}]"
