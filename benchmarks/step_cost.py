@@ -1,0 +1,66 @@
+"""Wall time per gradient evaluation of ``pm.sample``'s step: L2HMC against NUTS, one process.
+
+The model is the non-centred eight schools.  L2HMC's step uses untrained default networks
+(hidden 10/10) and the identity preconditioner: the cost of a proposal does not depend on
+what the networks learned.  Both samplers run ``pm.sample(chains=1, cores=1)`` with the
+same ``--tune`` and ``--draws``, after their functions are compiled.  Gradients are the
+``tree_size`` stat summed over tuning and draws (L2HMC: T per draw; NUTS: its leapfrog
+steps); both also evaluate the energy once at each draw's start, which is not counted.
+
+    python benchmarks/step_cost.py                    # T = 2 and 10, 1000 + 1000 draws
+    python benchmarks/step_cost.py --n-steps 4 --draws 300 --tune 300
+"""
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+import l2hmc_theano  # noqa: F401  (first: it sets Theano's flags before pymc3)
+from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy
+from l2hmc_theano.targets import eight_schools
+
+import pymc3 as pm  # noqa: E402
+
+
+def seconds_per_gradient(model, step, draws, tune, seed):
+    """(seconds per gradient, gradients, seconds) of one pm.sample chain with ``step``."""
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        trace = pm.sample(step=step, draws=draws, tune=tune, chains=1, cores=1, random_seed=seed,
+                          discard_tuned_samples=False, compute_convergence_checks=False, progressbar=False,
+                          return_inferencedata=False)
+        seconds = time.perf_counter() - start
+    grads = float(np.sum(trace.get_sampler_stats("tree_size")))
+    return seconds / grads, grads, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-steps", type=int, nargs="+", default=[2, 10], help="L2HMC's T values (default 2 10)")
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    model = eight_schools(centred=False)
+    with model:
+        nuts = pm.NUTS()
+    rows = [("NUTS", *seconds_per_gradient(model, nuts, args.draws, args.tune, args.seed))]
+    for n_steps in args.n_steps:
+        sampler = L2HMCSampler(ModelEnergy(model), n_steps=n_steps, step_size=0.3, seed=args.seed)
+        with model:
+            step = L2HMC(sampler=sampler)
+        x0 = ModelEnergy(model).start_array()[None, :]
+        sampler.mh_step_with_stats(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype))  # compile
+        rows.append((f"L2HMC, T = {n_steps}", *seconds_per_gradient(model, step, args.draws, args.tune, args.seed)))
+    nuts_cost = rows[0][1]
+    print(f"Non-centred eight schools, pm.sample 1 chain x ({args.tune} tune + {args.draws}) draws, seed {args.seed}.\n")
+    print("| sampler | gradients | seconds | ms per gradient | / NUTS |")
+    print("|---|---:|---:|---:|---:|")
+    for label, cost, grads, seconds in rows:
+        print(f"| {label} | {grads:.0f} | {seconds:.2f} | {1e3 * cost:.3f} | {cost / nuts_cost:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
