@@ -22,11 +22,12 @@ Protocol, for each model:
    divergences; mean acceptance probability; max r_hat; for the models with known moments
    (funnels: v ~ N(0, 3); banana), "moment z", the largest |estimate - exact| / MCSE of
    those means and sds (ArviZ's mcse; above 3 is a miss); for funnels and centred eight
-   schools (in the notes), each sampler's share of draws, acceptance and divergences by region
-   of the scale (v, tau) at the draw a transition started from: the regions are v's exact
-   quintiles for funnels (20% of the draws each), both samplers' pooled quintiles of tau.  "total s" adds L2HMC's setup to
-   its sampling; "s to 1000 ESS" is setup + sample s x 1000 / min ESS (for NUTS, whose
-   tuning is inside sample s, that scales its tuning too: it flatters L2HMC a little).
+   schools (in the notes), each sampler's share of draws, acceptance and divergences by
+   region of the scale (v, tau) at the draw a transition started from: the regions are v's
+   exact quintiles for funnels (20% of the draws each), both samplers' pooled quintiles of
+   tau.  "total s" adds L2HMC's setup to its sampling; "s to 1000 ESS" is setup + sample
+   s x 1000 / min ESS (for NUTS, whose tuning is inside sample s, that scales its tuning
+   too: it flatters L2HMC a little).
 
 Models: eight schools centred and non-centred; radon: varying intercepts with partial
 pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 919
@@ -135,8 +136,9 @@ def moment_z(idata, exact):
 
 def run_sampler(model, step, draws, tune, seed, exact=None, region_var=None):
     """Sample with ``step``; return the row of metrics (a dict) for the table (with ``exact``
-    {name: (mean, sd)}: the moments' :func:`moment_z`; with ``region_var``, the acceptance by
-    its quintiles, :func:`~l2hmc_theano.diagnostics.idata_acceptance_by_region`)."""
+    {name: (mean, sd)}: the moments' :func:`moment_z`; with ``region_var``, each transition's
+    start, acceptance and divergence, :func:`~l2hmc_theano.diagnostics.idata_transitions`, for
+    :func:`describe_regions`)."""
     with model:
         start = time.perf_counter()
         idata = pm.sample(step=step, draws=draws, tune=tune, chains=2, cores=1, random_seed=seed,

@@ -92,8 +92,7 @@ class L2HMC(ArrayStepShared):
             else:
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
-        self.tune = True
-        self.reset_tuning()
+        self.reset_tuning()  # tune = True, counters at 0
         super().__init__(vars, shared)
 
     def _warm_start(self, q0):
