@@ -31,6 +31,7 @@ import numpy as np
 import funnel_ceiling as fc
 from l2hmc_theano import L2HMCSampler
 from l2hmc_theano._theano import floatX, theano, tt
+from l2hmc_theano.diagnostics import acceptance_by_region
 from l2hmc_theano.networks import MLP, AuxiliaryNetworks
 from l2hmc_theano.warmup import WarmupSettings, warmup
 
@@ -40,7 +41,7 @@ DIM, N_STEPS = 10, 10
 VARIANTS = ["random/default/coordinate/exact", "alone/wide/coordinate/exact", "random/default/chain/exact",
             "alone/default/chain/exact", "random/wide/chain/exact", "alone/wide/chain/exact",
             "alone/wide/chain/warmup", "alone/linear/chain/warmup", "random/linear/chain/warmup"]
-V_BINS = [-np.inf, -6, -3, 0, 3, 6, np.inf]
+V_EDGES = [-6.0, -3.0, 0.0, 3.0, 6.0]
 
 
 class LinearPathMLP(MLP):
@@ -66,20 +67,23 @@ class LinearPathMLP(MLP):
                 W.set_value(np.zeros_like(W.get_value()))
 
 
+class LinearPathNetworks(AuxiliaryNetworks):
+    """The default two networks, each a :class:`LinearPathMLP` (same weights drawn, in the same order)."""
+
+    def __init__(self, dim, hidden, rng):
+        self.dim, self.hidden = int(dim), tuple(hidden)
+        self.v_net = LinearPathMLP("vnet", (dim, dim, 2), dim, self.hidden, rng)
+        self.x_net = LinearPathMLP("xnet", (dim, dim, 2), dim, self.hidden, rng)
+        self.params = self.v_net.params + self.x_net.params
+
+
 def build(masks, heads, seed):
     """The sampler of a variant, before warm-up."""
-    if heads == "linear":
-        import l2hmc_theano.networks as networks_module
-
-        original = networks_module.MLP
-        networks_module.MLP = LinearPathMLP  # AuxiliaryNetworks builds its two MLPs by this name
-        try:
-            sampler = L2HMCSampler(fc.funnel_energy(DIM), n_steps=N_STEPS, step_size=0.1, seed=seed)
-        finally:
-            networks_module.MLP = original
-    else:
-        sampler = L2HMCSampler(fc.funnel_energy(DIM), n_steps=N_STEPS, step_size=0.1, seed=seed)
-    assert isinstance(sampler.networks, AuxiliaryNetworks)
+    networks = None
+    if heads == "linear":  # the weights the sampler would draw itself: its seed's second stream
+        weight_seed = np.random.SeedSequence(seed).spawn(4)[1]
+        networks = LinearPathNetworks(DIM, (10, 10), np.random.default_rng(weight_seed))
+    sampler = L2HMCSampler(fc.funnel_energy(DIM), n_steps=N_STEPS, step_size=0.1, seed=seed, networks=networks)
     if masks == "alone":
         sampler.masks = fc.scale_alone_masks(N_STEPS, DIM)
     if heads == "wide":
@@ -98,14 +102,14 @@ def min_and_v_ess(sampler, rng):
 
 
 def accept_by_v(sampler):
-    """Acceptance of one MH step from 4000 exact draws, in the bins of v's ``V_BINS``."""
+    """Acceptance of one MH step from 4000 exact draws, with v in each bin -6..-3, ..., 3..6."""
     x0 = fc.exact_draws(DIM, 4000, np.random.default_rng(9))
     v = np.random.default_rng(1).standard_normal(x0.shape).astype(floatX)
     d = np.where(np.random.default_rng(3).uniform(size=len(x0)) < 0.5, 1.0, -1.0).astype(floatX)
     log_u = np.log(np.random.default_rng(2).uniform(size=len(x0))).astype(floatX)
     accept = sampler.mh_step_with_stats(x0, v, d, log_u)[1]
-    index = np.digitize(x0[:, 0], V_BINS)
-    return " / ".join(f"{accept[index == k].mean():.2f}" for k in range(2, len(V_BINS) - 1))
+    regions = acceptance_by_region(x0[:, 0], accept, edges=V_EDGES)[1:-1]  # without the two open ends
+    return " / ".join(f"{r['accept']:.2f}" for r in regions)
 
 
 def run(variant, steps, seed):
