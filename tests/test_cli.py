@@ -89,7 +89,7 @@ def test_help_explains_every_option(capsys):
     text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
     for option in ("--out", "--train-steps", "--batch-size", "--n-steps", "--hidden", "--learning-rate",
                    "--seed", "--model-name", "--compare", "--burn-in-weight", "--fresh-draws", "--scaled-jump",
-                   "--constant-forces", "--keep-trained"):
+                   "--constant-forces", "--keep-trained", "--centred"):
         assert option in text
     assert "(default: 5000)" in text and "(default: 10,10)" in text
 
@@ -116,6 +116,33 @@ def test_training_options_reach_the_sampler(tmp_path, monkeypatch, capsys):
         main([write(tmp_path, "m.py", MODEL), "--no-progressbar", "--keep-trained", "--fresh-draws", "chains"])
     assert (seen["burn_in_weight"], seen["scaled_jump"], seen["constant_forces"]) == (0.0, False, False)
     assert seen["compare_hmc"] is False and seen["fresh_draws"] == "chains"
+
+
+FUNNEL = """
+import pymc3 as pm
+with pm.Model() as model:
+    v = pm.Normal("v", 0, 3)
+    pm.Normal("x", 0, pm.math.exp(v / 2), shape=3)
+"""
+
+
+def test_a_funnel_is_non_centred_unless_told_centred(tmp_path, monkeypatch, capsys):
+    from l2hmc_theano.sampler import L2HMCSampler
+
+    seen = []
+
+    def fake_train(self, **kwargs):
+        seen.append(self.energy_target.noncentring)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(L2HMCSampler, "train", fake_train)
+    path = write(tmp_path, "funnel.py", FUNNEL)
+    for extra in ([], ["--centred"]):
+        with pytest.raises(KeyboardInterrupt):
+            main([path, "--no-progressbar", *extra])
+    assert seen[0].names == ["x"] and seen[1] is None
+    out = capsys.readouterr().out
+    assert "non-centring x" in out
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def batched_functions(energy):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_batched_energy_matches_pymc3(name, batching, rng):
     model = MODELS[name]()
-    energy = ModelEnergy(model, batching=batching)
+    energy = ModelEnergy(model, batching=batching, noncentre=False)
     reference = model.logp_dlogp_function()
     reference.set_extra_values({})
     assert energy.dim == reference.size

@@ -80,7 +80,7 @@ BUILDERS = [priors, likelihoods, logistic_regression, dirichlet_and_walk, mvnorm
 def test_vectorised_energy_equals_per_row_pymc3(build):
     with pm.Model() as model:
         build()
-    energy = ModelEnergy(model)
+    energy = ModelEnergy(model, noncentre=False)  # the model's own logp graph
     reference = model.logp_dlogp_function()
     reference.set_extra_values({})
     stats = {}

@@ -133,6 +133,10 @@ def _parser():
                         "better of the two is kept")
     parser.add_argument("--constant-forces", action="store_true",
                         help="treat dU/dx as a constant in the loss's gradient, for rough log densities")
+    parser.add_argument("--centred", action="store_true",
+                        help="sample the model as written: do not non-centre its Normal groups whose sigma depends "
+                             "on other variables (funnels, centred hierarchies; by default they are sampled "
+                             "non-centred where the prior dominates, see l2hmc_theano.reparam)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed for masks, initial weights, chains and momenta (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
@@ -231,13 +235,17 @@ def _run(args):
     out = _output_path(args)
     model = find_model(args.model_file, args.model_name)
     try:
-        sampler = L2HMCSampler(model, n_steps=args.n_steps, step_size=args.step_size, hidden=args.hidden,
+        from .energy import ModelEnergy
+
+        sampler = L2HMCSampler(ModelEnergy(model, noncentre=not args.centred), n_steps=args.n_steps, step_size=args.step_size, hidden=args.hidden,
                                seed=args.seed,
                                preconditioner=None if args.preconditioner == "none" else args.preconditioner)
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from err
-    print(f"model: {', '.join(sampler.energy_target.var_names)} ({sampler.dim} dimensions); compiling ...",
-          flush=True)
+    noncentring = sampler.energy_target.noncentring
+    print(f"model: {', '.join(sampler.energy_target.var_names)} ({sampler.dim} dimensions"
+          + (f"; non-centring {', '.join(noncentring.names)} where the prior dominates" if noncentring else "")
+          + "); compiling ...", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,

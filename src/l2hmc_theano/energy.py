@@ -85,6 +85,12 @@ class ModelEnergy(Energy):
         How the flat-vector logp graph is batched: rewritten with a leading batch
         axis by :func:`l2hmc_theano.vectorize.vectorize` (default), or
         ``theano.map`` over rows (for comparison, and as an escape hatch).
+    noncentre : bool
+        Sample the model's Normal groups whose sigma depends on other variables (funnels,
+        centred hierarchies) partially non-centred (:mod:`l2hmc_theano.reparam`; default
+        True).  The flat vector the energy takes is then in the sampling coordinates u;
+        :meth:`to_model` and :meth:`to_sampling` map batches between u and the model's
+        flat vector, and the point methods below speak the model's values.
 
     Attributes
     ----------
@@ -93,7 +99,7 @@ class ModelEnergy(Energy):
     dim : length of the flat vector.
     """
 
-    def __init__(self, model=None, vars=None, shared=None, batching="vectorize"):
+    def __init__(self, model=None, vars=None, shared=None, batching="vectorize", noncentre=True):
         import pymc3 as pm
         from pymc3.blocking import ArrayOrdering, DictToArrayBijection
 
@@ -129,6 +135,7 @@ class ModelEnergy(Energy):
         if batching not in ("vectorize", "map"):
             raise ValueError(f"batching must be 'vectorize' or 'map', got {batching!r}.")
         self.batching = batching
+        self._given_vars = vars
         if shared is None:
             shared = pm.make_shared_replacements(chosen, model) if vars is not None else {}
         self.vars = chosen
@@ -138,32 +145,68 @@ class ModelEnergy(Energy):
         self.var_names = [v.name for v in chosen]
         self.bijection = DictToArrayBijection(self.ordering, model.test_point)
 
+        from .reparam import NonCentring
+
         with change_flags(compute_test_value="off"):
+            noncentring = NonCentring(model, self.ordering, shared) if noncentre else None
+            self.noncentring = noncentring if noncentring else None
             x = tt.vector("x_flat", dtype=floatX)
-            replace = {
-                var: tt.reshape(x[slc], shp).astype(dtype)
-                for var, (name, slc, shp, dtype) in zip(chosen, self.ordering.vmap)
-            }
-            replace.update(shared)
-            logp = theano.clone(model.logpt, replace, strict=False)
+            if self.noncentring is not None:
+                replace, log_jacobian = self.noncentring.model_values(x)
+                logp = theano.clone(model.logpt, replace, strict=False) + log_jacobian
+            else:
+                replace = {
+                    var: tt.reshape(x[slc], shp).astype(dtype)
+                    for var, (name, slc, shp, dtype) in zip(chosen, self.ordering.vmap)
+                }
+                replace.update(shared)
+                logp = theano.clone(model.logpt, replace, strict=False)
             self._x = x
             self._logp = logp.astype(floatX)
             self._dlogp = tt.grad(self._logp, x)
 
-    # -- flat vector <-> point dict -------------------------------------------------
+    def with_noncentring(self, noncentre):
+        """This energy if its non-centring is already ``noncentre`` (on when it has groups to
+        non-centre), else the same target built with ``noncentre`` (e.g. for a sampler saved
+        without non-centring)."""
+        if (self.noncentring is not None) == bool(noncentre) or (noncentre and self.noncentring is None
+                                                                  and not _has_groups(self)):
+            return self
+        return ModelEnergy(self.model, vars=self._given_vars, shared=self.shared if self._given_vars is not None
+                           else None, batching=self.batching, noncentre=noncentre)
+
+    # -- sampling coordinates <-> the model's flat vector <-> point dict ---------------
+    def to_model(self, u):
+        """The model's flat vectors ``(n, dim)`` of sampling vectors ``u`` ``(n, dim)`` (the same
+        unless groups are non-centred)."""
+        return self.to_model_with_jacobian(u)[0]
+
+    def to_model_with_jacobian(self, u):
+        """``(x, log_jacobian)``: the model's flat vectors ``(n, dim)`` of sampling vectors ``u``
+        ``(n, dim)`` and log|det dx/du| ``(n,)``; U(u) = -log p(x) - log_jacobian."""
+        u = np.asarray(u, dtype=floatX)
+        if self.noncentring is None:
+            return u, np.zeros(len(u), dtype=floatX)
+        return self.noncentring.to_model(u)
+
+    def to_sampling(self, x):
+        """Sampling vectors ``(n, dim)`` of the model's flat vectors ``x`` ``(n, dim)``."""
+        x = np.asarray(x, dtype=floatX)
+        return x if self.noncentring is None else self.noncentring.to_sampling(x)
+
     def point_to_array(self, point):
-        """Flat ``(dim,)`` array of a point dict (transformed-space names)."""
-        return np.asarray(self.bijection.map(point), dtype=floatX)
+        """Flat ``(dim,)`` sampling vector of a point dict (transformed-space names)."""
+        return self.to_sampling(np.asarray(self.bijection.map(point), dtype=floatX)[None, :])[0]
 
     def array_to_point(self, array):
-        """Point dict (transformed-space names) of a flat ``(dim,)`` array."""
+        """Point dict (transformed-space names) of a flat ``(dim,)`` sampling vector."""
         array = np.asarray(array)
         if array.shape != (self.dim,):
             raise ValueError(f"array_to_point: expected shape ({self.dim},), got {array.shape}.")
-        return self.bijection.rmap(array)
+        return self.bijection.rmap(self.to_model(array[None, :])[0].astype(array.dtype))
 
     def start_array(self):
-        """The model's test point as a flat ``(dim,)`` array."""
+        """The model's test point as a flat ``(dim,)`` sampling vector."""
         return self.point_to_array(self.model.test_point)
 
     # -- graphs ------------------------------------------------------------------------
@@ -192,6 +235,12 @@ class ModelEnergy(Energy):
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
+
+
+def _has_groups(energy):
+    from .reparam import find_groups
+
+    return bool(find_groups(energy.model, energy.vars))
 
 
 def as_energy(target, dim=None):

@@ -43,6 +43,41 @@ def _probe_points(sampler):
     return (base + 0.5 * rng.standard_normal((_N_PROBES, sampler.dim))).astype(floatX)
 
 
+def _noncentring(sampler):
+    return getattr(sampler.energy_target, "noncentring", None)
+
+
+def _noncentred(sampler):
+    """Names of the target's non-centred variables (a list), or None."""
+    noncentring = _noncentring(sampler)
+    return None if noncentring is None else noncentring.names
+
+
+def _weights(sampler):
+    noncentring = _noncentring(sampler)
+    return {} if noncentring is None else noncentring.weight_values()
+
+
+def _set_noncentring(path, meta, arrays, sampler):
+    """Give the loaded sampler's model the saved non-centring: none for a file saved without
+    (or before there was any), else the same variables with the saved weights."""
+    saved = meta.get("noncentred")
+    target = sampler.energy_target
+    if not hasattr(target, "with_noncentring"):
+        return
+    target = sampler.energy_target = target.with_noncentring(bool(saved))
+    here = _noncentred(sampler)
+    if saved and here != saved:
+        raise ValueError(f"{os.fspath(path)!r} was trained with non-centred variables {', '.join(saved)}, but this "
+                         f"model has {', '.join(here or []) or 'none'} to non-centre. Load it with the model it was "
+                         "trained on.")
+    if saved:
+        try:
+            target.noncentring.set_weights({name: arrays["noncentring/" + name] for name in saved})
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{os.fspath(path)!r}: its non-centring is missing or damaged ({err}).") from None
+
+
 def _network_kind(sampler):
     from .networks import AuxiliaryNetworks, ZeroFunctions
 
@@ -79,6 +114,7 @@ def save(sampler, path):
         "warmup": sampler.warmup_info,
         "selection": sampler.selection,
         "step_jitter": sampler.step_jitter,
+        "noncentred": _noncentred(sampler),
     }
     arrays = {
         "meta": np.array(json.dumps(meta)),
@@ -89,6 +125,8 @@ def save(sampler, path):
     }
     if sampler.preconditioner is not None:
         arrays["precond/mu"], arrays["precond/factor"] = sampler.preconditioner.values()
+    for name, h in _weights(sampler).items():
+        arrays["noncentring/" + name] = h
     chains = None if sampler.history is None else sampler.history.get("chains")
     if chains is not None:
         arrays["chains"] = np.asarray(chains)
@@ -182,6 +220,7 @@ def load(path, model=None):
             sampler.preconditioner.set(arrays["precond/mu"], arrays["precond/factor"])
         except (KeyError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)!r}: its {kind} preconditioner is missing or damaged ({err}).") from None
+    _set_noncentring(path, meta, arrays, sampler)
     sampler.warmup_info = meta.get("warmup")
     sampler.selection = meta.get("selection")
     if "chains" in arrays:

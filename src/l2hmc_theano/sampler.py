@@ -298,7 +298,8 @@ class L2HMCSampler:
 
     def retarget(self, energy):
         """This sampler on another energy of the same layout (e.g. a model's conditional in a
-        compound step).  Networks, masks and step size are shared, not copied."""
+        compound step).  Networks, masks and step size are shared, not copied; a model's
+        non-centring (on or off, and its weights) is this sampler's."""
         import copy
 
         from .persistence import layout
@@ -309,6 +310,11 @@ class L2HMCSampler:
                 f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in layout(self.energy_target))}, not "
                 f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in layout(energy))}."
             )
+        mine = getattr(self.energy_target, "noncentring", None)
+        if hasattr(energy, "with_noncentring"):
+            energy = energy.with_noncentring(mine is not None)
+            if mine is not None:
+                energy.noncentring.set_weights(mine.weight_values())
         new = copy.copy(self)
         new.energy_target = energy
         new._compiled = {}
@@ -329,7 +335,8 @@ class L2HMCSampler:
         return tuple(self._function("transition", self._build_transition)(x, v, d))
 
     def energy(self, x):
-        """Potential energy U(x) = -log p(x) per row of ``x`` ``(batch, dim)``; returns ``(batch,)``."""
+        """Potential energy U(x) = -log p(x) per row of ``x`` ``(batch, dim)`` (sampling coordinates:
+        for non-centred groups, minus the log-Jacobian of the map to the model); returns ``(batch,)``."""
         return self._function("energy", self._build_energy)(self._as_batch(x, "x"))
 
     def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False):
@@ -342,7 +349,10 @@ class L2HMCSampler:
         (default: the sampler's own stream, derived from its seed).
 
         Returns ``(draws, accept_prob)`` of shapes ``(n_draws, n_chains, dim)`` and
-        ``(n_draws, n_chains)``.
+        ``(n_draws, n_chains)``.  Starts and draws are in the target's sampling coordinates,
+        those its energy takes: for a model whose Normal groups are non-centred
+        (:mod:`l2hmc_theano.reparam`) ``sampler.energy_target.to_model`` maps a batch of
+        them to the model's flat vectors.
         """
         n_draws, n_chains = int(n_draws), int(n_chains)
         if n_draws < 1 or n_chains < 1:

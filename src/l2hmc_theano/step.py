@@ -42,6 +42,10 @@ class L2HMC(ArrayStepShared):
         None warms up and trains a sampler on the model first (``**train_kwargs``: constructor
         arguments ``n_steps, step_size, hidden, seed, zero_network, preconditioner`` and
         :meth:`L2HMCSampler.train` arguments, e.g. ``train_steps``).
+    noncentre : bool
+        Sample Normal groups whose sigma depends on other variables (funnels, centred
+        hierarchies) partially non-centred (default True; :mod:`l2hmc_theano.reparam`).
+        The draws are the model's own values either way.  A given ``sampler`` keeps its own.
     """
 
     name = "l2hmc"
@@ -71,7 +75,7 @@ class L2HMC(ArrayStepShared):
         chosen = set(pm.inputvars(vars))
         vars = [v for v in model.free_RVs if v in chosen]
         shared = pm.make_shared_replacements(vars, model)
-        energy = ModelEnergy(model, vars=vars, shared=shared)
+        energy = ModelEnergy(model, vars=vars, shared=shared, noncentre=train_kwargs.pop("noncentre", True))
 
         if sampler is None:
             init = {k: train_kwargs.pop(k) for k in _SAMPLER_ARGS if k in train_kwargs}
@@ -96,32 +100,43 @@ class L2HMC(ArrayStepShared):
         super().__init__(vars, shared)
 
     def _warm_start(self, q0):
-        """At a chain's first tuning step: a random training chain's position, if there are any."""
+        """At a chain's first tuning step: a random training chain's position (in the sampling
+        coordinates), if there are any; else ``q0``'s."""
         self._fresh_chain = False
         self._last_logp = np.nan
         chains = (self.sampler.history or {}).get("chains")
         if not self.tune or chains is None or len(chains) == 0:
-            return q0
-        return np.asarray(chains[np.random.randint(len(chains))], dtype=q0.dtype)
+            return self._to_sampling(q0)
+        return np.asarray(chains[np.random.randint(len(chains))], dtype=floatX)[None, :]
+
+    def _to_sampling(self, q0):
+        """The sampling coordinates ``(1, dim)`` of the model's flat vector ``q0``: those of the
+        last draw when ``q0`` is it (no map, no round-off), else mapped."""
+        last = self._last
+        if last is not None and np.array_equal(last[0], q0):
+            return last[1]
+        return self.sampler.energy_target.to_sampling(np.asarray(q0, dtype=floatX)[None, :])
 
     def astep(self, q0):
-        if self._fresh_chain:
-            q0 = self._warm_start(q0)
+        x = self._warm_start(q0) if self._fresh_chain else self._to_sampling(q0)
         dim = self.sampler.dim
         v = np.random.standard_normal((1, dim)).astype(floatX)
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
         step_scale = self.sampler.draw_step_scale(np.random, 1)
-        x = np.asarray(q0, dtype=floatX)[None, :]
         (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential) = (
             self.sampler.mh_step_with_stats(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
         )
+        q_next, log_jacobian = self.sampler.energy_target.to_model_with_jacobian(x_next)
+        q_next = q_next[0].astype(q0.dtype)
+        self._last = (q_next, x_next)
+        model_logp = -float(potential[0]) - float(log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
         self._n_draws += 1
         self._n_divergent += int(diverging[0])
         self._accept_sum += float(accept[0])
         if not self.tune:  # where each transition started (the previous draw's log density), for warnings()
             self._transitions.append((self._last_logp, float(accept[0]), bool(diverging[0])))
-        self._last_logp = -float(potential[0])
+        self._last_logp = model_logp
         stats = {
             "accept": float(accept[0]),
             "accepted": bool(accepted[0]),
@@ -132,10 +147,10 @@ class L2HMC(ArrayStepShared):
             "log_jacobian": float(logdet[0]),
             "direction": int(direction),
             "tree_size": float(self.sampler.n_steps),
-            "model_logp": -float(potential[0]),
+            "model_logp": model_logp,
             "tune": self.tune,
         }
-        return x_next[0].astype(q0.dtype), [stats]
+        return q_next, [stats]
 
     def reset_tuning(self):
         """Nothing is adapted; a new run starts with tuning draws again (and a warm start)."""
@@ -144,6 +159,7 @@ class L2HMC(ArrayStepShared):
         self._n_draws = self._n_divergent = 0
         self._accept_sum = 0.0
         self._last_logp = np.nan
+        self._last = None  # (model flat vector, sampling coordinates (1, dim)) of the last draw
         self._transitions = []  # (log density at the start, acceptance, diverged) of each draw after tuning
 
     def warnings(self):

@@ -11,6 +11,9 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   the jittered starting cloud, then at the end of each slow window (25, 50, 100, ...
   iterations, Stan's doubling windows) to the second half of that window's draws;
   the dual averaging restarts after every change;
+* a model's non-centred groups (:mod:`.reparam`) get their weights fitted to the
+  starting cloud and again at the end of each slow window, before the preconditioner (the
+  chains keep their model-space positions; their sampling coordinates are mapped anew);
 * warm-up stops early once the scales change by less than ``settle`` (relative)
   between two windows, after a last window that adapts the step size alone;
 * then, for a sampler with ``n_steps="auto"``, the number of leapfrog steps T is the one
@@ -183,6 +186,15 @@ def _replace_frozen(x, moved, rng):
     return x, int(frozen.sum()) if moved.any() else 0
 
 
+def _refit_noncentring(sampler, *clouds):
+    """Fit the target's non-centring to the first of ``clouds`` (sampling coordinates,
+    ``(n, dim)`` each) and return all of them mapped to the new sampling coordinates."""
+    energy = sampler.energy_target
+    in_model = [energy.to_model(c) for c in clouds]
+    energy.noncentring.fit(in_model[0])
+    return [energy.to_sampling(c).astype(floatX) for c in in_model]
+
+
 def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=False, chains=None):
     """Adapt ``sampler``'s step size and preconditioner (if it has one) on a batch of chains.
 
@@ -197,6 +209,9 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     precond = sampler.preconditioner
     step = sampler._function("warmup_step", sampler._build_warmup_step)
     x = initial_chains(sampler, batch_size, rng, settings.jitter) if chains is None else np.array(chains)
+    noncentred = getattr(sampler.energy_target, "noncentring", None) is not None
+    if noncentred:
+        (x,) = _refit_noncentring(sampler, x)
     if precond is not None:
         grad = sampler._function("energy_grad", sampler._build_energy_grad)(x)[1]
         finite = np.all(np.isfinite(grad), axis=1)
@@ -238,6 +253,9 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
                 bar.comment = f"warm-up: eps {eps:.3g} accept {accepts[-1]:.2f}"
         if slow:
             xs, gs = np.concatenate(positions), np.concatenate(gradients)
+            if noncentred:
+                xs, x = _refit_noncentring(sampler, xs, x)
+                gs = sampler._function("energy_grad", sampler._build_energy_grad)(xs)[1]
             finite = np.all(np.isfinite(gs), axis=1) & np.all(np.isfinite(xs), axis=1)
             mu, factor = precond.estimate(xs[finite], gs[finite])
             change = _largest_change(precond, factor)
@@ -275,6 +293,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "settled": bool(settled),
         "last_change": change,
         "replaced": replaced,
+        "noncentred": sampler.energy_target.noncentring.names if noncentred else [],
         "seconds": time.perf_counter() - start,
     }
     if not settled:
@@ -292,4 +311,5 @@ def describe(info):
     """One line on what warm-up adapted."""
     return (f"warm-up: {info['iterations']} iterations ({info['seconds']:.1f} s), T = {info['n_steps']}, step size "
             f"{info['step_size']:.3g}, acceptance {info['accept']:.2f}, scales {info['scale_min']:.3g}.."
-            f"{info['scale_max']:.3g}" + ("" if info["settled"] else " (not settled)"))
+            f"{info['scale_max']:.3g}" + ("" if info["settled"] else " (not settled)")
+            + (f", non-centred: {', '.join(info['noncentred'])}" if info.get("noncentred") else ""))

@@ -1,0 +1,237 @@
+"""Non-centring of a PyMC3 model's Normal groups where the prior dominates: the geometry of
+funnels and centred hierarchies, which no constant mass matrix (and no constant step
+size) fits.
+
+A free variable theta ~ Normal(mu, sigma) whose sigma depends on other free variables
+phi (a funnel; a centred hierarchy's group effects) is sampled as theta_t, with,
+elementwise and for constant weights lam in [0, 1],
+
+    theta = lam mu + sigma^lam theta_t.
+
+lam = 1 is the non-centred parameterization (theta_t ~ N(0, 1) a priori), lam = 0 the
+centred one (theta_t = theta).  Since lam is constant and mu and sigma depend on phi only,
+the map u = (phi, theta_t) -> x = (phi, theta) is triangular, with
+
+    log|det dx/du| = sum(lam log sigma),       U_u(u) = U(x(u)) - sum(lam log sigma),
+
+and sampling U_u in u is exact for U in x.  Which members to non-centre follows the
+classical advice (Papaspiliopoulos, Roberts & Skold 2007; Betancourt & Girolami 2015):
+those the prior informs more than the data.  The weights start at 1 and are fitted to
+points of the chains (:meth:`NonCentring.fit`): r, the median over points of sigma^2 h with
+h = -d2 log p / d theta_i2 - 1 / sigma_i^2 the data's precision (one Hessian-vector product
+per group with that group's indicator: exact when the members are conditionally
+independent given phi, as a hierarchy's are), and lam = 1 where r < 1, else 0
+(:func:`weights_from_ratio`).
+
+Measured with ``benchmarks/real_models.py``'s protocol (min ESS per 1000 gradients, seeds
+0-2 / 0-1): the 0/1 weights against the partial weights of a Normal-Normal model, 1 / (1 + r),
+constant (centred eight schools 15-56, radon 56) or following sigma from state to state
+(eight schools 2.5), and against lam = 1 everywhere (eight schools 81-113, as the 0/1
+weights' 40-116, which set lam = 1 there; radon 36, where the 0/1 weights reach 58-76 and
+the centred model 52).  A fractional lam leaves theta_t a prior mean (1 - lam) mu / sigma^lam
+that runs off as sigma -> 0, a new funnel.  The weights are Theano shared variables:
+fitting them recompiles nothing.
+"""
+import numpy as np
+
+from ._theano import change_flags, floatX, theano, tt
+
+__all__ = ["NonCentring", "find_groups"]
+
+#: Points of a cloud used to fit the weights (evenly spaced through the cloud).
+FIT_POINTS = 64
+
+
+def _ancestors(variables):
+    from theano.graph.basic import ancestors
+
+    return set(ancestors(variables))
+
+
+def find_groups(model, chosen):
+    """The variables among ``chosen`` (free variables) that are ``pm.Normal`` with a sigma
+    depending on another of ``chosen``: ``[(var, mu, sigma)]`` in ``model.free_RVs`` order."""
+    import pymc3 as pm
+
+    chosen = set(chosen)
+    groups = []
+    for var in model.free_RVs:
+        dist = getattr(var, "distribution", None)
+        if var not in chosen or type(dist) is not pm.Normal:
+            continue
+        parents = _ancestors([dist.sigma]) & chosen
+        if parents and var not in parents:
+            groups.append((var, dist.mu, dist.sigma))
+    return groups
+
+
+def weights_from_ratio(r):
+    """lam of the data-to-prior precision ratios ``r`` >= 0: 1 (non-centred) where r < 1, else 0."""
+    return (np.asarray(r) < 1.0).astype(floatX)
+
+
+class NonCentring:
+    """The map between a model's flat vector x and the sampling coordinates u, for the
+    groups of :func:`find_groups`.
+
+    Parameters
+    ----------
+    model : pymc3.Model
+    ordering : ``pymc3.blocking.ArrayOrdering`` of the flat vector's variables.
+    shared : dict free variable -> value, for the model's free variables not in the vector.
+
+    Attributes
+    ----------
+    groups : ``[(var, mu, sigma)]``, parents before children.
+    weights : ``{var name: shared lam}``, each of the variable's shape.
+    """
+
+    def __init__(self, model, ordering, shared):
+        self.model = model
+        self.ordering = ordering
+        self.shared = dict(shared)
+        self._slots = {var: (slc, shp, dtype) for var, (_, slc, shp, dtype) in zip(self._vars(), ordering.vmap)}
+        self.groups = find_groups(model, list(self._slots))
+        self.weights = {
+            var.name: theano.shared(np.ones(self._slots[var][1], dtype=floatX), name=f"noncentring/{var.name}/lam")
+            for var, _, _ in self.groups
+        }
+        self._compiled = {}
+
+    def _vars(self):
+        by_name = {v.name: v for v in self.model.free_RVs}
+        return [by_name[name] for name, _, _, _ in self.ordering.vmap]
+
+    def __bool__(self):
+        return bool(self.groups)
+
+    @property
+    def names(self):
+        """The non-centred variables' names."""
+        return [var.name for var, _, _ in self.groups]
+
+    def _slices(self, flat):
+        return {var: tt.reshape(flat[slc], shp).astype(dtype) for var, (slc, shp, dtype) in self._slots.items()}
+
+    def _lam_mu_log_sigma(self, var, mu, sigma, values):
+        """lam, mu and log sigma of one group, at model-space ``values`` of its parents."""
+        mu = theano.clone(mu, values, strict=False)
+        sigma = theano.clone(sigma, values, strict=False)
+        return self.weights[var.name], mu, tt.log(sigma)
+
+    # -- symbolic maps of one flat vector -----------------------------------------------
+    def model_values(self, u):
+        """``(values, log_jacobian)``: ``values`` maps every free variable (and the shared
+        ones) to its model-space value given the flat sampling vector ``u`` ``(dim,)``;
+        ``log_jacobian`` = log|det dx/du|, a scalar."""
+        values = dict(self.shared)
+        slices = self._slices(u)
+        groups = {var: (mu, sigma) for var, mu, sigma in self.groups}
+        log_jacobian = tt.zeros((), dtype=floatX)
+        for var in self.model.free_RVs:  # parents before children: mu, sigma see model-space parents
+            if var not in slices:
+                continue
+            if var in groups:
+                lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
+                value = lam * mu + tt.exp(lam * log_sigma) * slices[var]
+                log_jacobian = log_jacobian + tt.sum(tt.ones_like(value) * lam * log_sigma)
+                values[var] = value.astype(slices[var].dtype)
+            else:
+                values[var] = slices[var]
+        return values, log_jacobian
+
+    def flat_model(self, u):
+        """The model's flat vector x(u) ``(dim,)`` and log|det dx/du|, of a sampling vector ``u``."""
+        values, log_jacobian = self.model_values(u)
+        return tt.concatenate([tt.flatten(values[var]).astype(floatX) for var in self._slots]), log_jacobian
+
+    def flat_sampling(self, x):
+        """The sampling vector u(x) ``(dim,)`` of a model flat vector ``x`` (the inverse map)."""
+        values = dict(self.shared)
+        values.update(self._slices(x))
+        groups = {var: (mu, sigma) for var, mu, sigma in self.groups}
+        parts = []
+        for var in self._slots:
+            if var in groups:
+                lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
+                parts.append(tt.flatten((values[var] - lam * mu) * tt.exp(-lam * log_sigma)))
+            else:
+                parts.append(tt.flatten(values[var]))
+        return tt.concatenate([p.astype(floatX) for p in parts])
+
+    # -- numpy maps of batches --------------------------------------------------------------
+    def _batched(self, key, build):
+        if key not in self._compiled:
+            from .vectorize import vectorize
+
+            with change_flags(compute_test_value="off"):
+                flat = tt.vector("flat", dtype=floatX)
+                batch = tt.matrix("batch", dtype=floatX)
+                outputs = vectorize(build(flat), flat, batch)
+                self._compiled[key] = theano.function([batch], outputs, name=f"noncentring_{key}")
+        return self._compiled[key]
+
+    def to_model(self, u):
+        """Model flat vectors ``(n, dim)`` and log|det dx/du| ``(n,)`` of sampling vectors ``u`` ``(n, dim)``."""
+        x, log_jacobian = self._batched("to_model", lambda f: list(self.flat_model(f)))(np.asarray(u, dtype=floatX))
+        return x, np.broadcast_to(log_jacobian, (len(x),))
+
+    def to_sampling(self, x):
+        """Sampling vectors ``(n, dim)`` of model flat vectors ``x`` ``(n, dim)``."""
+        return self._batched("to_sampling", lambda f: [self.flat_sampling(f)])(np.asarray(x, dtype=floatX))[0]
+
+    # -- weights -----------------------------------------------------------------------
+    def _ratio_function(self):
+        """x ``(dim,)`` (model space) -> per group, sigma^2 h = sigma^2 (-d2 log p / d theta2) - 1
+        (theta's shape): the data's precision over the prior's."""
+        if "curvature" not in self._compiled:
+            with change_flags(compute_test_value="off"):
+                x = tt.vector("x_model", dtype=floatX)
+                values = dict(self.shared)
+                values.update(self._slices(x))
+                logp = theano.clone(self.model.logpt, values, strict=False).astype(floatX)
+                grad = tt.grad(logp, x)
+                outputs = []
+                for var, _, sigma in self.groups:
+                    slc, shp, _ = self._slots[var]
+                    indicator = np.zeros(self.ordering.size, dtype=floatX)
+                    indicator[slc] = 1.0
+                    hv = tt.grad(tt.sum(grad * indicator), x)[slc].reshape(shp)
+                    sigma = theano.clone(sigma, values, strict=False)
+                    outputs.append(-hv * tt.sqr(sigma) - 1.0)
+                self._compiled["curvature"] = theano.function([x], outputs, name="noncentring_ratio")
+        return self._compiled["curvature"]
+
+    def fit(self, x):
+        """Set each group's weights from r, the median of sigma^2 h over the model flat vectors
+        ``x`` ``(n, dim)`` (up to :data:`FIT_POINTS` of them, evenly spaced), by
+        :func:`weights_from_ratio`.  Returns :meth:`weight_values`."""
+        x = np.asarray(x, dtype=floatX)
+        x = x[np.all(np.isfinite(x), axis=1)]
+        if not self.groups or len(x) == 0:
+            return {}
+        x = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), FIT_POINTS)).astype(int))]
+        ratio = self._ratio_function()
+        per_point = [ratio(row) for row in x]
+        for k, (var, _, _) in enumerate(self.groups):
+            values = np.array([p[k] for p in per_point])
+            with np.errstate(invalid="ignore"):
+                r = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=0)
+            r = np.where(np.isfinite(r), np.maximum(r, 0.0), 0.0)
+            self.weights[var.name].set_value(np.asarray(weights_from_ratio(r), dtype=floatX))
+        return self.weight_values()
+
+    def weight_values(self):
+        """``{name: lam}`` as numpy arrays."""
+        return {name: lam.get_value() for name, lam in self.weights.items()}
+
+    def set_weights(self, values):
+        """Set the weights from ``{name: array}`` (e.g. a saved sampler's); raises
+        ``ValueError`` on a missing group, a wrong shape or a weight outside [0, 1]."""
+        for name, shared in self.weights.items():
+            if name not in values or np.shape(values[name]) != shared.get_value().shape:
+                raise ValueError(f"non-centring: the weights of {name!r} are missing or have the wrong shape.")
+            value = np.asarray(values[name], dtype=floatX)
+            if not (np.all(np.isfinite(value)) and np.all((value >= 0) & (value <= 1))):
+                raise ValueError(f"non-centring: the weights of {name!r} must be in [0, 1].")
+            shared.set_value(value)

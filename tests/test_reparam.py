@@ -1,0 +1,166 @@
+"""Partial non-centring (l2hmc_theano.reparam): which variables, the maps, the log-Jacobian,
+the fitted weights, and that samplers, saved files and the step speak model values."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pymc3 as pm
+from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy, load
+from l2hmc_theano._theano import floatX, theano, tt
+from l2hmc_theano.reparam import find_groups
+from l2hmc_theano.targets import EIGHT_SCHOOLS_SE, eight_schools
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from models import banana, funnel, radon  # noqa: E402
+
+
+def _names(model):
+    return [var.name for var, _, _ in find_groups(model, model.free_RVs)]
+
+
+def _energy_function(energy):
+    X = tt.matrix("X", dtype=floatX)
+    U, dU = energy.value_and_grad(X)
+    return theano.function([X], [U, dU])
+
+
+def test_the_groups_are_the_normals_whose_sigma_depends_on_another_free_variable():
+    assert _names(funnel(4)) == ["x"]
+    assert _names(eight_schools(centred=True)) == ["theta"]
+    assert _names(radon()) == ["a"]
+    assert _names(eight_schools(centred=False)) == []  # eta ~ N(0, 1)
+    assert _names(banana()) == []  # x2's mean depends on x1, its sigma does not
+    assert ModelEnergy(eight_schools(centred=False)).noncentring is None
+    assert ModelEnergy(eight_schools(centred=True), noncentre=False).noncentring is None
+
+
+def test_a_funnel_in_its_sampling_coordinates_is_a_gaussian():
+    energy = ModelEnergy(funnel(5))
+    u = np.random.default_rng(0).normal(size=(6, 5)) * [3.0, 1, 1, 1, 1]
+    U = _energy_function(energy)(u.astype(floatX))[0]
+    gaussian = u[:, 0] ** 2 / 18.0 + 0.5 * np.sum(u[:, 1:] ** 2, axis=1)
+    np.testing.assert_allclose(U - gaussian, (U - gaussian)[0], atol=1e-10)
+    x = energy.to_model(u)
+    np.testing.assert_allclose(x[:, 1:], u[:, 1:] * np.exp(u[:, :1] / 2), rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def schools():
+    """Centred eight schools, with weights fitted to a cloud where tau is about 12: the schools
+    with se < 12 are informed more by their data than by the prior (lam = 0), the others not."""
+    model = eight_schools(centred=True)
+    energy = ModelEnergy(model)
+    rng = np.random.default_rng(1)
+    cloud = energy.to_model(rng.normal(size=(20, energy.dim)))
+    cloud[:, 1] = np.log(12.0) + 0.1 * rng.normal(size=20)  # tau_log__
+    energy.noncentring.fit(cloud)
+    return model, energy, cloud
+
+
+def test_the_members_the_prior_dominates_are_non_centred(schools):
+    """r = median(sigma^2 h): with a Normal likelihood h = 1 / se^2, so r = median(tau^2) / se^2,
+    and lam = 1 where r < 1.  A funnel has no data: lam = 1."""
+    _, energy, cloud = schools
+    tau2 = np.median(np.exp(2 * cloud[:, 1]))
+    lam = energy.noncentring.weight_values()["theta"]
+    np.testing.assert_array_equal(lam, tau2 / np.square(EIGHT_SCHOOLS_SE) < 1.0)
+    assert 0 < lam.sum() < 8
+    f = ModelEnergy(funnel(4))
+    f.noncentring.fit(f.to_model(np.random.default_rng(2).normal(size=(10, 4))))
+    np.testing.assert_array_equal(f.noncentring.weight_values()["x"], 1.0)
+
+
+def test_the_maps_are_inverse_and_the_energy_carries_the_log_jacobian(schools):
+    model, energy, _ = schools
+    u = np.random.default_rng(3).normal(size=(5, energy.dim)).astype(floatX)
+    x, log_jacobian = energy.to_model_with_jacobian(u)
+    np.testing.assert_allclose(energy.to_sampling(x), u, atol=1e-12)
+    centred = ModelEnergy(model, noncentre=False)
+    np.testing.assert_allclose(_energy_function(energy)(u)[0],
+                               _energy_function(centred)(x)[0] - log_jacobian, rtol=1e-10)
+    # log|det dx/du| against a central-difference Jacobian of the map.
+    h = 1e-6
+    for row in range(2):
+        jac = np.empty((energy.dim, energy.dim))
+        for j in range(energy.dim):
+            step = np.zeros(energy.dim)
+            step[j] = h
+            jac[:, j] = (energy.to_model((u[row] + step)[None])[0] - energy.to_model((u[row] - step)[None])[0]) / (2 * h)
+        assert np.linalg.slogdet(jac)[1] == pytest.approx(log_jacobian[row], abs=1e-6)
+    # The gradient of U(u) against central differences of U.
+    U, dU = _energy_function(energy)(u)
+    for j in range(energy.dim):
+        step = np.zeros((1, energy.dim))
+        step[0, j] = h
+        numeric = (_energy_function(energy)(u[:1] + step)[0] - _energy_function(energy)(u[:1] - step)[0]) / (2 * h)
+        assert dU[0, j] == pytest.approx(numeric[0], rel=1e-5, abs=1e-6)
+
+
+def test_points_are_the_models_values(schools):
+    model, energy, _ = schools
+    point = dict(model.test_point, theta=np.arange(8.0))
+    u = energy.point_to_array(point)
+    back = energy.array_to_point(u)
+    np.testing.assert_allclose(back["theta"], np.arange(8.0), atol=1e-12)
+    lam = energy.noncentring.weight_values()["theta"] == 1
+    assert not np.allclose(u[2:][lam], np.arange(8.0)[lam])  # non-centred: not theta
+    np.testing.assert_allclose(u[2:][~lam], np.arange(8.0)[~lam])  # centred: theta
+
+
+def test_a_saved_sampler_keeps_its_non_centring(schools, tmp_path):
+    model, energy, _ = schools
+    sampler = L2HMCSampler(energy, zero_network=True, seed=0)
+    path = sampler.save(str(tmp_path / "s.npz"))
+    loaded = load(path, model)
+    assert loaded.energy_target.noncentring.names == ["theta"]
+    np.testing.assert_array_equal(loaded.energy_target.noncentring.weight_values()["theta"],
+                                  energy.noncentring.weight_values()["theta"])
+    # A sampler saved without non-centring (or before it existed) loads without it.
+    plain = L2HMCSampler(ModelEnergy(model, noncentre=False), zero_network=True, seed=0)
+    loaded = load(plain.save(str(tmp_path / "plain.npz")), model)
+    assert loaded.energy_target.noncentring is None
+    # ... and the step built on a sampler keeps that sampler's non-centring.
+    with model:
+        kept = L2HMC(sampler=sampler).sampler.energy_target.noncentring.weight_values()["theta"]
+        np.testing.assert_array_equal(kept, energy.noncentring.weight_values()["theta"])
+        assert not np.all(kept == 1)
+        assert L2HMC(sampler=plain).sampler.energy_target.noncentring is None
+
+
+def test_the_step_returns_model_values_and_their_log_density(schools):
+    model, energy, _ = schools
+    sampler = L2HMCSampler(energy, zero_network=True, step_size=0.3, n_steps=3, seed=0)
+    with model:
+        idata = pm.sample(draws=20, tune=5, chains=1, step=L2HMC(sampler=sampler), random_seed=4,
+                          return_inferencedata=True, progressbar=False, compute_convergence_checks=False)
+    post, logp = idata.posterior, model.fastlogp
+    for draw in (0, 10, 19):
+        point = {"mu": post["mu"].values[0, draw], "theta": post["theta"].values[0, draw],
+                 "tau_log__": np.log(post["tau"].values[0, draw])}
+        assert idata.sample_stats["lp"].values[0, draw] == pytest.approx(logp(point), rel=1e-8)
+    assert float(idata.sample_stats["accept"].mean()) > 0.3
+
+
+@pytest.mark.slow
+def test_a_funnel_sampled_with_the_defaults_has_the_exact_moments():
+    """v ~ N(0, 3) and x_i ~ N(0, e^(v/2)): means 0 and sd(v) = 3, within 4 Monte Carlo
+    standard errors (ArviZ's mcse), and the chains reach the neck: 20% of the draws below
+    v's exact 20% quantile, within 4 binomial-with-ESS standard errors."""
+    import arviz as az
+
+    model = funnel(5)
+    with model:
+        step = L2HMC(train_steps=100, seed=0, progressbar=False)
+        idata = pm.sample(draws=1000, tune=200, chains=2, cores=1, step=step, random_seed=3,
+                          return_inferencedata=True, progressbar=False, compute_convergence_checks=False)
+    post = idata.posterior
+    for var, stat, exact in (("v", "mean", 0.0), ("v", "sd", 3.0), ("x", "mean", 0.0)):
+        estimate = getattr(post[var], "std" if stat == "sd" else "mean")(dim=("chain", "draw")).values
+        se = az.mcse(idata, var_names=[var], method=stat)[var].values
+        assert np.all(np.abs(estimate - exact) < 4 * se), (var, stat, estimate, se)
+    low = (post["v"].values < 3.0 * -0.8416).astype(float)  # v's exact 20% quantile
+    ess = float(az.ess(low))  # (chain, draw)
+    assert abs(low.mean() - 0.2) < 4 * np.sqrt(0.2 * 0.8 / ess), (low.mean(), ess)
+    assert int(idata.sample_stats["diverging"].sum()) == 0
