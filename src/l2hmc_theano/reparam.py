@@ -43,9 +43,7 @@ FIT_POINTS = 64
 
 
 def _ancestors(variables):
-    from theano.graph.basic import ancestors
-
-    return set(ancestors(variables))
+    return set(theano.graph.basic.ancestors(variables))
 
 
 def find_groups(model, chosen):
