@@ -198,7 +198,8 @@ def compare(name, draws, tune, seed, check=True, quick=False):
         nuts = pm.NUTS()
     # Compile the step's MH function now (NUTS compiles in its constructor): sample s is sampling only.
     x0 = ModelEnergy(model).start_array()[None, :]
-    l2hmc.sampler.mh_step_with_stats(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype))
+    l2hmc.sampler.mh_step_with_model_values(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype),
+                                            np.ones(1, x0.dtype))
     exact = EXACT_MOMENTS.get(name)
     region_var = REGION_VARS.get(name)
     rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact, region_var),

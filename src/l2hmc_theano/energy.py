@@ -189,6 +189,13 @@ class ModelEnergy(Energy):
             return u, np.zeros(len(u), dtype=floatX)
         return self.noncentring.to_model(u)
 
+    def to_model_graph(self, U):
+        """Symbolic :meth:`to_model_with_jacobian` of a ``(batch, dim)`` matrix ``U``."""
+        if self.noncentring is None:
+            return U, tt.zeros_like(U[:, 0])
+        with change_flags(compute_test_value="off"):
+            return self.noncentring.batch_model(U)
+
     def to_sampling(self, x):
         """Sampling vectors ``(n, dim)`` of the model's flat vectors ``x`` ``(n, dim)``."""
         x = np.asarray(x, dtype=floatX)

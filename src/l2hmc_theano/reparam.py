@@ -157,6 +157,15 @@ class NonCentring:
                 parts.append(tt.flatten(values[var]))
         return tt.concatenate([p.astype(floatX) for p in parts])
 
+    def batch_model(self, U):
+        """Symbolic: the model's flat vectors ``(batch, dim)`` and log|det dx/du| ``(batch,)`` of
+        sampling vectors ``U`` ``(batch, dim)``."""
+        from .vectorize import vectorize
+
+        flat = tt.vector("flat", dtype=floatX)
+        x, log_jacobian = vectorize(list(self.flat_model(flat)), flat, U)
+        return x, log_jacobian * tt.ones_like(U[:, 0])
+
     # -- numpy maps of batches --------------------------------------------------------------
     def _batched(self, key, build):
         if key not in self._compiled:

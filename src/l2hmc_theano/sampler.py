@@ -273,8 +273,9 @@ class L2HMCSampler:
         dH = U_t + 0.5 * tt.sqr(vs).sum(axis=2) - (U0 + 0.5 * tt.sqr(v).sum(axis=1))[None, :]
         return [x, v, d, eps, step_scale], [y0, ys, dH]
 
-    def _build_mh_step_stats(self):
-        """One MH step with everything a PyMC3 step method reports."""
+    def _build_mh_step_stats(self, model_values=False):
+        """One MH step with everything a PyMC3 step method reports (``model_values``: and the
+        next state as the model's flat vector, with log|det dx/du|)."""
         x, v, d = self._inputs()
         log_u = tt.vector("log_u", dtype=floatX)
         step_scale = tt.vector("step_scale", dtype=floatX)
@@ -284,6 +285,8 @@ class L2HMCSampler:
         energy_next = tt.switch(accepted, p.energy_end, p.energy_start)
         outputs = [x_next, p.accept_prob, accepted, p.diverging, energy_next,
                    p.energy_end - p.energy_start, p.logdet, potential_next]
+        if model_values:
+            outputs += list(self.energy_target.to_model_graph(x_next))
         return [x, v, d, log_u, step_scale], outputs
 
     def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None):
@@ -295,6 +298,12 @@ class L2HMCSampler:
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
         return self._function("mh_step_stats", self._build_mh_step_stats)(x, v, direction, log_u, step_scale)
+
+    def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
+        """:meth:`mh_step_with_stats` followed by the next state as the model's flat vectors
+        ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a model's energy; one compiled call)."""
+        return self._function("mh_step_model", lambda: self._build_mh_step_stats(model_values=True))(
+            x, v, direction, log_u, step_scale)
 
     def retarget(self, energy):
         """This sampler on another energy of the same layout (e.g. a model's conditional in a

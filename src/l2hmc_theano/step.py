@@ -124,10 +124,9 @@ class L2HMC(ArrayStepShared):
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
         step_scale = self.sampler.draw_step_scale(np.random, 1)
-        (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential) = (
-            self.sampler.mh_step_with_stats(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
+        (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian) = (
+            self.sampler.mh_step_with_model_values(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
         )
-        q_next, log_jacobian = self.sampler.energy_target.to_model_with_jacobian(x_next)
         q_next = q_next[0].astype(q0.dtype)
         self._last = (q_next, x_next)
         model_logp = -float(potential[0]) - float(log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
