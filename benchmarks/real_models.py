@@ -20,8 +20,8 @@ Protocol, for each model:
    leapfrog count for NUTS; both samplers also take one gradient at each draw's
    start, not counted); min ESS per 1000 gradients and per second of sampling;
    divergences; mean acceptance probability; max r_hat; for the models with known moments
-   (funnels: v ~ N(0, 3); banana), "moment z", the largest |estimate - exact| / MCSE of
-   those means and sds (ArviZ's mcse; above 3 is a miss); for funnels and centred eight
+   (funnels: v ~ N(0, 3); banana; eight schools' mu and tau, by quadrature), "moment z",
+   the largest |estimate - exact| / MCSE of those means and sds (ArviZ's mcse; above 3 is a miss); for funnels and centred eight
    schools (in the notes), each sampler's share of draws, acceptance and divergences by
    region of the scale (v, tau) at the draw a transition started from: the regions are v's
    exact quintiles for funnels (20% of the draws each), both samplers' pooled quintiles of
@@ -53,7 +53,7 @@ from l2hmc_theano import L2HMC, ModelEnergy
 
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
-from models import banana, eight_schools, funnel, logistic_regression, radon  # noqa: E402
+from models import banana, eight_schools, eight_schools_moments, funnel, logistic_regression, radon  # noqa: E402
 from l2hmc_theano.targets import ill_conditioned_gaussian  # noqa: E402
 from l2hmc_theano.diagnostics import acceptance_by_region, idata_transitions  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
@@ -82,6 +82,7 @@ EXACT_MOMENTS = {
     "funnel50": {"v": (0.0, 3.0)},
     "banana": {"x1": (0.0, 10.0), "x2": (0.0, np.sqrt(19.0))},
 }
+EXACT_MOMENTS["eight_schools_centred"] = EXACT_MOMENTS["eight_schools_noncentred"] = eight_schools_moments()
 
 #: The scalar whose quintiles split the draws into regions for "acceptance by region" (the
 #: scale of a funnel or of a centred hierarchy: where a constant step size fails).

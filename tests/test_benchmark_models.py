@@ -79,3 +79,25 @@ def test_the_funnels_non_centred_construction_is_the_non_centred_leapfrog(funnel
     h_z1 = x1[:, 0] ** 2 / 18 + 0.5 * (z1 ** 2).sum(1) + 0.5 * (p1 ** 2).sum(1)
     np.testing.assert_allclose(logdet - out[5], h_z - h_z1, rtol=1e-8, atol=1e-9)
     assert np.abs(x1[:, 0] - x[:, 0]).max() > 1.0 and np.abs(z1 - z).max() > 1.0  # non-vacuous: it moved
+
+
+def test_eight_schools_moments_by_quadrature_match_importance_sampling(models):
+    """The quadrature's mean and sd of mu and tau against self-normalised importance sampling
+    from the prior (400,000 draws), within 4 of the latter's standard errors (delta method,
+    with the importance weights' ESS)."""
+    exact = models.eight_schools_moments()
+    rng = np.random.default_rng(0)
+    n = 400_000
+    mu = rng.normal(0.0, 5.0, n)
+    tau = np.abs(5.0 * rng.standard_cauchy(n))
+    scale = np.sqrt(np.square(models.S8)[None, :] + np.square(tau)[:, None])
+    log_w = stats.norm.logpdf(np.asarray(models.Y8)[None, :], mu[:, None], scale).sum(axis=1)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    ess = 1.0 / np.sum(w ** 2)
+    for name, x in (("mu", mu), ("tau", tau)):
+        mean = np.sum(w * x)
+        sd = np.sqrt(np.sum(w * (x - mean) ** 2))
+        kurtosis = np.sum(w * (x - mean) ** 4) / sd ** 4
+        assert abs(exact[name][0] - mean) < 4 * sd / np.sqrt(ess), (name, exact[name], mean)
+        assert abs(exact[name][1] - sd) < 4 * sd * np.sqrt((kurtosis - 1) / (4 * ess)), (name, exact[name], sd)
