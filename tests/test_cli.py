@@ -89,7 +89,7 @@ def test_help_explains_every_option(capsys):
     text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
     for option in ("--out", "--train-steps", "--batch-size", "--n-steps", "--hidden", "--learning-rate",
                    "--seed", "--model-name", "--compare", "--burn-in-weight", "--fresh-draws", "--scaled-jump",
-                   "--constant-forces", "--keep-trained", "--centred"):
+                   "--constant-forces", "--keep-trained", "--centred", "--sample", "--idata"):
         assert option in text
     assert "(default: 5000)" in text and "(default: 10,10)" in text
 
@@ -143,6 +143,23 @@ def test_a_funnel_is_non_centred_unless_told_centred(tmp_path, monkeypatch, caps
     assert seen[0].names == ["x"] and seen[1] is None
     out = capsys.readouterr().out
     assert "non-centring x" in out
+
+
+def test_sample_writes_the_training_chains_draws_as_netcdf(tmp_path, capsys):
+    import arviz as az
+
+    model_file = write(tmp_path, "m.py", MODEL)
+    idata_path = tmp_path / "draws.nc"
+    code, out, err = run_main(capsys, [model_file, "--train-steps", "20", "--batch-size", "30", "--warmup-iterations",
+                                       "70", "--sample", "6", "--idata", str(idata_path), "--no-progressbar"])
+    assert code in (0, None), err
+    idata = az.from_netcdf(str(idata_path))
+    assert idata.posterior.sizes["chain"] == 30 and idata.posterior.sizes["draw"] == 6
+    assert set(idata.posterior.data_vars) == {"mu", "sd"} and float(idata.posterior["sd"].min()) > 0
+    assert "written to" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["draws.nc", "m.l2hmc.npz", "m.py"]
+    code, _, err = run_main(capsys, [model_file, "--idata", str(tmp_path / "x.nc")])
+    assert code == 1 and "add --sample N" in err
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ from .persistence import load
 from .sampler import L2HMCSampler
 from .step import L2HMC
 from .cli import train
+from .many_chains import sample
 from .training import TrainingError
 
-__all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "TrainingError", "load", "train"]
+__all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "TrainingError", "load", "sample", "train"]
 

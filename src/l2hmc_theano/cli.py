@@ -144,6 +144,13 @@ def _parser():
                         "(2 chains each, via pm.sample)")
     parser.add_argument("--compare-draws", type=_positive_int, default=1000, metavar="N",
                         help="draws per chain for --compare, after half as many tuning draws (default: %(default)s)")
+    parser.add_argument("--sample", type=_positive_int, default=None, metavar="N",
+                        help="after training, draw N draws from each of the training chains (--batch-size of "
+                             "them, continued) with l2hmc_theano.sample and write them as ArviZ InferenceData "
+                             "to --idata")
+    parser.add_argument("--idata", metavar="FILE", default=None,
+                        help="NetCDF file for --sample's draws, written whole or not at all "
+                             "(default: MODEL.nc next to the model file)")
     parser.add_argument("--no-progressbar", action="store_true", help="hide the training progress bar")
     return parser
 
@@ -185,12 +192,26 @@ def find_model(path, name=None):
 
 def _output_path(args):
     out = args.out or os.path.splitext(args.model_file)[0] + ".l2hmc.npz"
-    directory = os.path.dirname(os.path.abspath(out))
+    _check_directory(out)
+    return out
+
+
+def _check_directory(path):
+    directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CLIError(f"output directory {directory!r} does not exist")
     if not os.access(directory, os.W_OK):
         raise CLIError(f"output directory {directory!r} is not writable")
-    return out
+
+
+def _idata_path(args):
+    if args.idata is not None and args.sample is None:
+        raise CLIError("--idata is where --sample's draws go: add --sample N")
+    if args.sample is None:
+        return None
+    path = args.idata or os.path.splitext(args.model_file)[0] + ".nc"
+    _check_directory(path)
+    return path
 
 
 def compare_with_nuts(model, sampler, draws, seed):
@@ -233,12 +254,13 @@ def _run(args):
         raise CLIError("--scaled-jump rescales the paper's loss: add --paper-loss (the default per-coordinate "
                        "loss already weighs each coordinate by its own jump)")
     out = _output_path(args)
+    idata_path = _idata_path(args)
     model = find_model(args.model_file, args.model_name)
     try:
         from .energy import ModelEnergy
 
-        sampler = L2HMCSampler(ModelEnergy(model, noncentre=not args.centred), n_steps=args.n_steps, step_size=args.step_size, hidden=args.hidden,
-                               seed=args.seed,
+        sampler = L2HMCSampler(ModelEnergy(model, noncentre=not args.centred), n_steps=args.n_steps,
+                               step_size=args.step_size, hidden=args.hidden, seed=args.seed,
                                preconditioner=None if args.preconditioner == "none" else args.preconditioner)
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from err
@@ -282,3 +304,29 @@ def _run(args):
             print(f"{name:<8} {ess:>8.0f} {grads:>10.0f} {ess / grads:>9.4f} {seconds:>8.1f}")
         ratio = (rows["L2HMC"][0] / rows["L2HMC"][1]) / (rows["NUTS"][0] / rows["NUTS"][1])
         print(f"L2HMC / NUTS ESS per gradient: {ratio:.2f}x" + ("" if ratio >= 1 else " (NUTS is better here)"))
+    if idata_path is not None:
+        _sample_to_file(model, sampler, args, idata_path)
+
+
+def _sample_to_file(model, sampler, args, path):
+    """--sample: the training chains continued for ``args.sample`` draws, written to ``path``."""
+    import arviz as az
+    import numpy as np
+
+    from .many_chains import sample, write_netcdf
+
+    chains = len((sampler.history or {}).get("chains", ())) or args.batch_size
+    print(f"sampling {args.sample} draws x {chains} chains ...", flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = sample(draws=args.sample, chains=chains, model=model, sampler=sampler, random_seed=args.seed,
+                       progressbar=not args.no_progressbar)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+    write_netcdf(idata, path)
+    ess = az.ess(idata, method="bulk")
+    print(f"{idata.posterior.sizes['chain']} chains x {idata.posterior.sizes['draw']} draws in "
+          f"{idata.posterior.attrs.get('sampling_time', float('nan')):.1f} s; min bulk ESS "
+          f"{min(float(np.nanmin(ess[k].values)) for k in ess.data_vars):.0f}; written to {path} "
+          "(arviz.from_netcdf reads it)")

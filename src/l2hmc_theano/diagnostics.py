@@ -163,3 +163,91 @@ def idata_acceptance_by_region(idata, var, n_regions=5, edges=None):
     """:func:`acceptance_by_region` of a ``pm.sample`` run, each transition grouped by the
     scalar variable ``var`` at the draw it started from (:func:`idata_transitions`)."""
     return acceptance_by_region(*idata_transitions(idata, var), n_regions=n_regions, edges=edges)
+
+
+__all__ += ["nested_rhat", "idata_nested_rhat"]
+
+
+def _superchain_groups(superchains, n_chains):
+    """Chain indices ``(K, M)``: row k lists the chains of superchain k."""
+    if np.ndim(superchains) == 0:
+        k = int(superchains)
+        if k != superchains or k < 2:
+            raise ValueError(f"superchains must be an integer K >= 2 (the number of superchains), got "
+                             f"{superchains!r}; run at least 2 superchains.")
+        if n_chains % k:
+            raise ValueError(f"superchains={k} does not divide the {n_chains} chains; pass a K that divides "
+                             f"the number of chains, or a label array of length {n_chains}.")
+        return np.arange(n_chains).reshape(k, n_chains // k)
+    labels = np.asarray(superchains)
+    if labels.ndim != 1 or len(labels) != n_chains:
+        raise ValueError(f"superchains as labels must be a 1-d array with one label per chain ({n_chains}), "
+                         f"got shape {labels.shape}.")
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2:
+        raise ValueError(f"superchains labels name {len(values)} superchain; nested R-hat needs at least 2 "
+                         "superchains (give the chains at least 2 distinct labels).")
+    if np.any(counts != counts[0]):
+        raise ValueError(f"every superchain must hold the same number of chains, got sizes "
+                         f"{dict(zip(values.tolist(), counts.tolist()))}; relabel the chains into equal groups.")
+    return np.stack([np.flatnonzero(labels == v) for v in values])
+
+
+def nested_rhat(draws, superchains):
+    """Nested R-hat (Margossian, Hoffman, Sountsov, Riou-Durand, Vehtari & Gelman, arXiv 2110.13017;
+    Bayesian Analysis 2024, Definition 2.2, eqs. 4-8).
+
+    ``draws``: ``(chains, draws)`` for one scalar, or ``(chains, draws, *shape)``, each element on its
+    own.  ``superchains``: an int K (chains split into K consecutive groups of equal size; chains
+    must be divisible by K) or a label array of length ``chains`` (every superchain the same size).
+    Returns a float, or an array of shape ``shape``.
+
+    With K superchains of M chains of N draws f_nmk, chain means f_.mk, superchain means f_..k
+    and overall mean f_... (means of the means, all groups being equal in size):
+
+        B  = 1/(K-1) sum_k (f_..k - f_...)^2                      between superchains
+        W  = 1/K sum_k (Bt_k + Wt_k)                              within superchains
+        Bt_k = 1/(M-1) sum_m (f_.mk - f_..k)^2   (0 if M = 1)     between chains of superchain k
+        Wt_k = 1/M sum_m 1/(N-1) sum_n (f_nmk - f_.mk)^2   (0 if N = 1)
+        nR = sqrt(1 + B / W)
+
+    These are the paper's denominators (unbiased sample variances throughout).  With M = 1 this
+    is sqrt(1 + B/W), not the classic sqrt((N-1)/N + B/W) R-hat: nR is bounded below by 1 (the
+    paper's footnote on the case M = 1).  The paper declares the chains converged (after warmup)
+    when nR < 1 + delta and works with delta = 0.01, the R-hat < 1.01 of Vehtari et al. (2021).
+    For iid draws E[B] / E[W] = (1/(MN)) / (1 + 1/N), so nR - 1 is about 1/(2MN) (1/(2 M N_eff)
+    for correlated draws): 1.01 asks for some 50 effective draws per superchain.
+    Constant draws give nan (0/0).
+    """
+    draws = np.asarray(draws, dtype=float)
+    if draws.ndim < 2:
+        raise ValueError(f"draws must have shape (chains, draws, *shape), got shape {draws.shape}; "
+                         "add a chain axis (e.g. draws[None]) for a single chain.")
+    x = draws[_superchain_groups(superchains, draws.shape[0])]  # (K, M, N, *shape)
+    _, m, n = x.shape[:3]
+    if m == 1 and n == 1:
+        raise ValueError("with one chain per superchain and one draw per chain the within-superchain "
+                         "variance is 0; run more chains per superchain or more draws per chain.")
+    chain_mean = x.mean(axis=2)
+    between = chain_mean.mean(axis=1).var(axis=0, ddof=1)
+    between_chains = chain_mean.var(axis=1, ddof=1) if m > 1 else 0.0
+    within_chains = x.var(axis=2, ddof=1).mean(axis=1) if n > 1 else 0.0
+    within = np.mean(between_chains + within_chains, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.sqrt(1.0 + between / within)
+    return float(out) if out.ndim == 0 else out
+
+
+def idata_nested_rhat(idata, superchains, var_names=None):
+    """:func:`nested_rhat` of each variable of ``idata.posterior`` (dims ``(chain, draw, ...)``):
+    ``{name: float or array of the variable's shape}``; ``var_names`` a name or a list of names."""
+    posterior = idata.posterior
+    if var_names is None:
+        var_names = list(posterior.data_vars)
+    elif isinstance(var_names, str):
+        var_names = [var_names]
+    out = {}
+    for name in var_names:
+        values = posterior[name].transpose("chain", "draw", ...).values
+        out[name] = nested_rhat(values, superchains)
+    return out
