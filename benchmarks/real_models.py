@@ -29,6 +29,12 @@ Protocol, for each model:
    s x 1000 / min ESS (for NUTS, whose tuning is inside sample s, that scales its tuning
    too: it flatters L2HMC a little).
 
+4. The many-chain row: ``l2hmc_theano.sample`` continues the 200 training chains for
+   500 draws each (no tuning, sampling only in "sample s"), against ``pm.sample(NUTS,
+   chains=2, cores=2)`` with the draws and tuning above; the ratios compare their min ESS
+   per second of sampling, and L2HMC's min ESS over its setup + sampling seconds against
+   the same NUTS figure.
+
 Models: eight schools centred and non-centred; radon: varying intercepts with partial
 pooling and a floor covariate on the real Minnesota radon data (Gelman & Hill: 919
 houses in 85 counties, read from the srrs2.dat that pymc3's wheel ships; see
@@ -61,7 +67,11 @@ from l2hmc_theano.selection import describe as describe_selection  # noqa: E402
 from l2hmc_theano.warmup import describe  # noqa: E402
 
 DRAWS, TUNE = 2000, 1000
-QUICK = dict(train_steps=100, batch_size=32, warmup_iterations=100, draws=200, tune=100)
+#: Draws per chain of the many-chain row (the training chains, continued).
+MANY_DRAWS = 500
+QUICK = dict(train_steps=100, batch_size=32, warmup_iterations=100, draws=200, tune=100, many_draws=50)
+#: The many-chain row (l2hmc_theano.sample on the training chains) and NUTS on 2 cores, its baseline.
+MANY, NUTS2 = "L2HMC many-chain", "NUTS 2 cores"
 
 
 MODELS = {
@@ -135,16 +145,35 @@ def moment_z(idata, exact):
                      for n, (m, d) in exact.items()))
 
 
-def run_sampler(model, step, draws, tune, seed, exact=None, region_var=None):
+def run_sampler(model, step, draws, tune, seed, exact=None, region_var=None, cores=1):
     """Sample with ``step``; return the row of metrics (a dict) for the table (with ``exact``
     {name: (mean, sd)}: the moments' :func:`moment_z`; with ``region_var``, each transition's
     start, acceptance and divergence, :func:`~l2hmc_theano.diagnostics.idata_transitions`, for
     :func:`describe_regions`)."""
     with model:
         start = time.perf_counter()
-        idata = pm.sample(step=step, draws=draws, tune=tune, chains=2, cores=1, random_seed=seed,
+        idata = pm.sample(step=step, draws=draws, tune=tune, chains=2, cores=cores, random_seed=seed,
                           return_inferencedata=True, compute_convergence_checks=False, progressbar=False)
         seconds = time.perf_counter() - start
+    return measure(idata, seconds, exact, region_var)
+
+
+def run_many_chains(model, sampler, draws, seed, exact=None):
+    """``l2hmc_theano.sample`` continuing the sampler's training chains for ``draws`` draws each
+    (no tuning: they sit in the posterior); the same row of metrics."""
+    import warnings
+
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        idata = l2hmc_theano.sample(draws=draws, chains=len(sampler.history["chains"]), sampler=sampler,
+                                    random_seed=seed, progressbar=False)
+        seconds = time.perf_counter() - start
+    return measure(idata, seconds, exact)
+
+
+def measure(idata, seconds, exact=None, region_var=None):
+    """The row of metrics of one run's ``idata`` that took ``seconds``."""
     stats = idata.sample_stats
     (bulk_name, bulk), (tail_name, tail) = min_ess(idata, "bulk"), min_ess(idata, "tail")
     min_name, smallest = (bulk_name, bulk) if bulk <= tail else (tail_name + " (tail)", tail)
@@ -169,7 +198,9 @@ def run_sampler(model, step, draws, tune, seed, exact=None, region_var=None):
 
 def describe_regions(var, rows, edges=None):
     """One line: each sampler's share of draws, acceptance and divergences in the regions of
-    ``var`` split at ``edges`` (default: the quintiles of both samplers' draws pooled)."""
+    ``var`` split at ``edges`` (default: the quintiles of both samplers' draws pooled); rows
+    without transitions (the many-chain and 2-core rows) are left out."""
+    rows = {label: r for label, r in rows.items() if r.get("transitions") is not None}
     if edges is None:
         pooled = np.concatenate([r["transitions"][0].ravel() for r in rows.values()])
         edges, source = np.quantile(pooled, [0.2, 0.4, 0.6, 0.8]), "both samplers' quintiles"
@@ -205,10 +236,14 @@ def compare(name, draws, tune, seed, check=True, quick=False):
     region_var = REGION_VARS.get(name)
     rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact, region_var),
             "NUTS": run_sampler(model, nuts, draws, tune, seed + 1, exact, region_var)}
-    ours = rows["L2HMC"]
-    ours.update(setup_s=setup, warmup_s=info["seconds"], train_s=history["seconds"],
-                training=f"{info['iterations']} + {len(history['loss'])}")
-    for label, fixed in (("L2HMC", setup), ("NUTS", 0.0)):
+    many_draws = QUICK["many_draws"] if quick else MANY_DRAWS
+    rows[MANY] = run_many_chains(model, sampler, many_draws, seed + 1, exact)
+    with model:
+        rows[NUTS2] = run_sampler(model, pm.NUTS(), draws, tune, seed + 1, exact, cores=2)
+    for label in ("L2HMC", MANY):
+        rows[label].update(setup_s=setup, warmup_s=info["seconds"], train_s=history["seconds"],
+                           training=f"{info['iterations']} + {len(history['loss'])}")
+    for label, fixed in (("L2HMC", setup), ("NUTS", 0.0), (MANY, setup), (NUTS2, 0.0)):
         r = rows[label]
         r["total_s"] = fixed + r["seconds"]
         r["s_to_1000"] = fixed + r["seconds"] * 1000.0 / r["min_ess"] if r["min_ess"] > 0 else np.inf
@@ -246,11 +281,15 @@ def markdown(results, notes, draws, tune):
                 f"| {r['max_rhat']:.3f} | {_z(r['moment_z'])} | {r['seconds']:.1f} | {r.get('training', '')} | {setup} "
                 f"| {r['total_s']:.0f} | {r['s_to_1000']:.0f} |"
             )
-    lines += ["", "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second |", "|---|---:|---:|"]
+    lines += ["", "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second | many-chain / NUTS 2 cores: "
+              "min ESS per second of sampling | the same, L2HMC's setup included |", "|---|---:|---:|---:|---:|"]
     for name, rows in results.items():
         ours, nuts = rows["L2HMC"], rows["NUTS"]
+        many, nuts2 = rows[MANY], rows[NUTS2]
         lines.append(f"| {name} | {ratio(ours['ess_per_kgrad'], nuts['ess_per_kgrad'])} "
-                     f"| {ratio(ours['ess_per_s'], nuts['ess_per_s'])} |")
+                     f"| {ratio(ours['ess_per_s'], nuts['ess_per_s'])} "
+                     f"| {ratio(many['ess_per_s'], nuts2['ess_per_s'])} "
+                     f"| {ratio(many['min_ess'] / many['total_s'], nuts2['ess_per_s'])} |")
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
@@ -261,8 +300,9 @@ def seed_summary(by_seed):
     seeds = sorted(by_seed)
     lines = [f"Over seeds {', '.join(map(str, seeds))}: median [min, max].", "",
              "| model | L2HMC / NUTS: min ESS per gradient | min ESS per second | L2HMC max r_hat | NUTS max r_hat "
-             "| L2HMC divergences | NUTS divergences | L2HMC moment z | NUTS moment z |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| L2HMC divergences | NUTS divergences | L2HMC moment z | NUTS moment z "
+             "| many-chain / NUTS 2 cores per second of sampling | the same, setup included |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def spread(values, fmt):
         values = np.asarray(values, dtype=float)
@@ -278,7 +318,9 @@ def seed_summary(by_seed):
                      f"| {spread([r['L2HMC']['divergences'] for r in rows], '.0f')} "
                      f"| {spread([r['NUTS']['divergences'] for r in rows], '.0f')} "
                      f"| {_z_spread([r['L2HMC']['moment_z'] for r in rows], spread)} "
-                     f"| {_z_spread([r['NUTS']['moment_z'] for r in rows], spread)} |")
+                     f"| {_z_spread([r['NUTS']['moment_z'] for r in rows], spread)} "
+                     f"| {spread([r[MANY]['ess_per_s'] / r[NUTS2]['ess_per_s'] for r in rows], '.2f')} "
+                     f"| {spread([r[MANY]['min_ess'] / r[MANY]['total_s'] / r[NUTS2]['ess_per_s'] for r in rows], '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
