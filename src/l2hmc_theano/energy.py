@@ -87,8 +87,8 @@ class ModelEnergy(Energy):
         ``theano.map`` over rows (for comparison, and as an escape hatch).
     noncentre : bool
         Sample the model's Normal groups whose sigma depends on other variables (funnels,
-        centred hierarchies) partially non-centred (:mod:`l2hmc_theano.reparam`; default
-        True).  The flat vector the energy takes is then in the sampling coordinates u;
+        centred hierarchies) non-centred where the prior dominates
+        (:mod:`l2hmc_theano.reparam`; default True).  The flat vector the energy takes is then in the sampling coordinates u;
         :meth:`to_model` and :meth:`to_sampling` map batches between u and the model's
         flat vector, and the point methods below speak the model's values.
 

@@ -163,6 +163,10 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
 
     sampler = _resolve_sampler(model, sampler, random_seed, progressbar, dict(train_kwargs))
     energy = sampler.energy_target
+    missing = [v.name for v in model.free_RVs if v not in energy.vars]
+    if missing:
+        raise ValueError(f"l2hmc_theano.sample() needs a sampler of every free variable, but this one leaves out "
+                         f"{', '.join(map(repr, missing))}: train it on the whole model.")
     rng = np.random.default_rng(np.random.SeedSequence(random_seed).spawn(2)[1] if random_seed is not None
                                 else None)
     x, continued = _starts(sampler, chains, rng, superchains)

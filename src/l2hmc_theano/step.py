@@ -44,7 +44,7 @@ class L2HMC(ArrayStepShared):
         :meth:`L2HMCSampler.train` arguments, e.g. ``train_steps``).
     noncentre : bool
         Sample Normal groups whose sigma depends on other variables (funnels, centred
-        hierarchies) partially non-centred (default True; :mod:`l2hmc_theano.reparam`).
+        hierarchies) non-centred where the prior dominates (default True; :mod:`l2hmc_theano.reparam`).
         The draws are the model's own values either way.  A given ``sampler`` keeps its own.
     """
 
