@@ -31,6 +31,19 @@ def schools():
     return model, sampler
 
 
+def _record_starts(monkeypatch):
+    """A list that collects the positions every MH step of the batch starts from."""
+    starts = []
+    original = L2HMCSampler.mh_step_with_stats
+
+    def spy(self, x, *args):
+        starts.append(np.array(x))
+        return original(self, x, *args)
+
+    monkeypatch.setattr(L2HMCSampler, "mh_step_with_stats", spy)
+    return starts
+
+
 def test_the_result_has_pm_samples_variables_shapes_coords_and_stats(schools):
     model, sampler = schools
     with model:
@@ -62,14 +75,7 @@ def test_the_result_has_pm_samples_variables_shapes_coords_and_stats(schools):
 
 def test_it_continues_the_training_chains_and_is_reproducible(schools, monkeypatch):
     model, sampler = schools
-    starts = []
-    original = L2HMCSampler.mh_step_with_stats
-
-    def spy(self, x, *args):
-        starts.append(np.array(x))
-        return original(self, x, *args)
-
-    monkeypatch.setattr(L2HMCSampler, "mh_step_with_stats", spy)
+    starts = _record_starts(monkeypatch)
     with model:
         a = l2hmc_theano.sample(draws=3, chains=40, sampler=sampler, random_seed=5, progressbar=False)
         b = l2hmc_theano.sample(draws=3, chains=40, sampler=sampler, random_seed=5, progressbar=False)
@@ -148,14 +154,7 @@ def test_superchains_share_their_starts_and_get_a_nested_rhat(schools, monkeypat
     """With superchains=K the chains start in K consecutive groups, one point each; chains that
     have hardly moved from K different points are flagged by nested R-hat."""
     model, sampler = schools
-    starts = []
-    original = L2HMCSampler.mh_step_with_stats
-
-    def spy(self, x, *args):
-        starts.append(np.array(x))
-        return original(self, x, *args)
-
-    monkeypatch.setattr(L2HMCSampler, "mh_step_with_stats", spy)
+    starts = _record_starts(monkeypatch)
     with model, pytest.warns(UserWarning, match=r"nested R-hat over 4 superchains is .* \(> 1.01\)"):
         l2hmc_theano.sample(draws=3, chains=40, superchains=4, tune=0, sampler=sampler, random_seed=0,
                             progressbar=False)
