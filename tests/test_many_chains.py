@@ -117,6 +117,17 @@ def test_ctrl_c_returns_the_draws_made_so_far(schools, monkeypatch):
     assert idata.posterior.sizes["draw"] == 4
 
 
+def test_chains_that_never_move_are_reported():
+    """A step size far too large: every proposal is rejected, and the warning says so."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0)
+    sampler = L2HMCSampler(ModelEnergy(model), step_size=1e4, zero_network=True, n_steps=2, seed=0)
+    sampler.history = {"chains": np.linspace(-1.0, 1.0, 20)[:, None]}
+    with model, pytest.warns(UserWarning, match="20 of 20 chains never moved"):
+        idata = l2hmc_theano.sample(draws=5, chains=20, sampler=sampler, random_seed=0, progressbar=False)
+    np.testing.assert_array_equal(idata.posterior["x"].values[:, -1], np.linspace(-1.0, 1.0, 20))
+
+
 def test_the_netcdf_file_round_trips(schools, tmp_path):
     model, sampler = schools
     with model:

@@ -133,7 +133,7 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
 
     Ctrl-C stops sampling and returns the draws made so far (with a warning).  Warnings
     as ``pm.sample`` gives them: divergences, mean acceptance below 0.1, max rank R-hat
-    above 1.01; with ``superchains``, max nested R-hat above 1.01.  ``idata.posterior``
+    above 1.01; chains that never moved; with ``superchains``, max nested R-hat above 1.01.  ``idata.posterior``
     holds one chain per L2HMC chain.
     """
     import arviz as az
@@ -256,6 +256,11 @@ def _warn(idata, az, superchains=None):
     n_div = int(stats["diverging"].sum())
     if n_div:
         warnings.warn(f"l2hmc_theano.sample(): {n_div} divergent proposals in {stats['diverging'].size} draws.")
+    stuck = int(np.sum(~stats["accepted"].values.any(axis=1)))
+    if stuck:
+        warnings.warn(f"l2hmc_theano.sample(): {stuck} of {stats.sizes['chain']} chains never moved (every proposal "
+                      "rejected): they sit where the sampler cannot move, e.g. a far tail a training chain reached. "
+                      "Their draws are a single point; drop them (idata.sel(chain=...)) or retrain.")
     mean_accept = float(stats["accept"].mean())
     if mean_accept < 0.1:
         warnings.warn(f"l2hmc_theano.sample(): mean acceptance probability {mean_accept:.3f} (< 0.1): the chains "
