@@ -94,6 +94,8 @@ class ModelEnergy(Energy):
 
     Attributes
     ----------
+    noncentring : :class:`l2hmc_theano.reparam.NonCentring`, or None when ``noncentre`` is
+        False or the model has no group to non-centre.
     vars : the free variables, in flat-vector order.
     ordering : ``pymc3.blocking.ArrayOrdering`` over ``vars``.
     dim : length of the flat vector.
@@ -135,6 +137,7 @@ class ModelEnergy(Energy):
         if batching not in ("vectorize", "map"):
             raise ValueError(f"batching must be 'vectorize' or 'map', got {batching!r}.")
         self.batching = batching
+        self.noncentre = bool(noncentre)
         self._given_vars = vars
         if shared is None:
             shared = pm.make_shared_replacements(chosen, model) if vars is not None else {}
@@ -169,9 +172,8 @@ class ModelEnergy(Energy):
         """This energy if its non-centring is already ``noncentre`` (on when it has groups to
         non-centre), else the same target built with ``noncentre`` (e.g. for a sampler saved
         without non-centring)."""
-        if (self.noncentring is not None) == bool(noncentre) or (noncentre and self.noncentring is None
-                                                                  and not _has_groups(self)):
-            return self
+        if (self.noncentring is not None) == bool(noncentre) or (noncentre and self.noncentre):
+            return self  # as asked, or asked to non-centre a model with nothing to non-centre
         return ModelEnergy(self.model, vars=self._given_vars, shared=self.shared if self._given_vars is not None
                            else None, batching=self.batching, noncentre=noncentre)
 
@@ -242,12 +244,6 @@ class ModelEnergy(Energy):
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
-
-
-def _has_groups(energy):
-    from .reparam import find_groups
-
-    return bool(find_groups(energy.model, energy.vars))
 
 
 def as_energy(target, dim=None):

@@ -191,7 +191,7 @@ class NonCentring:
     def _ratio_function(self):
         """x ``(dim,)`` (model space) -> per group, sigma^2 h = sigma^2 (-d2 log p / d theta2) - 1
         (theta's shape): the data's precision over the prior's."""
-        if "curvature" not in self._compiled:
+        if "ratio" not in self._compiled:
             with change_flags(compute_test_value="off"):
                 x = tt.vector("x_model", dtype=floatX)
                 values = dict(self.shared)
@@ -206,8 +206,8 @@ class NonCentring:
                     hv = tt.grad(tt.sum(grad * indicator), x)[slc].reshape(shp)
                     sigma = theano.clone(sigma, values, strict=False)
                     outputs.append(-hv * tt.sqr(sigma) - 1.0)
-                self._compiled["curvature"] = theano.function([x], outputs, name="noncentring_ratio")
-        return self._compiled["curvature"]
+                self._compiled["ratio"] = theano.function([x], outputs, name="noncentring_ratio")
+        return self._compiled["ratio"]
 
     def fit(self, x):
         """Set each group's weights from r, the median of sigma^2 h over the model flat vectors
