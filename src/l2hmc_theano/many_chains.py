@@ -188,10 +188,7 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     kept, start = 0, time.perf_counter()
     try:
         for i in steps:
-            v = rng.standard_normal((chains, dim)).astype(floatX)
-            d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=chains)
-            log_u = np.log(rng.uniform(size=chains)).astype(floatX)
-            scale = sampler.draw_step_scale(rng, chains)
+            v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)
             x, accept, accepted, diverging, energy_now, energy_error, logdet, potential = \
                 sampler.mh_step_with_stats(x, v, d, log_u, scale)
             if i >= tune and (i - tune) % thin == 0:

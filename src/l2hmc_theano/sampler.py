@@ -221,6 +221,15 @@ class L2HMCSampler:
     def _build_proposal(self, x, v, direction, step_scale=None):
         return self.propose(x, v, direction, step_scale=step_scale)
 
+    def draw_step_inputs(self, rng, n):
+        """The random inputs of one MH step of ``n`` chains, drawn from ``rng``: momenta v ~ N(0, I)
+        ``(n, dim)``, directions +1/-1 ``(n,)``, log-uniforms for acceptance ``(n,)`` and the step
+        size's jitter ``(n,)`` (:meth:`draw_step_scale`), in that order."""
+        v = rng.standard_normal((n, self.dim)).astype(floatX)
+        d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=n)
+        log_u = np.log(rng.uniform(size=n)).astype(floatX)
+        return v, d, log_u, self.draw_step_scale(rng, n)
+
     def draw_step_scale(self, rng, n):
         """Per-chain step-size factors ``(n,)``, uniform on [1 - step_jitter, 1 + step_jitter]."""
         j = self.step_jitter
@@ -382,10 +391,7 @@ class L2HMCSampler:
 
             steps = progress_bar(steps)
         for i in steps:
-            v = rng.standard_normal((n_chains, self.dim)).astype(floatX)
-            d = rng.choice(np.array([-1.0, 1.0], dtype=floatX), size=n_chains)
-            log_u = np.log(rng.uniform(size=n_chains)).astype(floatX)
-            x, accept_prob[i] = self.mh_step_with_stats(x, v, d, log_u, self.draw_step_scale(rng, n_chains))[:2]
+            x, accept_prob[i] = self.mh_step_with_stats(x, *self.draw_step_inputs(rng, n_chains))[:2]
             draws[i] = x
         return draws, accept_prob
 
