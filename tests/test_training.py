@@ -544,3 +544,32 @@ def test_training_recovers_from_a_collapse_on_a_funnel():
     _, accept = sampler.sample(20, n_chains=32, x0=history["chains"], seed=1)
     assert accept.mean() > 0.1
     assert abs(history["accept"][-50:].mean() - accept.mean()) < 0.15
+
+
+def test_a_chain_that_never_moved_is_replaced_when_training_ends():
+    """Chain 0 never moves (a stub step moves the others): the chains training hands on are
+    the others and a copy of one of them."""
+    import dataclasses
+
+    from l2hmc_theano.training import FROZEN_WINDOW, TrainingSettings, run_training
+
+    gauss = FunctionEnergy(lambda X: 0.5 * tt.sqr(X).sum(axis=1), 2, name="gauss2")
+    sampler = L2HMCSampler(gauss, n_steps=2, preconditioner=None, seed=0)
+    batch = 6
+
+    def step_fn(x, z, v, d, log_u, step_scale):
+        moved = x + np.where(np.arange(batch) == 0, 0.0, 0.01)[:, None]
+        return moved, 1.0, 0.8, 0.1, 0, True, np.zeros(batch), np.zeros(batch, bool)
+
+    step_fn.proposals_per_chain = 1
+    settings = TrainingSettings(train_steps=FROZEN_WINDOW + 10, batch_size=batch, stop_when_flat=False)
+    chains = np.arange(2 * batch, dtype=float).reshape(batch, 2)
+    history = run_training(sampler, step_fn, settings, np.random.default_rng(0), progressbar=False, chains=chains)
+    out = history["chains"]
+    assert history["frozen"] == 1
+    np.testing.assert_allclose(out[1:], chains[1:] + 0.01 * (FROZEN_WINDOW + 10))
+    assert any(np.array_equal(out[0], row) for row in out[1:])
+    # A run shorter than the window judges no chain.
+    history = run_training(sampler, step_fn, dataclasses.replace(settings, train_steps=FROZEN_WINDOW - 1),
+                           np.random.default_rng(0), progressbar=False, chains=chains)
+    assert history["frozen"] == 0 and np.array_equal(history["chains"][0], chains[0])

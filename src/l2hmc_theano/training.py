@@ -25,6 +25,7 @@ from ._theano import change_flags, floatX, theano, tt
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
+from .warmup import replace_frozen
 
 __all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
            "ConstantForces", "FRESH_DRAWS", "fresh_draws"]
@@ -41,6 +42,11 @@ FRESH_DRAWS = ("standard", "chains")
 #: an iteration is 1.5x slower).  Only the outer graph sees this mode: Scan compiles its
 #: inner graphs with the default one.
 TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1", "scan_eqopt2")
+
+#: A chain that has not moved for this many iterations when training ends is replaced by a
+#: copy of one that has (as warm-up does after each window): the chains are where sampling
+#: continues (``history["chains"]``), and one stuck in a far tail would stay there.
+FROZEN_WINDOW = 50
 
 #: A chain whose proposal has log A below this (A < 2e-9) is stuck: it would wait
 #: ~1e9 iterations to move, and it adds nothing to the loss's gradient but risk.
@@ -409,7 +415,9 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     draws from N(0, I) in the preconditioner's coordinates.  After a skipped Adam step
     the stuck chains are replaced (:func:`replace_stuck_chains`); ``history["replaced"]``
     counts them per iteration.  ``history["stopped_early"]`` says whether the ESJD had
-    stopped improving before ``train_steps`` (``settings.stop_when_flat``).
+    stopped improving before ``train_steps`` (``settings.stop_when_flat``).  At the end,
+    chains that have not moved for :data:`FROZEN_WINDOW` iterations become copies of chains
+    that have (``history["frozen"]`` counts them).
     """
     dim, n_iter, batch_size = sampler.dim, settings.train_steps, settings.batch_size
     learning_rate = sampler.learning_rate
@@ -433,8 +441,10 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
         iterations = bar = progress_bar(iterations)
     start = time.perf_counter()
     done = 0
+    last_moved = np.zeros(batch_size)  # the iteration after which each chain last moved
     try:
         for i in iterations:
+            x_before = x
             lr_factor = guard.lr_factor if guard is not None else 1.0
             learning_rate.set_value(np.asarray(lr0 * lr_factor * settings.lr_decay ** (i // settings.lr_decay_steps),
                                                dtype=floatX))
@@ -465,6 +475,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
             x, loss, _, esjd, _, applied, log_accept, proposal_diverging = out
             if not applied and np.isfinite(loss):
                 x, replaced = replace_stuck_chains(x, log_accept[:batch_size], proposal_diverging[:batch_size], rng)
+            last_moved[np.any(x != x_before, axis=1)] = i + 1
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
                        temperature=temp, diverging=diverging, applied=applied, replaced=replaced, masked=masked)
             for key, value in row.items():
@@ -496,9 +507,13 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
         err.history = _finish(history, done, start, x)
         err.history["backoffs"] = [] if guard is None else guard.events
         raise
-    if guard is not None:
-        x = guard.finish(done, x)
+    final = x if guard is None else guard.finish(done, x)
+    frozen = 0
+    if final is x and done >= FROZEN_WINDOW:  # (chains restored by the guard have no record here)
+        final, frozen = replace_frozen(x, done - last_moved < FROZEN_WINDOW, rng)
+    x = final
     _finish(history, done, start, x)
+    history["frozen"] = frozen
     history["stopped_early"] = stopped_early
     history["backoffs"] = [] if guard is None else guard.events
     message = skipped_steps_message(history)

@@ -177,8 +177,9 @@ def _largest_change(preconditioner, new_factor):
     return float(np.max(np.abs(np.log(new / old))))
 
 
-def _replace_frozen(x, moved, rng):
-    """Chains that never moved in a window become copies of chains that did."""
+def replace_frozen(x, moved, rng):
+    """Chains that never moved in a window (``moved`` ``(B,)`` False) become copies of chains that
+    did; returns (chains, number replaced)."""
     frozen = ~moved
     if frozen.any() and moved.any():
         x = x.copy()
@@ -263,7 +264,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             slow_done += 1
             settled = slow_done >= 2 and change < settings.settle
         if not is_final:
-            x, n = _replace_frozen(x, moved, rng)
+            x, n = replace_frozen(x, moved, rng)
             replaced += n
             # Restart the averaging from where it got to (Stan restarts after every window).
             dual = DualAveraging(dual.final_step_size, settings.target_accept, reach=2.0)
