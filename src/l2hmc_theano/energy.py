@@ -88,9 +88,10 @@ class ModelEnergy(Energy):
     noncentre : bool
         Sample the model's Normal groups whose sigma depends on other variables (funnels,
         centred hierarchies) non-centred where the prior dominates
-        (:mod:`l2hmc_theano.reparam`; default True).  The flat vector the energy takes is then in the sampling coordinates u;
-        :meth:`to_model` and :meth:`to_sampling` map batches between u and the model's
-        flat vector, and the point methods below speak the model's values.
+        (:mod:`l2hmc_theano.reparam`; default True).  The flat vector the energy takes is
+        then in the sampling coordinates u; :meth:`to_model` and :meth:`to_sampling` map
+        batches between u and the model's flat vector, and the point methods below speak
+        the model's values.
 
     Attributes
     ----------
