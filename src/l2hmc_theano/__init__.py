@@ -8,5 +8,6 @@ from .cli import train
 from .many_chains import sample
 from .training import TrainingError
 
-__all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "TrainingError", "load", "sample", "train"]
+__all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "TrainingError", "load", "sample",
+           "train"]
 
