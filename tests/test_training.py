@@ -1,4 +1,5 @@
 """Training: reproducible from a seed, learns, survives bad gradients and Ctrl-C."""
+import re
 import warnings
 
 import numpy as np
@@ -573,3 +574,20 @@ def test_a_chain_that_never_moved_is_replaced_when_training_ends():
     history = run_training(sampler, step_fn, dataclasses.replace(settings, train_steps=FROZEN_WINDOW - 1),
                            np.random.default_rng(0), progressbar=False, chains=chains)
     assert history["frozen"] == 0 and np.array_equal(history["chains"][0], chains[0])
+
+
+def test_training_with_a_progress_bar_says_what_it_compiles(capsys):
+    gauss = FunctionEnergy(lambda X: 0.5 * tt.sqr(X).sum(axis=1), 2, name="gauss2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        L2HMCSampler(gauss, n_steps=2, seed=0).train(train_steps=3, batch_size=8, warmup_iterations=70,
+                                                     progressbar=True, check=False, compare_hmc=False)
+    err = capsys.readouterr().err
+    assert "the first run on a machine builds their C code" in err
+    for what in ("the warm-up's HMC step", "the energy and its gradient", "the training step"):
+        assert re.search(f"L2HMC: compiling {what}.* \\d+\\.\\d s", err), (what, err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        L2HMCSampler(gauss, n_steps=2, seed=0).train(train_steps=3, batch_size=8, warmup_iterations=70,
+                                                     progressbar=False, check=False, compare_hmc=False)
+    assert "compiling" not in capsys.readouterr().err

@@ -3,7 +3,10 @@
 Numpy in, numpy out.  The symbolic pieces live in :mod:`.dynamics` and
 :mod:`.kernel`; this class owns the parameters and the compiled functions.
 """
+import contextlib
 import numbers
+import sys
+import time
 
 import numpy as np
 
@@ -15,6 +18,23 @@ from .networks import AuxiliaryNetworks, ZeroFunctions
 from .preconditioner import Preconditioner, WhitenedEnergy
 
 __all__ = ["L2HMCSampler"]
+
+#: What each compiled function is, for the messages shown while it compiles.
+_WHAT = {"warmup_step": "the warm-up's HMC step", "energy_grad": "the energy and its gradient",
+         "mh_step_stats": "the MH step", "mh_step_model": "pm.sample's MH step", "energy": "the energy",
+         "transition": "the leapfrog map"}
+
+
+@contextlib.contextmanager
+def compiling(what, announce):
+    """With ``announce``, one line on stderr around a compile: what, and how long it took."""
+    if not announce:
+        yield
+        return
+    print(f"L2HMC: compiling {what} ...", end="", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    print(f" {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def _check_count(value, name):
@@ -149,6 +169,7 @@ class L2HMCSampler:
         self.step_jitter = _check_fraction(step_jitter, "step_jitter", zero_allowed=True)
         self.log_step_size = theano.shared(np.asarray(np.log(step_size), dtype=floatX), name="log_step_size")
         self._compiled = {}
+        self._announce = False  # say what compiles (during train() with a progress bar)
         self.learning_rate = theano.shared(np.asarray(1e-3, dtype=floatX), name="learning_rate")
         self.temperature = theano.shared(np.asarray(1.0, dtype=floatX), name="temperature")
         self.history = None
@@ -193,7 +214,8 @@ class L2HMCSampler:
     # -- compiled functions ---------------------------------------------------------------
     def _function(self, key, build):
         if key not in self._compiled:
-            with change_flags(compute_test_value="off"):
+            what = _WHAT.get(key, "HMC trajectories (to choose T)" if key.startswith("trajectory") else key)
+            with change_flags(compute_test_value="off"), compiling(what, self._announce):
                 inputs, outputs = build()
                 self._compiled[key] = theano.function(inputs, outputs, name=key)
         return self._compiled[key]
@@ -507,12 +529,20 @@ class L2HMCSampler:
                                          max_iterations=_check_count(warmup_iterations, "warmup_iterations"))
         rng = self._train_rng if seed is None else np.random.default_rng(seed)
         chains = None if self.history is None else self.history.get("chains")
-        if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
-            chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
-        trained_from = self.step_size
-        key = settings.graph_key()  # compiled after warm-up, which may change T
-        if key not in self._compiled:
-            self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
+        self._announce = bool(progressbar)
+        try:
+            if progressbar and not self._compiled:
+                print("L2HMC: compiling Theano functions; the first run on a machine builds their C code (minutes), "
+                      "later runs reuse Theano's cache.", file=sys.stderr, flush=True)
+            if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
+                chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
+            trained_from = self.step_size
+            key = settings.graph_key()  # compiled after warm-up, which may change T
+            if key not in self._compiled:
+                with compiling("the training step (the gradient through the leapfrog: the longest)", progressbar):
+                    self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
+        finally:
+            self._announce = False
         self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
         self.history = run_training(self, self._compiled[key], settings, rng, progressbar, chains=chains,
                                     temperature=self.temperature if anneal else None)
