@@ -1,0 +1,93 @@
+"""Where the time to a first result goes: Theano compiles, cold and warm (issue 14).
+
+For each target, a child process times, in order: ``import l2hmc_theano``; building the
+sampler (the model's energy graph); compiling warm-up's HMC step, the energy and its
+gradient, and the training step (default settings, T = 10 as before warm-up picks T);
+for a PyMC3 model also ``pm.sample``'s MH step; and the run time of one training
+iteration (batch 200, the best of 20).  "cold" is the first child in an empty Theano
+compile directory (every C module built), "warm" a second child in the same directory
+(only graph optimisation and linking).  Each child gets its own directory, so nothing
+on the machine's own cache is touched or used.
+
+    python benchmarks/compile_time.py                     # the demo's target and eight schools
+    python benchmarks/compile_time.py --targets schools --warm-only
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import l2hmc_theano
+import numpy as np
+times = {"import": time.perf_counter() - t0}
+from l2hmc_theano import FunctionEnergy, L2HMCSampler, ModelEnergy
+from l2hmc_theano.targets import eight_schools, scg_energy
+from l2hmc_theano.training import TrainingSettings, build_training_step
+
+def timed(key, f):
+    start = time.perf_counter()
+    out = f()
+    times[key] = time.perf_counter() - start
+    return out
+
+target = sys.argv[1]
+energy = timed("build", lambda: FunctionEnergy(scg_energy, 2, name="scg") if target == "scg"
+               else ModelEnergy(eight_schools(centred=False)))
+sampler = L2HMCSampler(energy, seed=0)
+timed("warm-up step", lambda: sampler._function("warmup_step", sampler._build_warmup_step))
+timed("energy", lambda: sampler._function("energy_grad", sampler._build_energy_grad))
+settings = TrainingSettings()
+step = timed("training step", lambda: build_training_step(sampler, settings))
+if target != "scg":
+    timed("pm.sample step", lambda: sampler._function("mh_step_model",
+                                                      lambda: sampler._build_mh_step_stats(model_values=True)))
+rng = np.random.default_rng(0)
+B, dim, rows = settings.batch_size, sampler.dim, step.proposals_per_chain * settings.batch_size
+args = (rng.normal(size=(B, dim)), rng.normal(size=(B, dim)), rng.normal(size=(rows, dim)),
+        np.ones(rows), np.log(rng.uniform(size=B)), np.ones(rows))
+best = np.inf
+for _ in range(20):
+    start = time.perf_counter()
+    step(*args)
+    best = min(best, time.perf_counter() - start)
+times["ms per iteration"] = 1e3 * best
+print("RESULT " + json.dumps(times))
+"""
+
+COLUMNS = ("import", "build", "warm-up step", "energy", "training step", "pm.sample step", "ms per iteration")
+
+
+def run_child(target, compiledir):
+    env = dict(os.environ)
+    flags = env.get("THEANO_FLAGS", "")
+    env["THEANO_FLAGS"] = ",".join(filter(None, [flags, f"compiledir={compiledir}"]))
+    out = subprocess.run([sys.executable, "-c", CHILD, target], env=env, capture_output=True, text=True, check=True)
+    line = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", nargs="+", choices=("scg", "schools"), default=["scg", "schools"],
+                        help="scg: the demo's 2-d Gaussian (a Theano function); schools: non-centred eight schools")
+    parser.add_argument("--warm-only", action="store_true", help="skip the cold row (fill the cache silently)")
+    args = parser.parse_args()
+    print("| target | cache | " + " | ".join(f"{c} s" if c != "ms per iteration" else c for c in COLUMNS) + " |")
+    print("|---|---|" + "---:|" * len(COLUMNS))
+    for target in args.targets:
+        with tempfile.TemporaryDirectory(prefix="l2hmc-compiledir-") as compiledir:
+            for cache in ("cold", "warm"):
+                row = run_child(target, compiledir)
+                if cache == "cold" and args.warm_only:
+                    continue
+                cells = [f"{row[c]:.1f}" if c in row else "" for c in COLUMNS]
+                print(f"| {target} | {cache} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
