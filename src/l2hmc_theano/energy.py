@@ -159,15 +159,18 @@ class ModelEnergy(Energy):
                 replace, log_jacobian = self.noncentring.model_values(x)
                 logp = theano.clone(model.logpt, replace, strict=False) + log_jacobian
             else:
-                replace = {
-                    var: tt.reshape(x[slc], shp).astype(dtype)
-                    for var, (name, slc, shp, dtype) in zip(chosen, self.ordering.vmap)
-                }
-                replace.update(shared)
-                logp = theano.clone(model.logpt, replace, strict=False)
+                logp = theano.clone(model.logpt, self.model_replacements(x), strict=False)
             self._x = x
             self._logp = logp.astype(floatX)
             self._dlogp = tt.grad(self._logp, x)
+
+    def model_replacements(self, x):
+        """The model's free variables as slices of its flat vector ``x`` ``(dim,)`` (symbolic),
+        and the others as their shared values: a ``theano.clone`` replacement dict."""
+        replace = {var: tt.reshape(x[slc], shp).astype(dtype)
+                   for var, (_, slc, shp, dtype) in zip(self.vars, self.ordering.vmap)}
+        replace.update(self.shared)
+        return replace
 
     def with_noncentring(self, noncentre):
         """This energy if its non-centring is already ``noncentre`` (on when it has groups to

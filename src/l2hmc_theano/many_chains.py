@@ -48,9 +48,7 @@ def _back_transform(energy, names):
 
     with change_flags(compute_test_value="off"):
         x = tt.vector("x_model", dtype=floatX)
-        replace = {var: tt.reshape(x[slc], shp).astype(dtype)
-                   for var, (_, slc, shp, dtype) in zip(energy.vars, energy.ordering.vmap)}
-        outputs = theano.clone([energy.model[name] for name in names], replace, strict=False)
+        outputs = theano.clone([energy.model[name] for name in names], energy.model_replacements(x), strict=False)
         X = tt.matrix("X_model", dtype=floatX)
         batched = vectorize([tt.as_tensor_variable(o).astype(floatX) for o in outputs], x, X)
         return theano.function([X], batched, name="posterior_values")
