@@ -1,12 +1,14 @@
-"""Measure Theano's BLAS choice for L2HMC's workload: NumPy C-API (default) vs a real BLAS.
+"""Measure Theano's BLAS choice for L2HMC's workload: SciPy's bundled OpenBLAS (default) vs others.
 
 Theano reads ``blas__ldflags`` once, at import, so each setting runs in its own
 process; the figures are printed side by side with the ratio to the default.
 Workload: one L2HMC proposal (T = 10, networks on, batch 200) of a 50-d Gaussian
 energy written as a batched Theano function, and one dense layer forward+backward.
+The default (``l2hmc_theano._theano``) links the OpenBLAS in SciPy's wheel; "numpy" is
+the empty ``blas__ldflags`` (``L2HMC_BLAS=numpy``: Dot22 and Gemm without C code).
 
-    python benchmarks/blas_flags.py                  # default vs -lopenblas
-    python benchmarks/blas_flags.py --flags "-lopenblas" "-lblas"
+    python benchmarks/blas_flags.py                          # default vs numpy
+    python benchmarks/blas_flags.py --flags "-lopenblas"     # also a system library
 """
 import argparse
 import json
@@ -45,10 +47,13 @@ print(json.dumps({"ldflags": theano.config.blas__ldflags, "compile_s": compile_s
 """
 
 
-def run(flags):
+def run(flags=None, blas=None):
     env = dict(os.environ)
     if flags is not None:
-        env["THEANO_FLAGS"] = ",".join(filter(None, [env.get("THEANO_FLAGS", ""), f"blas__ldflags={flags}"]))
+        quoted = f'"blas__ldflags={flags}"'  # Theano splits THEANO_FLAGS on commas, outside quotes
+        env["THEANO_FLAGS"] = ",".join(filter(None, [env.get("THEANO_FLAGS", ""), quoted]))
+    if blas is not None:
+        env["L2HMC_BLAS"] = blas
     out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"ldflags": flags, "error": out.stderr.strip().splitlines()[-1]}
@@ -57,17 +62,18 @@ def run(flags):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--flags", nargs="*", default=["-lopenblas"],
-                        help="blas__ldflags values to compare against the default (default: -lopenblas)")
+    parser.add_argument("--flags", nargs="*", default=[],
+                        help="further blas__ldflags values to compare against the default (e.g. -lopenblas)")
     args = parser.parse_args()
-    base = run(None)
-    rows = [("default ('')", base)] + [(f, run(f)) for f in args.flags]
-    print(f"{'blas__ldflags':<16} {'compile s':>10} {'proposal ms':>12} {'ratio':>6} {'dense ms':>9} {'ratio':>6}")
+    base = run()
+    rows = [("default (SciPy's OpenBLAS)", base), ("numpy ('')", run(blas="numpy"))]
+    rows += [(f, run(flags=f)) for f in args.flags]
+    print(f"{'blas__ldflags':<28} {'compile s':>10} {'proposal ms':>12} {'ratio':>6} {'dense ms':>9} {'ratio':>6}")
     for name, r in rows:
         if "error" in r:
-            print(f"{name:<16} failed: {r['error']}")
+            print(f"{name:<28} failed: {r['error']}")
             continue
-        print(f"{name:<16} {r['compile_s']:>10.1f} {r['proposal_ms']:>12.2f} "
+        print(f"{name:<28} {r['compile_s']:>10.1f} {r['proposal_ms']:>12.2f} "
               f"{r['proposal_ms'] / base['proposal_ms']:>6.2f} {r['dense_512_ms']:>9.2f} "
               f"{r['dense_512_ms'] / base['dense_512_ms']:>6.2f}")
 

@@ -11,6 +11,13 @@ on the machine's own cache is touched or used.
 
     python benchmarks/compile_time.py                     # the demo's target and eight schools
     python benchmarks/compile_time.py --targets schools --warm-only
+    python benchmarks/compile_time.py --blas bundled numpy   # both BLAS choices, side by side
+    python benchmarks/compile_time.py --build parallel serial
+
+``--blas``: ``bundled`` is the default (Theano's BLAS Ops linked to SciPy's OpenBLAS, see
+``l2hmc_theano._theano``), ``numpy`` the empty ``blas__ldflags`` (``L2HMC_BLAS=numpy``).
+``--build``: ``parallel`` is the default (missing C modules built on every core),
+``serial`` Theano's one at a time (``L2HMC_PARALLEL_BUILD=0``).
 """
 import argparse
 import json
@@ -62,8 +69,10 @@ print("RESULT " + json.dumps(times))
 COLUMNS = ("import", "build", "warm-up step", "energy", "training step", "pm.sample step", "ms per iteration")
 
 
-def run_child(target, compiledir):
+def run_child(target, compiledir, blas="bundled", build="parallel"):
     env = dict(os.environ)
+    env["L2HMC_BLAS"] = blas
+    env["L2HMC_PARALLEL_BUILD"] = "1" if build == "parallel" else "0"
     flags = env.get("THEANO_FLAGS", "")
     env["THEANO_FLAGS"] = ",".join(filter(None, [flags, f"compiledir={compiledir}"]))
     out = subprocess.run([sys.executable, "-c", CHILD, target], env=env, capture_output=True, text=True, check=True)
@@ -76,17 +85,23 @@ def main():
     parser.add_argument("--targets", nargs="+", choices=("scg", "schools"), default=["scg", "schools"],
                         help="scg: the demo's 2-d Gaussian (a Theano function); schools: non-centred eight schools")
     parser.add_argument("--warm-only", action="store_true", help="skip the cold row (fill the cache silently)")
+    parser.add_argument("--blas", nargs="+", choices=("bundled", "numpy"), default=["bundled"],
+                        help="BLAS choices to run (default: bundled, the package's default)")
+    parser.add_argument("--build", nargs="+", choices=("parallel", "serial"), default=["parallel"],
+                        help="C build choices to run (default: parallel, the package's default)")
     args = parser.parse_args()
-    print("| target | cache | " + " | ".join(f"{c} s" if c != "ms per iteration" else c for c in COLUMNS) + " |")
-    print("|---|---|" + "---:|" * len(COLUMNS))
+    print("| target | BLAS | build | cache | " + " | ".join(f"{c} s" if c != "ms per iteration" else c for c in COLUMNS) + " |")
+    print("|---|---|---|---|" + "---:|" * len(COLUMNS))
     for target in args.targets:
-        with tempfile.TemporaryDirectory(prefix="l2hmc-compiledir-") as compiledir:
-            for cache in ("cold", "warm"):
-                row = run_child(target, compiledir)
-                if cache == "cold" and args.warm_only:
-                    continue
-                cells = [f"{row[c]:.1f}" if c in row else "" for c in COLUMNS]
-                print(f"| {target} | {cache} | " + " | ".join(cells) + " |", flush=True)
+        for blas in args.blas:
+            for build in args.build:
+                with tempfile.TemporaryDirectory(prefix="l2hmc-compiledir-") as compiledir:
+                    for cache in ("cold", "warm"):
+                        row = run_child(target, compiledir, blas, build)
+                        if cache == "cold" and args.warm_only:
+                            continue
+                        cells = [f"{row[c]:.1f}" if c in row else "" for c in COLUMNS]
+                        print(f"| {target} | {blas} | {build} | {cache} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,20 +19,52 @@ def run_python(code, **env_changes):
 
 
 SHOW = "import os, l2hmc_theano, theano; print(repr(theano.config.blas__ldflags), theano.config.floatX)"
+BUNDLED = compat.bundled_openblas_ldflags()
+ON_SCIPY_WHEEL = sys.platform.startswith("linux") and BUNDLED != ""
 
 
 def test_import_works_without_any_user_flags():
     line, err = run_python(SHOW, THEANORC=os.devnull)
-    assert line == "'' float64"
+    assert line == f"{BUNDLED!r} float64"
     assert "NumPy C-API based implementation for BLAS" not in err
+    assert "did not find a dynamic library" not in err
+
+
+def test_numpy_blas_on_request():
+    line, _ = run_python(SHOW, THEANORC=os.devnull, L2HMC_BLAS="numpy")
+    assert line == "'' float64"
+
+
+@pytest.mark.skipif(not ON_SCIPY_WHEEL, reason="needs SciPy's Linux wheel (its bundled OpenBLAS)")
+def test_bundled_openblas_gives_blas_ops_c_code():
+    """Dot22, Gemm, Gemv and Ger run as C code linked to SciPy's OpenBLAS, with NumPy's results."""
+    assert "-l:libopenblas" in BUNDLED and theano.config.blas__ldflags == BUNDLED == compat.BLAS_LDFLAGS
+    rng = np.random.default_rng(0)
+    with change_flags(compute_test_value="off"):
+        A, B, C = tt.matrix("A"), tt.matrix("B"), tt.matrix("C")
+        u, w = tt.vector("u"), tt.vector("w")
+        f = theano.function([A, B, C, u, w], [tt.dot(A, B), C + 0.5 * tt.dot(A, B), tt.dot(A, u), A + tt.outer(w, u)])
+    names = {type(node.op).__name__: hasattr(thunk, "cthunk") for node, thunk in zip(f.maker.fgraph.toposort(), f.fn.thunks)}
+    assert {"Dot22", "CGemv", "CGer"} <= set(names) and all(names.values()), names
+    a, b, c = rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    x, y = rng.normal(size=4), rng.normal(size=5)
+    for ours, exact in zip(f(a, b, c, x, y), (a @ b, c + 0.5 * a @ b, a @ x, a + np.outer(y, x))):
+        np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=1e-12)
 
 
 def test_user_theano_flags_win():
     line, _ = run_python(SHOW, THEANO_FLAGS="floatX=float32", THEANORC=os.devnull)
-    assert line == "'' float32"
-    # A user's own blas__ldflags is kept as given (here a library that does not exist).
+    assert line == f"{BUNDLED!r} float32"
+    # A user's own blas__ldflags is kept as given (here a library that does not exist), also
+    # when it is quoted to hold commas, as Theano reads it.
     line, _ = run_python(SHOW, THEANO_FLAGS="blas__ldflags=-lnot_a_real_blas", THEANORC=os.devnull)
     assert line == "'-lnot_a_real_blas' float64"
+    line, _ = run_python(SHOW, THEANO_FLAGS='floatX=float64,"blas__ldflags=-lnot_a_real_blas -Wl,-O1"',
+                         THEANORC=os.devnull)
+    assert line == "'-lnot_a_real_blas -Wl,-O1' float64"
+    # And an explicitly empty value (NumPy's C API) is the user's too.
+    line, _ = run_python(SHOW, THEANO_FLAGS="blas__ldflags=", THEANORC=os.devnull)
+    assert line == "'' float64"
 
 
 def test_user_theanorc_wins(tmp_path):
@@ -125,3 +157,72 @@ def test_ops_with_empty_props_get_a_versioned_c_module_key():
         fgraph = FunctionGraph([x], [x.shape], clone=True)
     version, _ = CLinker().accept(fgraph).cmodule_key()
     assert version != ()
+
+
+BUILD = r"""
+import json, os, sys
+import numpy as np
+import l2hmc_theano._theano as compat
+from l2hmc_theano._theano import theano, tt, change_flags
+with change_flags(compute_test_value="off"):
+    x, y = tt.matrix("x"), tt.vector("y")
+    z = tt.tanh(x) * tt.exp(y) + tt.sqr(x).sum(axis=1, keepdims=True) - tt.log1p(tt.abs_(x))
+    f = theano.function([x, y], [z, tt.arctan(z).max(axis=0), tt.cosh(y) / (1 + tt.sin(y) ** 2)])
+rng = np.random.default_rng(0)
+a, b = rng.normal(size=(4, 3)), rng.normal(size=3)
+out = f(a, b)
+exact = np.tanh(a) * np.exp(b) + (a ** 2).sum(axis=1, keepdims=True) - np.log1p(np.abs(a))
+ok = all(np.allclose(o, e) for o, e in zip(out, (exact, np.arctan(exact).max(axis=0), np.cosh(b) / (1 + np.sin(b) ** 2))))
+counts = compat.PARALLEL_BUILD.counts if compat.PARALLEL_BUILD is not None else None
+print("RESULT " + json.dumps({"ok": bool(ok), "counts": counts}))
+"""
+
+
+def _cached_modules(compiledir):
+    return sorted(os.path.basename(os.path.dirname(p)) for p in
+                  __import__("glob").glob(os.path.join(compiledir, "tmp*", "key.pkl")))
+
+
+@pytest.mark.skipif(compat.PARALLEL_BUILD is None or compat.PARALLEL_BUILD.workers < 2,
+                    reason="the parallel C build needs 2 or more cores")
+def test_parallel_c_build_fills_the_cache_as_theano_does(tmp_path):
+    """Cold: the missing modules are built on several cores and cached where Theano caches
+    them (as many modules as a serial build caches); the results are right, nothing is left
+    in the temporary directory, and a warm process builds nothing."""
+    import json
+
+    def run(compiledir, parallel):
+        tmp = tmp_path / f"tmp-{parallel}"
+        tmp.mkdir(exist_ok=True)
+        line, _ = run_python(BUILD, THEANO_FLAGS=f"compiledir={compiledir}", THEANORC=os.devnull, TMPDIR=str(tmp),
+                             L2HMC_PARALLEL_BUILD="1" if parallel else "0")
+        assert line.startswith("RESULT ")
+        assert list(tmp.iterdir()) == []
+        return json.loads(line[len("RESULT "):])
+
+    parallel_dir, serial_dir = tmp_path / "parallel", tmp_path / "serial"
+    cold = run(parallel_dir, True)
+    assert cold["ok"] and cold["counts"]["built"] >= 3 and cold["counts"]["failed"] == 0
+    assert cold["counts"]["taken"] == cold["counts"]["built"]
+    serial = run(serial_dir, False)
+    assert serial["ok"] and serial["counts"] is None
+    assert len(_cached_modules(parallel_dir)) == len(_cached_modules(serial_dir)) > 0
+    before = _cached_modules(parallel_dir)
+    warm = run(parallel_dir, True)
+    assert warm["ok"] and warm["counts"]["built"] == 0
+    assert _cached_modules(parallel_dir) == before
+
+
+def test_ops_with_c_code_from_files_have_the_same_version_in_every_process():
+    """DimShuffle's cache version does not depend on Python's salted str hash."""
+    assert "stable_external_c_version" in compat.COMPILE_FIXES
+    show = ("import l2hmc_theano._theano as c, theano.tensor as tt; "
+            "print(tt.elemwise.DimShuffle((False, False), (1, 0)).c_code_cache_version())")
+    first, _ = run_python(show, PYTHONHASHSEED="1", THEANORC=os.devnull)
+    second, _ = run_python(show, PYTHONHASHSEED="2", THEANORC=os.devnull)
+    assert first == second
+    theirs = ("import l2hmc_theano._theano as c, theano.tensor as tt, theano.graph.op as o; "
+              "op = tt.elemwise.DimShuffle((False, False), (1, 0)); "
+              "print(o.ExternalCOp.c_code_cache_version.__wrapped__(op))")
+    assert run_python(theirs, PYTHONHASHSEED="1", THEANORC=os.devnull)[0] != run_python(
+        theirs, PYTHONHASHSEED="2", THEANORC=os.devnull)[0]  # Theano's own: a new version per process

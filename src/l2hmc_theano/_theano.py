@@ -8,18 +8,24 @@ What this module sets, before Theano is first imported, and only where the
 user has not set it already (a user's own ``THEANO_FLAGS`` or ``.theanorc``
 always wins):
 
-* ``blas__ldflags=""``: Theano computes its default BLAS link flags from
+* ``blas__ldflags``: Theano computes its default BLAS link flags from
   ``numpy.distutils.__config__.blas_opt_info``, which NumPy >= 1.22 no longer
-  has, so ``import theano`` fails without an explicit value.  The empty value
-  makes Theano's BLAS Ops call NumPy's C API (see ``benchmarks/blas_flags.py``
-  for the measured alternative).
+  has, so ``import theano`` fails without an explicit value.  On Linux the value
+  links the OpenBLAS that SciPy's wheel bundles (``scipy.libs/libopenblas*.so``,
+  already loaded by any process that imports ``scipy.linalg``, as PyMC3 does), so
+  Theano's Dot22, Gemm, Gemv and Ger run as C code.  With an empty value they have no
+  C code and run ``perform`` in Python: on a ``pm.sample`` step that is ~40 calls
+  through the interpreter per draw (``benchmarks/step_cost.py``).  Where no such
+  library is found (another platform, SciPy from a distribution, a path Theano
+  cannot quote) the value is empty, Theano's NumPy C-API fallback.
+  ``L2HMC_BLAS=numpy`` chooses the empty value; ``BLAS_LDFLAGS`` says which was chosen.
 * On Python >= 3.11, ``theano.scan.scan_perform_ext`` is made unimportable.
   Its bundled Cython C does not compile against 3.11 headers; Scan falls back
   to its Python outer loop only on ``ImportError``.  The inner graph of every
   Scan is still compiled C.
 
-Two fixes to Theano's compile path, installed after import (:func:`_install_compile_fixes`;
-neither changes a compiled graph or its C code, only the time to get there):
+Four fixes to Theano's compile path, installed after import (:func:`_install_compile_fixes`;
+none changes a compiled graph or its C code, only the time to get there):
 
 * Scan's gradient shares its rebuilt nodes.  ``Scan.L_op`` replaces each inner output
   x_t by a placeholder in the gradient of every inner input with
@@ -34,19 +40,39 @@ neither changes a compiled graph or its C code, only the time to get there):
   ``__props__`` tuple as a missing version, so those modules were compiled again by gcc
   in every process (~0.6 s each, 9 of them for the training step) and deleted at exit;
   their ``c_code_cache_version`` still versions them, and now they are cached.
+* An Op whose C code comes from files (DimShuffle, ...) is versioned by a digest of that
+  code, not by Python's per-process salted ``hash()`` of it, so its module is cached
+  across processes instead of compiled again by each (:func:`_stable_external_cop_version`).
+* C modules missing from the cache are built on every core (:class:`_ParallelBuild`):
+  Theano runs gcc for one node at a time.  On 2 cores, an empty cache, the demo's
+  warm-up step compiles in ~18 s instead of ~31 s and its training step in ~54 s instead
+  of ~95 s (``benchmarks/compile_time.py``).  ``L2HMC_PARALLEL_BUILD=0`` turns it off.
 """
 import configparser
 import os
 import sys
 
-__all__ = ["theano", "tt", "change_flags", "floatX", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "COMPILE_FIXES"]
+__all__ = [
+    "theano", "tt", "change_flags", "floatX", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "BLAS_LDFLAGS",
+    "COMPILE_FIXES", "PARALLEL_BUILD",
+]
 
 _SCAN_EXT = "theano.scan.scan_perform_ext"
 
 
 def _flag_names_in_theano_flags(text):
-    """Flag names set in a THEANO_FLAGS string (Theano matches them literally)."""
-    return {item.split("=", 1)[0].strip() for item in text.split(",") if "=" in item}
+    """Flag names set in a THEANO_FLAGS string, split as Theano splits it (commas, with
+    shell quoting: ``"blas__ldflags=-L/x -Wl,-rpath,/x"`` is one item)."""
+    import shlex
+
+    splitter = shlex.shlex(text, posix=True)
+    splitter.whitespace = ","
+    splitter.whitespace_split = True
+    try:
+        items = list(splitter)
+    except ValueError:  # unbalanced quotes: Theano will complain itself
+        items = text.split(",")
+    return {item.split("=", 1)[0].strip() for item in items if "=" in item}
 
 
 def _flag_names_in_theanorc():
@@ -71,11 +97,52 @@ def _user_sets(flag):
     )
 
 
+#: BLAS routines Theano's C code calls (``blas_headers.blas_header_text``'s declarations).
+_BLAS_SYMBOLS = ("sgemm_", "dgemm_", "sgemv_", "dgemv_", "sger_", "dger_", "sdot_", "ddot_", "sscal_", "dscal_")
+_UNQUOTABLE = frozenset(" \t\n'\",")
+
+
+def bundled_openblas_ldflags():
+    """Link flags for the OpenBLAS in SciPy's Linux wheel, or "" where there is none to use.
+
+    The flags name the file (``-l:<file>``, GNU ld) and set its directory as the
+    compiled modules' run path, so they load the same library SciPy loads.  The
+    library must load and export every routine Theano's C code declares.  It needs
+    the libgfortran beside it, which SciPy's BLAS wrappers load first; Theano
+    imports them too (``theano.tensor.blas``), so every process that runs a compiled
+    module has both.
+    """
+    import ctypes
+    import pathlib
+
+    if not sys.platform.startswith("linux"):
+        return ""
+    try:
+        import scipy.linalg.blas  # noqa: F401  (loads the bundled OpenBLAS and its libgfortran)
+        import scipy
+    except ImportError:
+        return ""
+    libs_dir = pathlib.Path(scipy.__file__).resolve().parent.parent / "scipy.libs"
+    for lib in sorted(libs_dir.glob("libopenblas*.so*")):
+        if _UNQUOTABLE.intersection(str(lib)):
+            continue  # Theano splits ldflags on blanks and THEANO_FLAGS on commas
+        try:
+            handle = ctypes.CDLL(str(lib))
+        except OSError:
+            continue
+        if all(hasattr(handle, name) for name in _BLAS_SYMBOLS):
+            return f"-L{libs_dir} -l:{lib.name} -Wl,-rpath,{libs_dir}"
+    return ""
+
+
 USER_SET_BLAS_FLAGS = _user_sets("blas__ldflags")
 
+#: The ``blas__ldflags`` this module chose (None where the user set their own).
+BLAS_LDFLAGS = None
 if "theano" not in sys.modules and not USER_SET_BLAS_FLAGS:
+    BLAS_LDFLAGS = "" if os.environ.get("L2HMC_BLAS", "").lower() == "numpy" else bundled_openblas_ldflags()
     existing = os.environ.get("THEANO_FLAGS", "")
-    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [existing, "blas__ldflags="]))
+    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [existing, f'"blas__ldflags={BLAS_LDFLAGS}"']))
 
 SCAN_C_DISABLED = sys.version_info >= (3, 11) and _SCAN_EXT not in sys.modules
 if SCAN_C_DISABLED:
@@ -86,10 +153,14 @@ if not USER_SET_BLAS_FLAGS:
     import logging
 
     class _DropChosenBlasNotice(logging.Filter):
-        """The empty BLAS flags are our choice; Theano's notice about them is noise."""
+        """Theano's notices about the BLAS flags this module chose are noise: the empty
+        value's, and the bundled library's (Theano looks for a file named after the
+        ``-l`` value, which ``-l:<file>`` is not)."""
 
         def filter(self, record):
-            return "NumPy C-API based implementation for BLAS" not in record.getMessage()
+            message = record.getMessage()
+            return not ("NumPy C-API based implementation for BLAS" in message
+                        or "did not find a dynamic library in the library_dir" in message)
 
     logging.getLogger("theano.tensor.blas").addFilter(_DropChosenBlasNotice())
 
@@ -186,6 +257,188 @@ def _versioned_empty_props(c_basic):
     c_basic.CLinker.cmodule_key_ = cmodule_key_
 
 
+def _stable_external_cop_version(op_module):
+    """``ExternalCOp.c_code_cache_version`` from a digest of its C source, not ``hash()``.
+
+    Theano versions an Op whose C code is read from files (DimShuffle and others) by
+    ``hash(tuple(self.func_codes))``, a hash of strings, which Python salts differently in
+    every process: the module's cache key never matches a cached one, so each process
+    compiles it again (~0.5 s each) and adds one more entry to the compile directory.
+    """
+    import functools
+    import hashlib
+
+    external = op_module.ExternalCOp
+    original = external.c_code_cache_version
+
+    @functools.wraps(original)
+    def c_code_cache_version(self):
+        digest = hashlib.sha256("\0".join(self.func_codes).encode("utf-8")).hexdigest()
+        version = (int(digest[:15], 16),)
+        if hasattr(self, "params_type"):
+            version += (self.params_type.c_code_cache_version(),)
+        return version
+
+    external.c_code_cache_version = c_code_cache_version
+
+
+class _ParallelBuild:
+    """Compile a graph's missing C modules on every core before Theano links it, one by one.
+
+    Theano's linker makes each node's thunk in turn; a node whose C module is not in the
+    compile cache waits for gcc (~0.5-1 s), all on one core.  Before a VM linker makes its
+    thunks, this finds the nodes Theano will compile (the key Theano will look up is not in
+    the cache) and runs their gcc in a pool of threads, one per core (``gcc`` is a
+    subprocess: the threads wait without the GIL), each into its own temporary directory
+    outside the compile directory, without importing anything.  Theano's own serial pass
+    then asks ``CLinker.compile_cmodule`` for each module, as before; for a module built
+    here (same source, so same code hash) that moves the built files into the directory
+    Theano chose and imports them there, so the cache holds what Theano would have put
+    there.  A module this pass does not foresee, or fails to build, is compiled by Theano
+    as before; what is built and not used is deleted when the outermost link ends.
+    """
+
+    def __init__(self, cmodule, c_basic, vm):
+        import threading
+
+        self.cmodule, self.c_basic = cmodule, c_basic
+        self.built = {}  # code hash -> directory holding mod.cpp and the built library
+        self.counts = {"built": 0, "taken": 0, "failed": 0}
+        self.depth = 0
+        self.lock = threading.Lock()
+        try:
+            self.workers = len(os.sched_getaffinity(0))
+        except AttributeError:
+            self.workers = os.cpu_count() or 1
+        self.original_compile_cmodule = c_basic.CLinker.compile_cmodule
+        self.original_make_all = vm.VMLinker.make_all
+
+    def install(self, c_basic, vm):
+        import functools
+
+        build = self
+
+        @functools.wraps(self.original_make_all)
+        def make_all(linker, *args, **kwargs):
+            build.depth += 1
+            try:
+                if build.workers > 1 and linker.c_thunks is not False and theano.config.cxx:
+                    build.prebuild(linker.schedule(linker.fgraph))
+                return build.original_make_all(linker, *args, **kwargs)
+            finally:
+                build.depth -= 1
+                if build.depth == 0:
+                    build.discard_unused()
+
+        @functools.wraps(self.original_compile_cmodule)
+        def compile_cmodule(linker, location=None):
+            with build.lock:
+                built = build.built.pop(linker.get_dynamic_module().code_hash, None)
+            if built is None:
+                return build.original_compile_cmodule(linker, location)
+            return build.take(linker, built, location)
+
+        vm.VMLinker.make_all = make_all
+        c_basic.CLinker.compile_cmodule = compile_cmodule
+
+    def missing(self, nodes):
+        """(code hash, compile arguments) of the nodes' C modules Theano would compile."""
+        from theano.graph.basic import Constant
+        from theano.graph.fg import FunctionGraph
+        from theano.graph.op import COp
+
+        cache = self.c_basic.get_module_cache()
+        seen, jobs = set(), {}
+        for node in nodes:
+            if not isinstance(node.op, COp):
+                continue
+            signature = (node.op, tuple(i.signature() if isinstance(i, Constant) else i.type for i in node.inputs),
+                         tuple(o.type for o in node.outputs))
+            try:
+                if signature in seen:
+                    continue
+                seen.add(signature)
+            except TypeError:  # an unhashable constant: look it up like the others
+                pass
+            try:
+                node.op.prepare_node(node, {}, None, "c")
+                linker = self.c_basic.CLinker().accept(FunctionGraph(node.inputs, node.outputs), no_recycling=[])
+                key = linker.cmodule_key()
+                if not key or not key[0] or cache._get_from_key(key) is not None:
+                    continue  # unversioned (Theano compiles those itself) or cached
+                module = linker.get_dynamic_module()
+                if module.code_hash in jobs or module.code_hash in self.built:
+                    continue
+                src_code = module.code()
+                if cache._get_from_hash(self.cmodule.get_module_hash(src_code, key), key) is not None:
+                    continue
+                jobs[module.code_hash] = dict(
+                    src_code=src_code, include_dirs=linker.header_dirs(), lib_dirs=linker.lib_dirs(),
+                    libs=linker.libraries(), preargs=linker.compile_args(), compiler=linker.c_compiler())
+            except Exception:  # no C code, or anything unforeseen: Theano's own pass decides
+                continue
+        return jobs
+
+    def prebuild(self, nodes):
+        import concurrent.futures
+        import shutil
+        import tempfile
+
+        jobs = self.missing(nodes)
+        if len(jobs) < 2:
+            return
+
+        def build(code_hash, job):
+            location = tempfile.mkdtemp(prefix="l2hmc-theano-build-")
+            try:
+                compiler = job.pop("compiler")
+                compiler.compile_str(module_name=code_hash, location=location, py_module=False, **job)
+                return code_hash, location
+            except Exception:
+                shutil.rmtree(location, ignore_errors=True)
+                return code_hash, None
+
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            for code_hash, location in pool.map(lambda item: build(*item), jobs.items()):
+                with self.lock:
+                    if location is None:
+                        self.counts["failed"] += 1
+                    else:
+                        self.built[code_hash] = location
+                        self.counts["built"] += 1
+
+    def take(self, linker, built, location):
+        """The module built in ``built``, moved into ``location`` (Theano's choice) and imported."""
+        import shutil
+
+        if location is None:
+            location = self.cmodule.dlimport_workdir(theano.config.compiledir)
+        library = f"{linker.get_dynamic_module().code_hash}.{self.cmodule.get_lib_extension()}"
+        for name in ("mod.cpp", library):
+            shutil.move(os.path.join(built, name), os.path.join(location, name))
+        shutil.rmtree(built, ignore_errors=True)
+        open(os.path.join(location, "__init__.py"), "w").close()
+        self.counts["taken"] += 1
+        return self.cmodule.dlimport(os.path.join(location, library))
+
+    def discard_unused(self):
+        import shutil
+
+        with self.lock:
+            unused, self.built = list(self.built.values()), {}
+        for location in unused:
+            shutil.rmtree(location, ignore_errors=True)
+
+
+def _source(function):
+    import inspect
+
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
 def _install_compile_fixes():
     """Install the fixes this Theano has the code for; returns the names of those installed."""
     import importlib
@@ -199,7 +452,26 @@ def _install_compile_fixes():
     if hasattr(getattr(c_basic, "CLinker", None), "cmodule_key_"):
         _versioned_empty_props(c_basic)
         installed.append("versioned_empty_props")
+    op_module = importlib.import_module("theano.graph.op")
+    external = getattr(op_module, "ExternalCOp", None)
+    if external is not None and "hash(tuple(self.func_codes))" in _source(external.c_code_cache_version):
+        _stable_external_cop_version(op_module)
+        installed.append("stable_external_c_version")
+    cmodule = importlib.import_module("theano.link.c.cmodule")
+    vm = importlib.import_module("theano.link.vm")
+    needed = (hasattr(c_basic, "CLinker") and hasattr(c_basic.CLinker, "compile_cmodule")
+              and hasattr(vm, "VMLinker") and all(hasattr(cmodule, name) for name in (
+                  "get_module_hash", "dlimport", "dlimport_workdir", "get_lib_extension")))
+    if needed and os.environ.get("L2HMC_PARALLEL_BUILD", "1") != "0":
+        global PARALLEL_BUILD
+        PARALLEL_BUILD = _ParallelBuild(cmodule, c_basic, vm)
+        PARALLEL_BUILD.install(c_basic, vm)
+        installed.append("parallel_c_build")
     return tuple(installed)
+
+
+#: The parallel C build (:class:`_ParallelBuild`; its ``counts``), or None where not installed.
+PARALLEL_BUILD = None
 
 
 #: The compile-time fixes installed (see the module docstring).
