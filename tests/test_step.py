@@ -207,3 +207,26 @@ def test_the_step_records_where_each_transition_started(schools):
     np.testing.assert_allclose(logp[1:], lp[:-1], rtol=1e-12)
     np.testing.assert_allclose(accept, idata.sample_stats["accept"].values[0], rtol=1e-12)
     assert np.isfinite(logp[0])  # the last tuning draw's
+
+
+def test_the_steps_compiled_call_checks_its_inputs_and_keeps_its_outputs(schools):
+    """pm.sample's per-draw call trusts its inputs once converted: wrong shapes fail with the
+    shapes it takes; and the arrays of one call are not overwritten by the next (the functions
+    keep their intermediate storage between calls)."""
+    model, _ = schools
+    sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.3, seed=0)
+    x = ModelEnergy(model).start_array()[None, :]
+    ones = np.ones(1)
+    with pytest.raises(ValueError, match=r"x and v of shape \(batch, 10\)"):
+        sampler.mh_step_with_model_values(x[0], np.zeros_like(x), ones, np.zeros(1), ones)
+    with pytest.raises(ValueError, match=r"step_scale of shape \(batch,\)"):
+        sampler.mh_step_with_model_values(x, np.zeros_like(x), ones, np.zeros(1), np.ones(2))
+    rng = np.random.default_rng(0)
+    v1, v2 = rng.normal(size=x.shape), rng.normal(size=x.shape)
+    # Lists and float32 are converted, as before.
+    first = sampler.mh_step_with_model_values(x.tolist(), v1.astype(np.float32), [1.0], [0.0], [1.0])
+    kept = [np.array(a, copy=True) for a in first]
+    second = sampler.mh_step_with_model_values(x, v2, -ones, np.zeros(1), ones)
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)
+    assert first[4][0] != second[4][0]  # the energies H(x, v) of the two momenta

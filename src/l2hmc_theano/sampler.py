@@ -215,7 +215,7 @@ class L2HMCSampler:
     def _function(self, key, build):
         if key not in self._compiled:
             what = _WHAT.get(key, "HMC trajectories (to choose T)" if key.startswith("trajectory") else key)
-            with change_flags(compute_test_value="off"), compiling(what, self._announce):
+            with change_flags(compute_test_value="off", allow_gc=False), compiling(what, self._announce):
                 inputs, outputs = build()
                 self._compiled[key] = theano.function(inputs, outputs, name=key)
         return self._compiled[key]
@@ -332,9 +332,21 @@ class L2HMCSampler:
 
     def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
         """:meth:`mh_step_with_stats` followed by the next state as the model's flat vectors
-        ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a model's energy; one compiled call)."""
-        return self._function("mh_step_model", lambda: self._build_mh_step_stats(model_values=True))(
-            x, v, direction, log_u, step_scale)
+        ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a model's energy; one compiled call).
+
+        This is ``pm.sample``'s per-draw call: the inputs are converted and checked here, and
+        the compiled function trusts them (Theano's own per-call checks of every input,
+        shared variables included, cost about as much as a leapfrog step of a small model)."""
+        fn = self._function("mh_step_model", lambda: self._build_mh_step_stats(model_values=True))
+        fn.trust_input = True
+        args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale)]
+        batch = args[0].shape[0] if args[0].ndim == 2 else -1
+        if (args[0].shape != (batch, self.dim) or args[1].shape != (batch, self.dim)
+                or any(a.shape != (batch,) for a in args[2:])):
+            raise ValueError(
+                f"mh_step_with_model_values takes x and v of shape (batch, {self.dim}) and direction, log_u and "
+                f"step_scale of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+        return fn(*args)
 
     def retarget(self, energy):
         """This sampler on another energy of the same layout (e.g. a model's conditional in a
