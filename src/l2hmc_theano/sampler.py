@@ -4,6 +4,7 @@ Numpy in, numpy out.  The symbolic pieces live in :mod:`.dynamics` and
 :mod:`.kernel`; this class owns the parameters and the compiled functions.
 """
 import contextlib
+import math
 import numbers
 import sys
 import time
@@ -179,7 +180,7 @@ class L2HMCSampler:
     @property
     def step_size(self):
         """Current leapfrog step size eps (float)."""
-        return float(np.exp(self.log_step_size.get_value()))
+        return math.exp(float(self.log_step_size.get_value(borrow=True)))
 
     def set_n_steps(self, n_steps):
         """Use T = ``n_steps`` leapfrog steps from now on: new time encodings, masks drawn again
