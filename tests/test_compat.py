@@ -30,6 +30,12 @@ def test_import_works_without_any_user_flags():
     assert "did not find a dynamic library" not in err
 
 
+def test_c_modules_are_built_without_debug_information_unless_the_user_sets_cxxflags():
+    show = "import l2hmc_theano, theano; print(theano.config.gcc__cxxflags.split()[0])"
+    assert run_python(show, THEANORC=os.devnull)[0] == "-g0"
+    assert run_python(show, THEANORC=os.devnull, THEANO_FLAGS="gcc__cxxflags=-O2")[0] == "-O2"
+
+
 def test_numpy_blas_on_request():
     line, _ = run_python(SHOW, THEANORC=os.devnull, L2HMC_BLAS="numpy")
     assert line == "'' float64"

@@ -165,3 +165,23 @@ def test_a_funnel_sampled_with_the_defaults_has_the_exact_moments():
     ess = float(az.ess(low))  # (chain, draw)
     assert abs(low.mean() - 0.2) < 4 * np.sqrt(0.2 * 0.8 / ess), (low.mean(), ess)
     assert int(idata.sample_stats["diverging"].sum()) == 0
+
+
+def test_training_with_a_progress_bar_says_when_it_compiles_the_non_centring(capsys):
+    """Every compile during train() is announced: the non-centring's curvature and maps, and
+    the MH step the trained-vs-HMC selection runs; without a progress bar, none."""
+    import re
+    import warnings
+
+    def train(progressbar):
+        sampler = L2HMCSampler(ModelEnergy(eight_schools(centred=True)), n_steps=2, seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sampler.train(train_steps=3, batch_size=8, warmup_iterations=70, progressbar=progressbar, check=False)
+        return capsys.readouterr().err
+
+    err = train(True)
+    for what in ("the non-centring's curvature", "the non-centring's map to the model",
+                 "the non-centring's inverse map", "the MH step"):
+        assert re.search(f"L2HMC: compiling {what} ... \\d+\\.\\d s", err), (what, err)
+    assert "compiling" not in train(False)

@@ -19,6 +19,9 @@ always wins):
   library is found (another platform, SciPy from a distribution, a path Theano
   cannot quote) the value is empty, Theano's NumPy C-API fallback.
   ``L2HMC_BLAS=numpy`` chooses the empty value; ``BLAS_LDFLAGS`` says which was chosen.
+* ``gcc__cxxflags=-g0``: Theano runs gcc with ``-g``; debug information serves nobody
+  who does not debug Theano's C code, and leaving it out takes ~12 % off a cold compile
+  (the demo's first training iteration: 68 s against 77 s, one run each).
 * On Python >= 3.11, ``theano.scan.scan_perform_ext`` is made unimportable.
   Its bundled Cython C does not compile against 3.11 headers; Scan falls back
   to its Python outer loop only on ``ImportError``.  The inner graph of every
@@ -54,7 +57,7 @@ import sys
 
 __all__ = [
     "theano", "tt", "change_flags", "floatX", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "BLAS_LDFLAGS",
-    "COMPILE_FIXES", "PARALLEL_BUILD",
+    "NO_DEBUG_INFO", "COMPILE_FIXES", "PARALLEL_BUILD",
 ]
 
 _SCAN_EXT = "theano.scan.scan_perform_ext"
@@ -143,6 +146,12 @@ if "theano" not in sys.modules and not USER_SET_BLAS_FLAGS:
     BLAS_LDFLAGS = "" if os.environ.get("L2HMC_BLAS", "").lower() == "numpy" else bundled_openblas_ldflags()
     existing = os.environ.get("THEANO_FLAGS", "")
     os.environ["THEANO_FLAGS"] = ",".join(filter(None, [existing, f'"blas__ldflags={BLAS_LDFLAGS}"']))
+
+#: Whether this module set ``gcc__cxxflags=-g0`` (False where the user set their own).
+NO_DEBUG_INFO = "theano" not in sys.modules and not _user_sets("gcc__cxxflags")
+if NO_DEBUG_INFO:
+    existing = os.environ.get("THEANO_FLAGS", "")
+    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [existing, "gcc__cxxflags=-g0"]))
 
 SCAN_C_DISABLED = sys.version_info >= (3, 11) and _SCAN_EXT not in sys.modules
 if SCAN_C_DISABLED:

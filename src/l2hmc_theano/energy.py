@@ -16,6 +16,7 @@ both are differentiable again (the training loss differentiates through dU).
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
+from .reparam import flat_slices
 
 __all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy"]
 
@@ -167,8 +168,7 @@ class ModelEnergy(Energy):
     def model_replacements(self, x):
         """The model's free variables as slices of its flat vector ``x`` ``(dim,)`` (symbolic),
         and the others as their shared values: a ``theano.clone`` replacement dict."""
-        replace = {var: tt.reshape(x[slc], shp).astype(dtype)
-                   for var, (_, slc, shp, dtype) in zip(self.vars, self.ordering.vmap)}
+        replace = flat_slices(x, self.vars, self.ordering.vmap)
         replace.update(self.shared)
         return replace
 

@@ -36,9 +36,15 @@ def posterior_names(model):
 
 
 def _shapes(model, names):
-    """Each posterior variable's shape, from the model's test point."""
-    values = model.fastfn([model[name] for name in names])(model.test_point)
-    return {name: np.shape(value) for name, value in zip(names, values)}
+    """Each posterior variable's shape: its test value's (PyMC3 gives every variable one), else
+    computed from the model's test point."""
+    shapes = {name: np.shape(model[name].tag.test_value) for name in names
+              if getattr(model[name].tag, "test_value", None) is not None}
+    missing = [name for name in names if name not in shapes]
+    if missing:
+        values = model.fastfn([model[name] for name in missing])(model.test_point)
+        shapes.update((name, np.shape(value)) for name, value in zip(missing, values))
+    return {name: shapes[name] for name in names}
 
 
 def _back_transform(energy, names):

@@ -63,6 +63,12 @@ def find_groups(model, chosen):
     return groups
 
 
+def flat_slices(flat, variables, vmap):
+    """``{variable: its slice of the flat vector`` ``flat`` ``(dim,)``, in its shape and dtype}``
+    (symbolic), for ``variables`` laid out as ``vmap`` (an ``ArrayOrdering``'s)."""
+    return {var: tt.reshape(flat[slc], shp).astype(dtype) for var, (_, slc, shp, dtype) in zip(variables, vmap)}
+
+
 def weights_from_ratio(r):
     """lam of the data-to-prior precision ratios ``r`` >= 0: 1 (non-centred) where r < 1, else 0."""
     return (np.asarray(r) < 1.0).astype(floatX)
@@ -88,13 +94,15 @@ class NonCentring:
         self.model = model
         self.ordering = ordering
         self.shared = dict(shared)
-        self._slots = {var: (slc, shp, dtype) for var, (_, slc, shp, dtype) in zip(self._vars(), ordering.vmap)}
-        self.groups = find_groups(model, list(self._slots))
+        self._variables = self._vars()
+        shapes = {var: shp for var, (_, _, shp, _) in zip(self._variables, ordering.vmap)}
+        self.groups = find_groups(model, self._variables)
         self.weights = {
-            var.name: theano.shared(np.ones(self._slots[var][1], dtype=floatX), name=f"noncentring/{var.name}/lam")
+            var.name: theano.shared(np.ones(shapes[var], dtype=floatX), name=f"noncentring/{var.name}/lam")
             for var, _, _ in self.groups
         }
         self._compiled = {}
+        self.announce = False  # say what compiles (set by L2HMCSampler.train with a progress bar)
 
     def _vars(self):
         by_name = {v.name: v for v in self.model.free_RVs}
@@ -109,7 +117,7 @@ class NonCentring:
         return [var.name for var, _, _ in self.groups]
 
     def _slices(self, flat):
-        return {var: tt.reshape(flat[slc], shp).astype(dtype) for var, (slc, shp, dtype) in self._slots.items()}
+        return flat_slices(flat, self._variables, self.ordering.vmap)
 
     def _lam_mu_log_sigma(self, var, mu, sigma, values):
         """lam, mu and log sigma of one group, at model-space ``values`` of its parents."""
@@ -141,7 +149,7 @@ class NonCentring:
     def flat_model(self, u):
         """The model's flat vector x(u) ``(dim,)`` and log|det dx/du|, of a sampling vector ``u``."""
         values, log_jacobian = self.model_values(u)
-        return tt.concatenate([tt.flatten(values[var]).astype(floatX) for var in self._slots]), log_jacobian
+        return tt.concatenate([tt.flatten(values[var]).astype(floatX) for var in self._variables]), log_jacobian
 
     def flat_sampling(self, x):
         """The sampling vector u(x) ``(dim,)`` of a model flat vector ``x`` (the inverse map)."""
@@ -149,7 +157,7 @@ class NonCentring:
         values.update(self._slices(x))
         groups = {var: (mu, sigma) for var, mu, sigma in self.groups}
         parts = []
-        for var in self._slots:
+        for var in self._variables:
             if var in groups:
                 lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
                 parts.append(tt.flatten((values[var] - lam * mu) * tt.exp(-lam * log_sigma)))
@@ -169,9 +177,11 @@ class NonCentring:
     # -- numpy maps of batches --------------------------------------------------------------
     def _batched(self, key, build):
         if key not in self._compiled:
+            from .sampler import compiling
             from .vectorize import vectorize
 
-            with change_flags(compute_test_value="off"):
+            what = {"to_model": "the non-centring's map to the model", "to_sampling": "the non-centring's inverse map"}
+            with change_flags(compute_test_value="off"), compiling(what.get(key, key), self.announce):
                 flat = tt.vector("flat", dtype=floatX)
                 batch = tt.matrix("batch", dtype=floatX)
                 outputs = vectorize(build(flat), flat, batch)
@@ -192,15 +202,18 @@ class NonCentring:
         """x ``(dim,)`` (model space) -> per group, sigma^2 h = sigma^2 (-d2 log p / d theta2) - 1
         (theta's shape): the data's precision over the prior's."""
         if "ratio" not in self._compiled:
-            with change_flags(compute_test_value="off"):
+            from .sampler import compiling
+
+            with change_flags(compute_test_value="off"), compiling("the non-centring's curvature", self.announce):
                 x = tt.vector("x_model", dtype=floatX)
                 values = dict(self.shared)
                 values.update(self._slices(x))
                 logp = theano.clone(self.model.logpt, values, strict=False).astype(floatX)
                 grad = tt.grad(logp, x)
                 outputs = []
+                slots = {var: (slc, shp) for var, (_, slc, shp, _) in zip(self._variables, self.ordering.vmap)}
                 for var, _, sigma in self.groups:
-                    slc, shp, _ = self._slots[var]
+                    slc, shp = slots[var]
                     indicator = np.zeros(self.ordering.size, dtype=floatX)
                     indicator[slc] = 1.0
                     hv = tt.grad(tt.sum(grad * indicator), x)[slc].reshape(shp)

@@ -213,6 +213,14 @@ class L2HMCSampler:
         return d
 
     # -- compiled functions ---------------------------------------------------------------
+    def _set_announce(self, on):
+        """Say (on stderr) what compiles from now on, or stop: this sampler's functions and its
+        target's non-centring maps."""
+        self._announce = bool(on)
+        noncentring = getattr(self.energy_target, "noncentring", None)
+        if noncentring is not None:
+            noncentring.announce = bool(on)
+
     def _function(self, key, build):
         if key not in self._compiled:
             what = _WHAT.get(key, "HMC trajectories (to choose T)" if key.startswith("trajectory") else key)
@@ -542,11 +550,11 @@ class L2HMCSampler:
                                          max_iterations=_check_count(warmup_iterations, "warmup_iterations"))
         rng = self._train_rng if seed is None else np.random.default_rng(seed)
         chains = None if self.history is None else self.history.get("chains")
-        self._announce = bool(progressbar)
+        self._set_announce(progressbar)
         try:
             if progressbar and not self._compiled:
-                print("L2HMC: compiling Theano functions; the first run on a machine builds their C code (minutes), "
-                      "later runs reuse Theano's cache.", file=sys.stderr, flush=True)
+                print("L2HMC: compiling Theano functions; the first run on a machine builds their C code on every "
+                      "core (a minute or more), later runs reuse Theano's cache.", file=sys.stderr, flush=True)
             if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
                 chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
             trained_from = self.step_size
@@ -555,13 +563,17 @@ class L2HMCSampler:
                 with compiling("the training step (the gradient through the leapfrog: the longest)", progressbar):
                     self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
         finally:
-            self._announce = False
+            self._set_announce(False)
         self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
         self.history = run_training(self, self._compiled[key], settings, rng, progressbar, chains=chains,
                                     temperature=self.temperature if anneal else None)
         self.selection = None
         if compare_hmc and hasattr(self.networks, "zero_heads"):
-            self._keep_better_of_trained_and_hmc(trained_from, rng)
+            self._set_announce(progressbar)
+            try:
+                self._keep_better_of_trained_and_hmc(trained_from, rng)
+            finally:
+                self._set_announce(False)
         self.training_problems = []
         if check and not (self.selection is not None and self.selection["kept"] == "hmc"):
             import warnings
