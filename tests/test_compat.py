@@ -232,3 +232,22 @@ def test_ops_with_c_code_from_files_have_the_same_version_in_every_process():
               "print(o.ExternalCOp.c_code_cache_version.__wrapped__(op))")
     assert run_python(theirs, PYTHONHASHSEED="1", THEANORC=os.devnull)[0] != run_python(
         theirs, PYTHONHASHSEED="2", THEANORC=os.devnull)[0]  # Theano's own: a new version per process
+
+
+@pytest.mark.skipif(compat.PARALLEL_BUILD is None or compat.PARALLEL_BUILD.workers < 2,
+                    reason="the parallel C build needs 2 or more cores")
+def test_parallel_c_build_steps_aside_when_it_cannot_build(tmp_path):
+    """Its temporary directories cannot be made: Theano builds every module itself, and the
+    function works."""
+    import json
+
+    refuse = ("import tempfile\n_mkdtemp = tempfile.mkdtemp\n"
+              "def mkdtemp(*args, prefix=None, **kwargs):\n"
+              "    if prefix == 'l2hmc-theano-build-':\n"
+              "        raise PermissionError('no temporary directory')\n"
+              "    return _mkdtemp(*args, prefix=prefix, **kwargs)\n"
+              "tempfile.mkdtemp = mkdtemp\n")
+    line, _ = run_python(refuse + BUILD, THEANO_FLAGS=f"compiledir={tmp_path / 'cache'}", THEANORC=os.devnull)
+    result = json.loads(line[len("RESULT "):])
+    assert result["ok"] and result["counts"]["built"] == 0 and result["counts"]["taken"] == 0
+    assert len(_cached_modules(tmp_path / "cache")) > 0

@@ -332,7 +332,10 @@ class _ParallelBuild:
             build.depth += 1
             try:
                 if build.workers > 1 and linker.c_thunks is not False and theano.config.cxx:
-                    build.prebuild(linker.schedule(linker.fgraph))
+                    try:
+                        build.prebuild(linker.schedule(linker.fgraph))
+                    except Exception:  # e.g. no temporary directory: Theano builds them, one at a time
+                        pass
                 return build.original_make_all(linker, *args, **kwargs)
             finally:
                 build.depth -= 1
