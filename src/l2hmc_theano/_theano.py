@@ -292,7 +292,7 @@ def _stable_external_cop_version(op_module):
 
 
 class _ParallelBuild:
-    """Compile a graph's missing C modules on every core before Theano links it, one by one.
+    """Compile a graph's missing C modules on every core before Theano links it node by node.
 
     Theano's linker makes each node's thunk in turn; a node whose C module is not in the
     compile cache waits for gcc (~0.5-1 s), all on one core.  Before a VM linker makes its
@@ -426,9 +426,13 @@ class _ParallelBuild:
         if location is None:
             location = self.cmodule.dlimport_workdir(theano.config.compiledir)
         library = f"{linker.get_dynamic_module().code_hash}.{self.cmodule.get_lib_extension()}"
-        for name in ("mod.cpp", library):
-            shutil.move(os.path.join(built, name), os.path.join(location, name))
-        shutil.rmtree(built, ignore_errors=True)
+        try:
+            for name in ("mod.cpp", library):
+                shutil.move(os.path.join(built, name), os.path.join(location, name))
+        except OSError:  # the built files are gone: Theano builds the module itself
+            return self.original_compile_cmodule(linker, location)
+        finally:
+            shutil.rmtree(built, ignore_errors=True)
         open(os.path.join(location, "__init__.py"), "w").close()
         self.counts["taken"] += 1
         return self.cmodule.dlimport(os.path.join(location, library))
