@@ -173,12 +173,22 @@ from l2hmc_theano._theano import theano, tt, change_flags
 with change_flags(compute_test_value="off"):
     x, y = tt.matrix("x"), tt.vector("y")
     z = tt.tanh(x) * tt.exp(y) + tt.sqr(x).sum(axis=1, keepdims=True) - tt.log1p(tt.abs_(x))
-    f = theano.function([x, y], [z, tt.arctan(z).max(axis=0), tt.cosh(y) / (1 + tt.sin(y) ** 2)])
+    # A scan whose inner graph shares C modules with the outer one (its own link, nested).
+    steps, _ = theano.scan(lambda h: tt.arctan(tt.tanh(h) * tt.exp(y)) + tt.sqr(h).sum(axis=1, keepdims=True),
+                           outputs_info=[x], n_steps=3)
+    last = steps[-1]
+    f = theano.function([x, y], [z, tt.arctan(z).max(axis=0), tt.cosh(y) / (1 + tt.sin(y) ** 2), last,
+                                 tt.arctan(tt.tanh(last) * tt.exp(y)) + tt.sqr(last).sum(axis=1, keepdims=True)])
 rng = np.random.default_rng(0)
 a, b = rng.normal(size=(4, 3)), rng.normal(size=3)
 out = f(a, b)
 exact = np.tanh(a) * np.exp(b) + (a ** 2).sum(axis=1, keepdims=True) - np.log1p(np.abs(a))
-ok = all(np.allclose(o, e) for o, e in zip(out, (exact, np.arctan(exact).max(axis=0), np.cosh(b) / (1 + np.sin(b) ** 2))))
+step = lambda h: np.arctan(np.tanh(h) * np.exp(b)) + (h ** 2).sum(axis=1, keepdims=True)
+h = a
+for _ in range(3):
+    h = step(h)
+ok = all(np.allclose(o, e) for o, e in zip(out, (exact, np.arctan(exact).max(axis=0), np.cosh(b) / (1 + np.sin(b) ** 2),
+                                                 h, step(h))))
 counts = compat.PARALLEL_BUILD.counts if compat.PARALLEL_BUILD is not None else None
 print("RESULT " + json.dumps({"ok": bool(ok), "counts": counts}))
 """
@@ -251,3 +261,33 @@ def test_parallel_c_build_steps_aside_when_it_cannot_build(tmp_path):
     result = json.loads(line[len("RESULT "):])
     assert result["ok"] and result["counts"]["built"] == 0 and result["counts"]["taken"] == 0
     assert len(_cached_modules(tmp_path / "cache")) > 0
+
+
+DEDUPE = r"""
+import json
+import l2hmc_theano._theano as compat
+from l2hmc_theano._theano import theano, tt, change_flags
+with change_flags(compute_test_value="off"):
+    x = tt.matrix("x")
+    fgraph = theano.graph.fg.FunctionGraph([x], [tt.tanh(x) * 2 + tt.exp(x).sum(axis=0)])
+    theano.compile.mode.get_default_mode().optimizer.optimize(fgraph)
+build = compat.PARALLEL_BUILD
+first = build.missing(fgraph.toposort())
+some = sorted(first)[0]
+build.built[some] = "elsewhere"  # as if built by an enclosing link and not yet taken
+second = build.missing(fgraph.toposort())
+build.built.clear()
+print("RESULT " + json.dumps({"first": sorted(first), "second": sorted(second), "some": some}))
+"""
+
+
+@pytest.mark.skipif(compat.PARALLEL_BUILD is None, reason="the parallel C build is not installed")
+def test_parallel_c_build_does_not_build_a_module_it_already_holds(tmp_path):
+    """A module built for an enclosing link (a Scan's outer graph) and not yet taken is not
+    built again for the inner one: the second copy would be lost, and left on disk."""
+    import json
+
+    line, _ = run_python(DEDUPE, THEANO_FLAGS=f"compiledir={tmp_path / 'cache'}", THEANORC=os.devnull)
+    result = json.loads(line[len("RESULT "):])
+    assert len(result["first"]) >= 1
+    assert result["second"] == [h for h in result["first"] if h != result["some"]]

@@ -379,9 +379,9 @@ class _ParallelBuild:
                 if not key or not key[0] or cache._get_from_key(key) is not None:
                     continue  # unversioned (Theano compiles those itself) or cached
                 module = linker.get_dynamic_module()
+                src_code = module.code()  # sets module.code_hash
                 if module.code_hash in jobs or module.code_hash in self.built:
                     continue
-                src_code = module.code()
                 if cache._get_from_hash(self.cmodule.get_module_hash(src_code, key), key) is not None:
                     continue
                 jobs[module.code_hash] = dict(
@@ -415,6 +415,8 @@ class _ParallelBuild:
                 with self.lock:
                     if location is None:
                         self.counts["failed"] += 1
+                    elif code_hash in self.built:  # built twice (not expected): keep one
+                        shutil.rmtree(location, ignore_errors=True)
                     else:
                         self.built[code_hash] = location
                         self.counts["built"] += 1
