@@ -94,6 +94,11 @@ def _flag_names_in_theanorc():
     return names
 
 
+def _append_theano_flag(item):
+    """Add ``item`` (``name=value``, quoted where the value holds commas) to THEANO_FLAGS."""
+    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [os.environ.get("THEANO_FLAGS", ""), item]))
+
+
 def _user_sets(flag):
     return flag in _flag_names_in_theano_flags(os.environ.get("THEANO_FLAGS", "")) or (
         flag in _flag_names_in_theanorc()
@@ -144,14 +149,12 @@ USER_SET_BLAS_FLAGS = _user_sets("blas__ldflags")
 BLAS_LDFLAGS = None
 if "theano" not in sys.modules and not USER_SET_BLAS_FLAGS:
     BLAS_LDFLAGS = "" if os.environ.get("L2HMC_BLAS", "").lower() == "numpy" else bundled_openblas_ldflags()
-    existing = os.environ.get("THEANO_FLAGS", "")
-    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [existing, f'"blas__ldflags={BLAS_LDFLAGS}"']))
+    _append_theano_flag(f'"blas__ldflags={BLAS_LDFLAGS}"')
 
 #: Whether this module set ``gcc__cxxflags=-g0`` (False where the user set their own).
 NO_DEBUG_INFO = "theano" not in sys.modules and not _user_sets("gcc__cxxflags")
 if NO_DEBUG_INFO:
-    existing = os.environ.get("THEANO_FLAGS", "")
-    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [existing, "gcc__cxxflags=-g0"]))
+    _append_theano_flag("gcc__cxxflags=-g0")
 
 SCAN_C_DISABLED = sys.version_info >= (3, 11) and _SCAN_EXT not in sys.modules
 if SCAN_C_DISABLED:
@@ -310,7 +313,7 @@ class _ParallelBuild:
     def __init__(self, cmodule, c_basic, vm):
         import threading
 
-        self.cmodule, self.c_basic = cmodule, c_basic
+        self.cmodule, self.c_basic, self.vm = cmodule, c_basic, vm
         self.built = {}  # code hash -> directory holding mod.cpp and the built library
         self.counts = {"built": 0, "taken": 0, "failed": 0}
         self.depth = 0
@@ -322,7 +325,7 @@ class _ParallelBuild:
         self.original_compile_cmodule = c_basic.CLinker.compile_cmodule
         self.original_make_all = vm.VMLinker.make_all
 
-    def install(self, c_basic, vm):
+    def install(self):
         import functools
 
         build = self
@@ -350,8 +353,8 @@ class _ParallelBuild:
                 return build.original_compile_cmodule(linker, location)
             return build.take(linker, built, location)
 
-        vm.VMLinker.make_all = make_all
-        c_basic.CLinker.compile_cmodule = compile_cmodule
+        self.vm.VMLinker.make_all = make_all
+        self.c_basic.CLinker.compile_cmodule = compile_cmodule
 
     def missing(self, nodes):
         """(code hash, compile arguments) of the nodes' C modules Theano would compile."""
@@ -483,7 +486,7 @@ def _install_compile_fixes():
     if needed and os.environ.get("L2HMC_PARALLEL_BUILD", "1") != "0":
         global PARALLEL_BUILD
         PARALLEL_BUILD = _ParallelBuild(cmodule, c_basic, vm)
-        PARALLEL_BUILD.install(c_basic, vm)
+        PARALLEL_BUILD.install()
         installed.append("parallel_c_build")
     return tuple(installed)
 
