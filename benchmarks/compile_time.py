@@ -3,7 +3,8 @@
 For each target, a child process times, in order: ``import l2hmc_theano``; building the
 sampler (the model's energy graph); compiling warm-up's HMC step, the energy and its
 gradient, and the training step (default settings, T = 10 as before warm-up picks T);
-for a PyMC3 model also ``pm.sample``'s MH step; and the run time of one training
+for a PyMC3 model also ``pm.sample``'s MH step (T = 10: a scan; and T = 4, written out, with
+the networks and with their heads zeroed: HMC's leapfrog); and the run time of one training
 iteration (batch 200, the best of 20).  "cold" is the first child in an empty Theano
 compile directory (every C module built), "warm" a second child in the same directory
 (only graph optimisation and linking).  Each child gets its own directory, so nothing
@@ -51,8 +52,12 @@ timed("energy", lambda: sampler._function("energy_grad", sampler._build_energy_g
 settings = TrainingSettings()
 step = timed("training step", lambda: build_training_step(sampler, settings))
 if target != "scg":
-    timed("pm.sample step", lambda: sampler._function("mh_step_model",
-                                                      lambda: sampler._build_mh_step_stats(model_values=True)))
+    timed("pm.sample step", lambda: sampler.compiled_mh_step(model_values=True, networks=True))
+    # At the T warm-up picks on eight schools (3-4) the step is written out, not scanned.
+    written_out = L2HMCSampler(energy, n_steps=4, seed=0)
+    timed("pm.sample step T=4", lambda: written_out.compiled_mh_step(model_values=True))
+    written_out.networks.zero_heads()
+    timed("pm.sample step T=4 HMC", lambda: written_out.compiled_mh_step(model_values=True))
 rng = np.random.default_rng(0)
 B, dim, rows = settings.batch_size, sampler.dim, step.proposals_per_chain * settings.batch_size
 args = (rng.normal(size=(B, dim)), rng.normal(size=(B, dim)), rng.normal(size=(rows, dim)),
@@ -66,7 +71,8 @@ times["ms per iteration"] = 1e3 * best
 print("RESULT " + json.dumps(times))
 """
 
-COLUMNS = ("import", "build", "warm-up step", "energy", "training step", "pm.sample step", "ms per iteration")
+COLUMNS = ("import", "build", "warm-up step", "energy", "training step", "pm.sample step", "pm.sample step T=4",
+           "pm.sample step T=4 HMC", "ms per iteration")
 
 
 def run_child(target, compiledir, blas="bundled", build="parallel"):

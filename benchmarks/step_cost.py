@@ -2,12 +2,14 @@
 
 The model is the non-centred eight schools.  L2HMC's step uses untrained default networks
 (hidden 10/10) and the identity preconditioner: the cost of a proposal does not depend on
-what the networks learned.  Both samplers run ``pm.sample(chains=1, cores=1)`` with the
+what the networks learned, only on whether they are used.  Each T gets two rows: with the
+networks, and with their heads zeroed (what training leaves when it keeps plain HMC: the step
+is then compiled as HMC's leapfrog).  Both samplers run ``pm.sample(chains=1, cores=1)`` with the
 same ``--tune`` and ``--draws``, after their functions are compiled.  Gradients are the
 ``tree_size`` stat summed over tuning and draws (L2HMC: T per draw; NUTS: its leapfrog
 steps); both also evaluate the energy once at each draw's start, which is not counted.
 
-    python benchmarks/step_cost.py                    # T = 2 and 10, 1000 + 1000 draws
+    python benchmarks/step_cost.py                    # T = 3, 4 and 10, 1000 + 1000 draws
     python benchmarks/step_cost.py --n-steps 4 --draws 300 --tune 300
 """
 import argparse
@@ -38,7 +40,8 @@ def seconds_per_gradient(model, step, draws, tune, seed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-steps", type=int, nargs="+", default=[2, 10], help="L2HMC's T values (default 2 10)")
+    parser.add_argument("--n-steps", type=int, nargs="+", default=[3, 4, 10],
+                        help="L2HMC's T values (default 3 4 10)")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -48,14 +51,16 @@ def main():
         nuts = pm.NUTS()
     rows = [("NUTS", *seconds_per_gradient(model, nuts, args.draws, args.tune, args.seed))]
     for n_steps in args.n_steps:
-        sampler = L2HMCSampler(ModelEnergy(model), n_steps=n_steps, step_size=0.3, seed=args.seed)
-        with model:
-            step = L2HMC(sampler=sampler)
-        x0 = ModelEnergy(model).start_array()[None, :]
-        # Compile the function the step calls (the step's own sampler: retargeted, it compiles its own).
-        step.sampler.mh_step_with_model_values(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype),
-                                               np.ones(1, x0.dtype))
-        rows.append((f"L2HMC, T = {n_steps}", *seconds_per_gradient(model, step, args.draws, args.tune, args.seed)))
+        for heads in ("networks", "heads zeroed"):
+            sampler = L2HMCSampler(ModelEnergy(model), n_steps=n_steps, step_size=0.3, seed=args.seed)
+            if heads == "heads zeroed":
+                sampler.networks.zero_heads()
+            with model:
+                step = L2HMC(sampler=sampler)
+            # Compile the function the step calls (the step's own sampler: retargeted, it compiles its own).
+            step.sampler.model_step_function()
+            rows.append((f"L2HMC, T = {n_steps}, {heads}",
+                         *seconds_per_gradient(model, step, args.draws, args.tune, args.seed)))
     nuts_cost = rows[0][1]
     print(f"Non-centred eight schools, pm.sample 1 chain x ({args.tune} tune + {args.draws}) draws, seed {args.seed}.\n")
     print("| sampler | gradients | seconds | ms per gradient | / NUTS |")

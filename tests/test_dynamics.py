@@ -129,6 +129,30 @@ def test_mixed_directions_equal_separate_runs(handwritten_sampler, rng):
     assert np.abs(fwd[0] - bwd[0]).max() > 0.1
 
 
+@pytest.mark.parametrize("which", SAMPLERS)
+def test_written_out_steps_are_the_scans_map(which, request, rng):
+    """The T steps written out (pm.sample's one-chain step) give the scan's proposal: the same
+    x', v', log-det and end energy, for both directions in one batch."""
+    from l2hmc_theano._theano import change_flags, theano
+
+    sampler = request.getfixturevalue(which)
+    x = rng.normal(0, 0.8, size=(6, sampler.dim))
+    v = rng.normal(size=(6, sampler.dim))
+    d = np.array([1, -1, 1, -1, -1, 1], dtype=float)
+    results = []
+    for unroll in (False, True):
+        with change_flags(compute_test_value="off"):
+            X, V, D = tt.matrix("x"), tt.matrix("v"), tt.vector("d")
+            p = sampler.propose(X, V, D, unroll=unroll)
+            f = theano.function([X, V, D], [p.x, p.v, p.logdet, p.energy_end])
+        scans = [n for n in f.maker.fgraph.apply_nodes if type(n.op).__name__ == "Scan"]
+        assert len(scans) == (0 if unroll else 1)
+        results.append(f(x, v, d))
+    for scanned, written_out in zip(*results):
+        np.testing.assert_allclose(written_out, scanned, rtol=1e-12, atol=1e-12)
+    assert np.abs(results[0][0] - x).max() > 0.1 and np.abs(results[0][2]).min() > 1e-3
+
+
 def numerical_log_abs_det(sampler, x, v, direction, h=1e-5):
     """log|det| of the central-difference Jacobian of (x, v) -> (x', v') at one point."""
     dim = sampler.dim

@@ -230,3 +230,42 @@ def test_the_steps_compiled_call_checks_its_inputs_and_keeps_its_outputs(schools
     for a, b in zip(first, kept):
         np.testing.assert_array_equal(a, b)
     assert first[4][0] != second[4][0]  # the energies H(x, v) of the two momenta
+
+
+def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
+    """With the networks' heads zero (training kept plain HMC) the MH step is compiled without
+    them and gives the same numbers; pm.sample's step (T <= UNROLL_MAX_STEPS: written out)
+    agrees with the scanned batch step; and each pm.sample run picks the step for the networks
+    as they stand then."""
+    from l2hmc_theano.sampler import UNROLL_MAX_STEPS
+
+    model, _ = schools
+    sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.3, seed=0)
+    assert sampler.n_steps <= UNROLL_MAX_STEPS and not sampler.networks_are_zero()
+    rng = np.random.default_rng(1)
+    x = ModelEnergy(model).start_array()[None, :] + 0.3 * rng.normal(size=(5, sampler.dim))
+    inputs = sampler.draw_step_inputs(rng, 5)
+    with_networks = sampler.mh_step_with_stats(x, *inputs)
+    model_step = sampler.mh_step_with_model_values(x, *inputs)
+    for a, b in zip(with_networks, model_step):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    sampler.networks.zero_heads()
+    assert sampler.networks_are_zero()
+    zeroed = sampler.compiled_mh_step(networks=True)(x, *inputs)
+    hmc = sampler.mh_step_with_stats(x, *inputs)
+    assert "mh_step_stats_hmc" in sampler._compiled
+    dots = [n for n in sampler._compiled["mh_step_stats_hmc"].maker.fgraph.apply_nodes if "Dot" in str(n.op)
+            or "Gemm" in str(n.op)]
+    assert not dots, dots  # no network is evaluated
+    for a, b in zip(zeroed, hmc):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    assert np.abs(hmc[0] - with_networks[0]).max() > 1e-6  # the networks did change the proposal
+    # pm.sample: one run with the networks, then one after their heads are zeroed.
+    sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.3, seed=0)
+    with model:
+        step = L2HMC(sampler=sampler)
+    sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
+    assert set(step.sampler._compiled) == {"mh_step_model"}
+    sampler.networks.zero_heads()  # shared with the step's (retargeted) sampler
+    sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
+    assert set(step.sampler._compiled) == {"mh_step_model", "mh_step_model_hmc"}

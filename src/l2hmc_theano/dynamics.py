@@ -58,7 +58,8 @@ def _x_update(aux, x, v, keep, tau, forward, sign, eps):
     return x_new, sign * ((1.0 - keep) * eps * S).sum(axis=1)
 
 
-def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, masks, all_steps=False):
+def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, masks, all_steps=False,
+                         unroll=False):
     """T generalized leapfrog steps, as one ``theano.scan``.
 
     Parameters
@@ -74,6 +75,7 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
     -------
     x_new, v_new, grad_new : ``(batch, dim)``; logdet : ``(batch,)`` = log|det d(x',v')/d(x,v)|.
     With ``all_steps``, the same after every step: ``(T, batch, dim)`` and ``(T, batch)``.
+    ``unroll``: the T steps as T copies of the step's graph instead of a scan.
     """
     taus = np.asarray(taus, dtype=floatX)
     masks = np.asarray(masks, dtype=floatX)
@@ -100,6 +102,16 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
         return x, v, grad, logdet + ld_v1 + ld_x1 + ld_x2 + ld_v2
 
     logdet0 = tt.zeros_like(sign)
+    if unroll:
+        state = [x, v, grad, logdet0]
+        steps = []
+        for t in range(len(taus)):
+            row = [tt.constant(seq.value[t]) for seq in sequences]
+            state = step(*row, *state, sign, forward_col, eps)
+            steps.append(state)
+        if all_steps:
+            return tuple(tt.stack(column) for column in zip(*steps))
+        return tuple(state)
     (xs, vs, grads, logdets), _ = theano.scan(
         step,
         sequences=sequences,

@@ -26,7 +26,7 @@ def _finite(t):
     return tt.invert(tt.or_(tt.isnan(t), tt.isinf(t)))
 
 
-def propose(energy, aux, x, v, direction, step_size, taus, masks):
+def propose(energy, aux, x, v, direction, step_size, taus, masks, unroll=False):
     """Build the proposal and its acceptance probability; all outputs per chain.
 
     Returns a :class:`Proposal` with ``x, v, grad_end`` ``(batch, dim)`` and
@@ -36,7 +36,7 @@ def propose(energy, aux, x, v, direction, step_size, taus, masks):
     """
     U0, grad0 = energy.value_and_grad(x)
     x1, v1, grad1, logdet = generalized_leapfrog(
-        energy, aux, x, v, grad0, direction, step_size, taus, masks
+        energy, aux, x, v, grad0, direction, step_size, taus, masks, unroll=unroll
     )
     U1, _ = energy.value_and_grad(x1)
     H0 = U0 + 0.5 * tt.sqr(v).sum(axis=1)

@@ -102,6 +102,10 @@ class MLP:
             W.set_value(np.zeros_like(W.get_value()))
             b.set_value(np.zeros_like(b.get_value()))
 
+    def heads_are_zero(self):
+        """Whether the three heads' weights and biases are all 0 (then S = Q = T = 0 at any finite input)."""
+        return not any(p.get_value(borrow=True).any() for head in self.heads.values() for p in head)
+
 
 class AuxiliaryNetworks:
     """The paper's two networks: one for both v half-steps, one for both x-updates.
@@ -133,3 +137,7 @@ class AuxiliaryNetworks:
         changing the compiled graphs (training can resume from there: tanh'(0) = 1)."""
         self.v_net.zero_heads()
         self.x_net.zero_heads()
+
+    def heads_are_zero(self):
+        """Whether both networks output S = Q = T = 0 (their heads are zero): HMC's leapfrog."""
+        return self.v_net.heads_are_zero() and self.x_net.heads_are_zero()

@@ -23,7 +23,16 @@ __all__ = ["L2HMCSampler"]
 #: What each compiled function is, for the messages shown while it compiles.
 _WHAT = {"warmup_step": "the warm-up's HMC step", "energy_grad": "the energy and its gradient",
          "mh_step_stats": "the MH step", "mh_step_model": "pm.sample's MH step", "energy": "the energy",
+         "mh_step_stats_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
+         "mh_step_model_hmc": "pm.sample's MH step (HMC's leapfrog: the networks' heads are zero)",
          "transition": "the leapfrog map"}
+# pm.sample's step (one chain per call) writes T <= this many leapfrog steps out instead of scanning
+# them: Scan's Python loop costs ~0.01 ms per step there (benchmarks/step_cost.py).  Their compile
+# leaves out local_fill_sink: it pushes the gradient's fills through every later elementwise op,
+# and with the networks' heads zero (all of the trajectory elementwise) that took the optimiser
+# ~10x longer per step (15 s at T = 3, 166 s at T = 4 on eight schools; 2-3 s without it).
+UNROLL_MAX_STEPS = 6
+UNROLLED_OPT_EXCLUDE = ("local_fill_sink",)
 
 
 @contextlib.contextmanager
@@ -221,12 +230,15 @@ class L2HMCSampler:
         if noncentring is not None:
             noncentring.announce = bool(on)
 
-    def _function(self, key, build):
+    def _function(self, key, build, exclude=()):
+        """The compiled function ``key``, built by ``build() -> (inputs, outputs)`` at its first use;
+        ``exclude``: graph optimisations left out of its compile."""
         if key not in self._compiled:
             what = _WHAT.get(key, "HMC trajectories (to choose T)" if key.startswith("trajectory") else key)
             with change_flags(compute_test_value="off", allow_gc=False), compiling(what, self._announce):
                 inputs, outputs = build()
-                self._compiled[key] = theano.function(inputs, outputs, name=key)
+                mode = theano.compile.mode.get_default_mode().excluding(*exclude) if exclude else None
+                self._compiled[key] = theano.function(inputs, outputs, name=key, mode=mode)
         return self._compiled[key]
 
     def _inputs(self):
@@ -237,7 +249,7 @@ class L2HMCSampler:
         energy = self.energy_target if energy is None else energy
         return energy if self.preconditioner is None else WhitenedEnergy(energy, self.preconditioner)
 
-    def propose(self, x, v, direction, networks=None, step_size=None, energy=None, step_scale=None):
+    def propose(self, x, v, direction, networks=None, step_size=None, energy=None, step_scale=None, unroll=False):
         """The proposal from positions ``x`` ``(batch, dim)`` (in x): the dynamics run in y,
         the returned ``Proposal.x`` is in x (``v`` and ``grad_end`` stay in y).  The step size
         (default: the trained one) is multiplied per chain by ``step_scale`` ``(batch,)``."""
@@ -246,11 +258,11 @@ class L2HMCSampler:
         if step_scale is not None:
             step_size = step_size * tt.shape_padright(step_scale)
         y = x if self.preconditioner is None else self.preconditioner.to_y(x)
-        p = propose(self.whitened(energy), networks, y, v, direction, step_size, self.taus, self.masks)
+        p = propose(self.whitened(energy), networks, y, v, direction, step_size, self.taus, self.masks, unroll=unroll)
         return p if self.preconditioner is None else p._replace(x=self.preconditioner.to_x(p.x))
 
-    def _build_proposal(self, x, v, direction, step_scale=None):
-        return self.propose(x, v, direction, step_scale=step_scale)
+    def _build_proposal(self, x, v, direction, step_scale=None, networks=None, unroll=False):
+        return self.propose(x, v, direction, networks=networks, step_scale=step_scale, unroll=unroll)
 
     def draw_step_inputs(self, rng, n):
         """The random inputs of one MH step of ``n`` chains, drawn from ``rng``: momenta v ~ N(0, I)
@@ -313,13 +325,14 @@ class L2HMCSampler:
         dH = U_t + 0.5 * tt.sqr(vs).sum(axis=2) - (U0 + 0.5 * tt.sqr(v).sum(axis=1))[None, :]
         return [x, v, d, eps, step_scale], [y0, ys, dH]
 
-    def _build_mh_step_stats(self, model_values=False):
+    def _build_mh_step_stats(self, model_values=False, hmc=False, unroll=False):
         """One MH step with everything a PyMC3 step method reports (``model_values``: and the
-        next state as the model's flat vector, with log|det dx/du|)."""
+        next state as the model's flat vector, with log|det dx/du|).  ``hmc``: with zero
+        auxiliary functions (HMC's leapfrog); ``unroll``: the leapfrog steps written out."""
         x, v, d = self._inputs()
         log_u = tt.vector("log_u", dtype=floatX)
         step_scale = tt.vector("step_scale", dtype=floatX)
-        p = self._build_proposal(x, v, d, step_scale)
+        p = self._build_proposal(x, v, d, step_scale, networks=ZeroFunctions() if hmc else None, unroll=unroll)
         x_next, accepted = metropolis_hastings(p, x, log_u)
         potential_next = tt.switch(accepted, p.potential_end, p.potential_start)
         energy_next = tt.switch(accepted, p.energy_end, p.energy_start)
@@ -329,33 +342,68 @@ class L2HMCSampler:
             outputs += list(self.energy_target.to_model_graph(x_next))
         return [x, v, d, log_u, step_scale], outputs
 
-    def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None):
+    def networks_are_zero(self):
+        """Whether the auxiliary functions are S = Q = T = 0 as they stand (zero networks, or heads
+        zeroed, e.g. when training kept plain HMC): the dynamics are then HMC's leapfrog."""
+        if isinstance(self.networks, ZeroFunctions):
+            return True
+        check = getattr(self.networks, "heads_are_zero", None)
+        return bool(check is not None and check())
+
+    def compiled_mh_step(self, model_values=False, networks=None):
+        """The compiled MH step of :meth:`mh_step_with_stats` (``model_values``: of
+        :meth:`mh_step_with_model_values`) for the networks as they stand.
+
+        When their heads are zero the step is compiled without them (HMC's leapfrog: the same
+        numbers, without evaluating networks whose output is 0); ``networks=True`` keeps them
+        regardless.  A later change of the heads needs a new call.  ``model_values`` (pm.sample's
+        one-chain step) writes out T <= ``UNROLL_MAX_STEPS`` leapfrog steps instead of a scan."""
+        hmc = self.networks_are_zero() if networks is None else not networks
+        unroll = model_values and self.n_steps <= UNROLL_MAX_STEPS
+        key = ("mh_step_model" if model_values else "mh_step_stats") + ("_hmc" if hmc else "")
+        return self._function(key, lambda: self._build_mh_step_stats(model_values, hmc=hmc, unroll=unroll),
+                              exclude=UNROLLED_OPT_EXCLUDE if unroll else ())
+
+    def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None, networks=None):
         """One MH step of a batch: ``(x_next, accept_prob, accepted, diverging, energy,
         energy_error, logdet, potential)``; ``energy`` is H at the returned state,
         ``energy_error`` H(proposal) - H(start), ``potential`` U at the returned state.
         ``step_scale`` ``(batch,)`` multiplies the step size per chain (default 1; see
-        :meth:`draw_step_scale`)."""
+        :meth:`draw_step_scale`).  ``networks``: see :meth:`compiled_mh_step`."""
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
-        return self._function("mh_step_stats", self._build_mh_step_stats)(x, v, direction, log_u, step_scale)
+        return self.compiled_mh_step(networks=networks)(x, v, direction, log_u, step_scale)
+
+    def model_step_function(self):
+        """``pm.sample``'s per-draw call, for the networks as they stand (see
+        :meth:`compiled_mh_step`): ``f(x, v, direction, log_u, step_scale)`` gives
+        :meth:`mh_step_with_stats`'s outputs followed by the next state as the model's flat
+        vectors ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a model's energy).
+
+        ``f`` converts and checks its inputs, and the compiled function trusts them (Theano's
+        own per-call checks of every input, shared variables included, cost about as much as a
+        leapfrog step of a small model)."""
+        fn = self.compiled_mh_step(model_values=True)
+        fn.trust_input = True
+        dim = self.dim
+
+        def mh_step(x, v, direction, log_u, step_scale):
+            args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale)]
+            batch = args[0].shape[0] if args[0].ndim == 2 else -1
+            if (args[0].shape != (batch, dim) or args[1].shape != (batch, dim)
+                    or any(a.shape != (batch,) for a in args[2:])):
+                raise ValueError(
+                    f"mh_step_with_model_values takes x and v of shape (batch, {dim}) and direction, log_u and "
+                    f"step_scale of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+            return fn(*args)
+
+        return mh_step
 
     def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
         """:meth:`mh_step_with_stats` followed by the next state as the model's flat vectors
-        ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a model's energy; one compiled call).
-
-        This is ``pm.sample``'s per-draw call: the inputs are converted and checked here, and
-        the compiled function trusts them (Theano's own per-call checks of every input,
-        shared variables included, cost about as much as a leapfrog step of a small model)."""
-        fn = self._function("mh_step_model", lambda: self._build_mh_step_stats(model_values=True))
-        fn.trust_input = True
-        args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale)]
-        batch = args[0].shape[0] if args[0].ndim == 2 else -1
-        if (args[0].shape != (batch, self.dim) or args[1].shape != (batch, self.dim)
-                or any(a.shape != (batch,) for a in args[2:])):
-            raise ValueError(
-                f"mh_step_with_model_values takes x and v of shape (batch, {self.dim}) and direction, log_u and "
-                f"step_scale of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
-        return fn(*args)
+        ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (one compiled call; see
+        :meth:`model_step_function`, which ``pm.sample``'s step resolves once per run)."""
+        return self.model_step_function()(x, v, direction, log_u, step_scale)
 
     def retarget(self, energy):
         """This sampler on another energy of the same layout (e.g. a model's conditional in a
@@ -400,7 +448,7 @@ class L2HMCSampler:
         for non-centred groups, minus the log-Jacobian of the map to the model); returns ``(batch,)``."""
         return self._function("energy", self._build_energy)(self._as_batch(x, "x"))
 
-    def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False):
+    def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False, networks=None):
         """Run ``n_chains`` independent L2HMC chains for ``n_draws`` MH steps.
 
         Each step draws v ~ N(0, I), d uniform on {-1, +1} and the step size's jitter per chain.
@@ -408,6 +456,7 @@ class L2HMCSampler:
         preconditioner's coordinates y).
         ``seed``: seeds starts, momenta, directions and acceptance draws
         (default: the sampler's own stream, derived from its seed).
+        ``networks``: see :meth:`compiled_mh_step`.
 
         Returns ``(draws, accept_prob)`` of shapes ``(n_draws, n_chains, dim)`` and
         ``(n_draws, n_chains)``.  Starts and draws are in the target's sampling coordinates,
@@ -434,7 +483,7 @@ class L2HMCSampler:
 
             steps = progress_bar(steps)
         for i in steps:
-            x, accept_prob[i] = self.mh_step_with_stats(x, *self.draw_step_inputs(rng, n_chains))[:2]
+            x, accept_prob[i] = self.mh_step_with_stats(x, *self.draw_step_inputs(rng, n_chains), networks=networks)[:2]
             draws[i] = x
         return draws, accept_prob
 

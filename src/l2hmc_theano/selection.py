@@ -46,7 +46,7 @@ def compare_with_hmc(sampler, chains, hmc_step_size, rng, n_draws=50):
     seed = int(rng.integers(2 ** 63))
 
     def run():
-        draws, _ = sampler.sample(n_draws, n_chains=len(chains), x0=chains, seed=seed)
+        draws, _ = sampler.sample(n_draws, n_chains=len(chains), x0=chains, seed=seed, networks=True)
         return min_ess(np.swapaxes(draws, 0, 1))
 
     result = {"trained": run()}

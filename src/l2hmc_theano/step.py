@@ -118,6 +118,8 @@ class L2HMC(ArrayStepShared):
         return self.sampler.energy_target.to_sampling(np.asarray(q0, dtype=floatX)[None, :])
 
     def astep(self, q0):
+        if self._mh_step is None:  # once per run: the networks do not change while it draws
+            self._mh_step = self.sampler.model_step_function()
         x = self._warm_start(q0) if self._fresh_chain else self._to_sampling(q0)
         dim = self.sampler.dim
         v = np.random.standard_normal((1, dim)).astype(floatX)
@@ -125,7 +127,7 @@ class L2HMC(ArrayStepShared):
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
         step_scale = self.sampler.draw_step_scale(np.random, 1)
         (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian) = (
-            self.sampler.mh_step_with_model_values(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
+            self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
         )
         q_next = q_next[0].astype(q0.dtype)
         self._last = (q_next, x_next)
@@ -159,6 +161,7 @@ class L2HMC(ArrayStepShared):
         self._accept_sum = 0.0
         self._last_logp = np.nan
         self._last = None  # (model flat vector, sampling coordinates (1, dim)) of the last draw
+        self._mh_step = None  # the sampler's per-draw call, resolved at the run's first draw
         self._transitions = []  # (log density at the start, acceptance, diverged) of each draw after tuning
 
     def warnings(self):
