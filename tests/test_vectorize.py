@@ -160,3 +160,71 @@ def test_rules_for_dot_join_alloc_and_inc_subtensor():
         np.testing.assert_allclose(value[i], v, rtol=1e-12)
         np.testing.assert_allclose(grad[i], g, rtol=1e-10, atol=1e-12)
     assert not [k for k in stats if k.endswith("(map)")], stats
+
+
+def _row_and_batched(build, dim, rows):
+    """``(value, grad, grad of grad . w)`` of ``build(x)`` per row and vectorised, for ``rows`` ``(n, dim)``."""
+    with change_flags(compute_test_value="off"):
+        x, X = tt.vector("x"), tt.matrix("X")
+        out = build(x)
+        (batched,) = vectorize([out], x, X)
+        g_batched = tt.grad(batched.sum(), X)
+        w = tt.constant(np.linspace(-1.0, 2.0, dim))
+        f_batched = theano.function([X], [batched, g_batched, tt.grad((g_batched * w).sum(), X)])
+        g_row = tt.grad(out, x)
+        f_row = theano.function([x], [out, g_row, tt.grad((g_row * w).sum(), x)])
+    per_row = [f_row(r) for r in rows]
+    expected = [np.array([p[i] for p in per_row]) for i in range(3)]
+    return f_batched, f_batched(rows), expected
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 2)], ids=["1-d", "2-d"])
+def test_gather_along_a_batched_variable(shape):
+    """``v[idx]`` with repeated and negative indices: value, gradient and second derivative
+    equal the per-row graph's, and no transposed view feeds the Elemwise after the gather."""
+    idx = np.array([4, 0, 0, 2, -1, 3, 3, 3, 1, 0])
+    size = int(np.prod(shape))
+    data = np.random.default_rng(5).normal(size=(len(idx),) + shape[1:])
+
+    def build(x):
+        v = x.reshape(shape)
+        picked = tt.tanh(v)[idx] * v[2] + v[idx] ** 3   # gathers of a batched expression and of v itself
+        return ((picked - data) ** 2).sum() + tt.exp(0.1 * picked).sum()
+
+    rows = np.random.default_rng(6).normal(size=(7, size))
+    f_batched, got, expected = _row_and_batched(build, size, rows)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    nodes = f_batched.maker.fgraph.toposort()
+    assert any(type(n.op).__name__ == "BatchTake" for n in nodes)
+    transposes = [n for n in nodes if isinstance(n.op, tt.elemwise.DimShuffle)
+                  and [o for o in n.op.new_order if o != "x"] != sorted(o for o in n.op.new_order if o != "x")]
+    assert not transposes, transposes
+
+
+def test_batch_take_and_batch_inc_ops():
+    from l2hmc_theano.batch_take import batch_inc, batch_take
+
+    rng = np.random.default_rng(7)
+    idx = np.array([2, 2, 0, -1, 2, 1])
+    x_val = rng.normal(size=(6, 3, 2))  # 6 rows: the scatter's 4-row blocks and a remainder
+    y_val = rng.normal(size=(6, len(idx), 2))
+    with change_flags(compute_test_value="off"):
+        x, y = tt.tensor3("x"), tt.tensor3("y")
+        f = theano.function([x, y], [batch_take(x, idx), batch_take(x[:, :, 0], idx),
+                                     batch_inc(x, y, idx), batch_inc(x[:, :, 1], y[:, :, 0], idx),
+                                     batch_inc(x, y, idx, set_instead_of_inc=True)])
+    take3, take2, inc3, inc2, set3 = f(x_val, y_val)
+    np.testing.assert_array_equal(take3, x_val[:, idx])
+    np.testing.assert_array_equal(take2, x_val[:, idx, 0])
+    expected = x_val.copy()
+    np.add.at(expected, (slice(None), idx), y_val)
+    np.testing.assert_allclose(inc3, expected, rtol=1e-15)
+    expected = x_val[:, :, 1].copy()
+    np.add.at(expected, (slice(None), idx), y_val[:, :, 0])
+    np.testing.assert_allclose(inc2, expected, rtol=1e-15)
+    expected = x_val.copy()
+    expected[:, idx] = y_val
+    np.testing.assert_array_equal(set3, expected)
+    with pytest.raises(IndexError):
+        f(x_val[:, :2], y_val[:, :, :2])  # index 2 is out of bounds for axis 1 of size 2

@@ -13,6 +13,7 @@ independent: a ``bound`` (a Switch on a reduced condition) yields -inf for the
 invalid rows only.
 """
 from ._theano import theano, tt
+from .batch_take import batch_take
 
 __all__ = ["vectorize", "BatchedVar"]
 
@@ -103,7 +104,7 @@ def _advanced_subtensor1(node, ins, batch):
     x, idx = ins
     if _b(idx):
         return None
-    return [x.value[:, idx]]
+    return [batch_take(x.value, idx)]  # C-contiguous (batch, m, ...), not Theano's x.T[idx].T
 
 
 def _reshape(node, ins, batch):
