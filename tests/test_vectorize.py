@@ -228,3 +228,35 @@ def test_batch_take_and_batch_inc_ops():
     np.testing.assert_array_equal(set3, expected)
     with pytest.raises(IndexError):
         f(x_val[:, :2], y_val[:, :, :2])  # index 2 is out of bounds for axis 1 of size 2
+
+
+def test_sum_of_a_bound_selects_row_sums():
+    """``Sum(switch(c, v, -inf))`` with a per-row condition (PyMC3's ``bound``) is batched as a
+    switch between row sums: equal values and gradients per row, -inf rows, an empty sum."""
+    data = np.random.default_rng(8).normal(size=6)
+
+    def build(x):
+        valid = x[0] > -0.3
+        terms = -0.5 * ((data - x[1]) * tt.exp(-x[0])) ** 2 - x[0]
+        empty = x[2:2] ** 2  # shape (0,): its bounded sum is 0 for every row
+        return (tt.switch(valid, terms, -np.inf).sum() + tt.switch(valid, empty, -np.inf).sum()
+                + tt.switch(x[2] > 0, x[1:3] ** 2, 1.5).sum())
+
+    rows = np.random.default_rng(9).normal(size=(40, 3))
+    with change_flags(compute_test_value="off"):
+        x, X = tt.vector("x"), tt.matrix("X")
+        (batched,) = vectorize([build(x)], x, X)
+        f_batched = theano.function([X], [batched, tt.grad(batched.sum(), X)])
+        f_row = theano.function([x], [build(x), tt.grad(build(x), x)])
+    value, grad = f_batched(rows)
+    expected = [f_row(r) for r in rows]
+    value_ref, grad_ref = np.array([v for v, _ in expected]), np.array([g for _, g in expected])
+    finite = np.isfinite(value_ref)
+    assert 0 < finite.sum() < len(rows)
+    np.testing.assert_array_equal(value[~finite], value_ref[~finite])
+    np.testing.assert_allclose(value[finite], value_ref[finite], rtol=1e-12)
+    np.testing.assert_allclose(grad[finite], grad_ref[finite], rtol=1e-12, atol=1e-14)
+    # No Switch over the summed (batch, 6) terms is left in the batched graph.
+    switches = [v for v in theano.graph.basic.ancestors([batched]) if v.owner
+                and isinstance(getattr(v.owner.op, "scalar_op", None), theano.scalar.basic.Switch)]
+    assert switches and all(v.ndim == 1 for v in switches)

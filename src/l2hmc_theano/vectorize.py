@@ -11,6 +11,11 @@ matrix), or, for any other Op, by ``theano.map`` over the rows of that node only
 A node that depends on ``x`` only through a shape is rebuilt unbatched.  Rows stay
 independent: a ``bound`` (a Switch on a reduced condition) yields -inf for the
 invalid rows only.
+
+Two rules choose a faster batched form than the Op's own: a gather ``v[idx]`` is
+:class:`l2hmc_theano.batch_take.BatchTake` (C-contiguous, batch axis leading), and
+the sum of a ``bound`` whose condition is one value per row, ``Sum(switch(c, v, k))``,
+becomes ``switch(c, Sum(v), k * count)`` (the condition masks row sums, not every term).
 """
 from ._theano import theano, tt
 from .batch_take import batch_take
@@ -42,6 +47,38 @@ def _reduced_axes(axis, ndim):
     if axis is None:
         return list(range(1, ndim + 1))
     return [a + 1 if a >= 0 else a + ndim + 1 for a in axis]
+
+
+def _padded(v):
+    """A batched value, or an unbatched one with a broadcastable leading axis of 1."""
+    return v.value if _b(v) else tt.shape_padleft(v)
+
+
+def _sum_of_switch(node, values, n_uses):
+    """``Sum(switch(c, v, k))`` with ``c`` and ``k`` constant along the summed axes (a
+    ``bound``'s condition on a per-row scalar) as ``switch(c, Sum(v), k * count)``: the
+    condition then selects among ``(batch, ...)`` sums, and in the gradient scales them,
+    instead of masking every summed element.  ``None`` where the pattern does not hold."""
+    if type(node.op) is not tt.elemwise.Sum:
+        return None
+    (summed,) = node.inputs
+    switch = summed.owner
+    if (switch is None or n_uses.get(summed, 0) != 1 or not isinstance(switch.op, tt.elemwise.Elemwise)
+            or not isinstance(switch.op.scalar_op, theano.scalar.basic.Switch)):
+        return None
+    axes = list(range(summed.ndim)) if node.op.axis is None else list(node.op.axis)
+    cond, picked, other = [values.get(i, i) for i in switch.inputs]
+    cond, picked, other = _padded(cond), _padded(picked), _padded(other)
+    if picked.broadcastable[1:] != summed.broadcastable or not all(
+            cond.broadcastable[a + 1] and other.broadcastable[a + 1] for a in axes):
+        return None
+    kept = [0] + [a + 1 for a in range(summed.ndim) if a not in axes]
+    count = tt.prod(tt.stack([picked.shape[a + 1] for a in axes])) if axes else tt.constant(1, dtype="int64")
+    total = tt.sum(tt.cast(picked, summed.dtype), axis=[a + 1 for a in axes], dtype=node.op.dtype,
+                   acc_dtype=node.op.acc_dtype)
+    other = other.dimshuffle(kept)
+    other_total = tt.switch(tt.gt(count, 0), other * count, tt.zeros_like(other))
+    return [tt.cast(tt.switch(cond.dimshuffle(kept), total, other_total), node.outputs[0].dtype)]
 
 
 def _elemwise(node, ins, batch):
@@ -247,7 +284,11 @@ def vectorize(outputs, x, X, stats=None):
     batch = X.shape[0]
     values = {x: BatchedVar(X)}
     rules = _rules()
-    for node in theano.graph.basic.io_toposort([x], outputs):
+    nodes = theano.graph.basic.io_toposort([x], outputs)
+    n_uses = {}
+    for var in [i for node in nodes for i in node.inputs] + list(outputs):
+        n_uses[var] = n_uses.get(var, 0) + 1
+    for node in nodes:
         ins = [values.get(i, i) for i in node.inputs]
         if not any(_b(v) for v in ins):
             if any(new is not old for new, old in zip(ins, node.inputs)):
@@ -255,8 +296,8 @@ def vectorize(outputs, x, X, stats=None):
                 for old, out in zip(node.outputs, node.op.make_node(*ins).outputs):
                     values[old] = out
             continue
-        new = None
-        for op_type, rule in rules:
+        new = _sum_of_switch(node, values, n_uses)
+        for op_type, rule in rules if new is None else ():
             if isinstance(node.op, op_type):
                 new = rule(node, ins, batch)
                 break
