@@ -260,3 +260,23 @@ def test_sum_of_a_bound_selects_row_sums():
     switches = [v for v in theano.graph.basic.ancestors([batched]) if v.owner
                 and isinstance(getattr(v.owner.op, "scalar_op", None), theano.scalar.basic.Switch)]
     assert switches and all(v.ndim == 1 for v in switches)
+
+
+def test_row_scalar_times_shared_vector_is_an_outer_product():
+    """``s * w`` (``s`` a per-row scalar, ``w`` a vector shared by all rows) is batched as the
+    outer product of the (batch, 1) scalars and w: per-row values, gradients and second
+    derivatives, and the compiled graph has a BLAS product instead."""
+    w_val = np.random.default_rng(10).normal(size=9)
+    counts = np.arange(9)  # an int vector: the product takes the scalar's dtype
+
+    def build(x):
+        w = tt.constant(w_val)
+        fitted = x[0] * w + counts * x[1] + tt.exp(x[2]) * (w ** 2)
+        return (tt.tanh(fitted) ** 2).sum() + (x[0] * w).sum() ** 2
+
+    rows = np.random.default_rng(11).normal(size=(6, 3))
+    f_batched, got, expected = _row_and_batched(build, 3, rows)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    names = {type(n.op).__name__ for n in f_batched.maker.fgraph.toposort()}
+    assert names & {"Dot22", "Gemm", "CGer", "Ger", "Dot", "Dot22Scalar", "CGemv", "Gemv"}, names

@@ -12,10 +12,12 @@ A node that depends on ``x`` only through a shape is rebuilt unbatched.  Rows st
 independent: a ``bound`` (a Switch on a reduced condition) yields -inf for the
 invalid rows only.
 
-Two rules choose a faster batched form than the Op's own: a gather ``v[idx]`` is
-:class:`l2hmc_theano.batch_take.BatchTake` (C-contiguous, batch axis leading), and
-the sum of a ``bound`` whose condition is one value per row, ``Sum(switch(c, v, k))``,
-becomes ``switch(c, Sum(v), k * count)`` (the condition masks row sums, not every term).
+Three rules choose a faster batched form than the Op's own: a gather ``v[idx]`` is
+:class:`l2hmc_theano.batch_take.BatchTake` (C-contiguous, batch axis leading); the
+sum of a ``bound`` whose condition is one value per row, ``Sum(switch(c, v, k))``,
+becomes ``switch(c, Sum(v), k * count)`` (the condition masks row sums, not every
+term); a per-row scalar times a vector shared by the rows is an outer product (``dot``
+of ``(batch, 1)`` and ``(1, n)``), so the scalar's gradient is a matrix-vector product.
 """
 from ._theano import theano, tt
 from .batch_take import batch_take
@@ -83,6 +85,13 @@ def _sum_of_switch(node, values, n_uses):
 
 def _elemwise(node, ins, batch):
     n = node.outputs[0].ndim
+    if (n == 1 and len(ins) == 2 and isinstance(node.op.scalar_op, theano.scalar.basic.Mul)
+            and sum(map(_b, ins)) == 1):
+        scale, vector = ins if _b(ins[0]) else ins[::-1]
+        if scale.value.broadcastable[1] and not vector.broadcastable[0]:
+            # A per-row scalar times a shared vector: an outer product, whose gradient for the
+            # scalar is a matrix-vector product (not a full-size Elemwise and a sum).
+            return [tt.cast(tt.dot(scale.value, vector.dimshuffle("x", 0)), node.outputs[0].dtype)]
     args = [v.value if _b(v) else tt.shape_padleft(v) if v.ndim == n else v for v in ins]
     return node.op.make_node(*args).outputs
 
