@@ -280,3 +280,31 @@ def test_row_scalar_times_shared_vector_is_an_outer_product():
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
     names = {type(n.op).__name__ for n in f_batched.maker.fgraph.toposort()}
     assert names & {"Dot22", "Gemm", "CGer", "Ger", "Dot", "Dot22Scalar", "CGemv", "Gemv"}, names
+
+
+def test_sum_takes_out_what_is_constant_along_its_axes():
+    """``Sum(c * v / d - e + 3)`` with per-row scalars c, d, e is batched as ``c * Sum(v) / d - n e + 3 n``:
+    per-row values, gradients and second derivatives; only v's own terms stay (batch, n)."""
+    data = np.random.default_rng(12).normal(size=(4, 5))
+
+    def build(x):
+        terms = -(tt.exp(x[0]) * (data - x[1]) ** 2 / x[2] - tt.log(x[2] ** 2) + 3.0)
+        return terms.sum() + (x[1] - terms).sum(axis=1).sum() + (terms * (data - x[2])).sum(axis=0).sum()
+
+    rows = np.random.default_rng(13).normal(size=(8, 3))
+    _, got, expected = _row_and_batched(build, 3, rows)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    with change_flags(compute_test_value="off"):
+        x, X = tt.vector("x"), tt.matrix("X")
+        (batched,) = vectorize([(tt.exp(x[0]) * (data - x[1]) ** 2 / x[2] - tt.log(x[2]) + 3.0).sum()], x, X)
+    full_size, seen, stack = [], set(), [batched]
+    while stack:  # the graph's (batch, 4, 5) Elemwise nodes, not counting those it only takes shapes of
+        v = stack.pop()
+        if v in seen or v.owner is None or isinstance(v.owner.op, theano.compile.ops.Shape):
+            continue
+        seen.add(v)
+        if isinstance(v.owner.op, tt.elemwise.Elemwise) and v.ndim == 3:
+            full_size.append(v)
+        stack.extend(v.owner.inputs)
+    assert len(full_size) == 2, [v.owner.op for v in full_size]  # data - x[1] and its square
