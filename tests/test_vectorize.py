@@ -265,7 +265,7 @@ def test_sum_of_a_bound_selects_row_sums():
 def test_row_scalar_times_shared_vector_is_an_outer_product():
     """``s * w`` (``s`` a per-row scalar, ``w`` a vector shared by all rows) is batched as the
     outer product of the (batch, 1) scalars and w: per-row values, gradients and second
-    derivatives, and the compiled graph has a BLAS product instead."""
+    derivatives, and the compiled graph has BatchOuter and, for the gradient, BatchRowDot."""
     w_val = np.random.default_rng(10).normal(size=9)
     counts = np.arange(9)  # an int vector: the product takes the scalar's dtype
 
@@ -279,7 +279,26 @@ def test_row_scalar_times_shared_vector_is_an_outer_product():
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
     names = {type(n.op).__name__ for n in f_batched.maker.fgraph.toposort()}
-    assert names & {"Dot22", "Gemm", "CGer", "Ger", "Dot", "Dot22Scalar", "CGemv", "Gemv"}, names
+    assert {"BatchOuter", "BatchRowDot"} <= names, names
+
+
+def test_batch_outer_and_row_dot_ops():
+    from l2hmc_theano.batch_take import batch_outer, batch_row_dot
+
+    rng = np.random.default_rng(14)
+    s_val, w_val, g_val = rng.normal(size=5), rng.normal(size=7), rng.normal(size=(5, 7))
+    with change_flags(compute_test_value="off"):
+        s, w, g = tt.vector("s"), tt.vector("w"), tt.matrix("g")
+        f = theano.function([s, w, g], [batch_outer(s, w), batch_row_dot(g, w), batch_row_dot(g[:, ::2], w[:4]),
+                                        batch_outer(s, tt.arange(3))])
+    outer, row_dot, strided, int_outer = f(s_val, w_val, g_val)
+    np.testing.assert_array_equal(outer, np.multiply.outer(s_val, w_val))
+    np.testing.assert_allclose(row_dot, g_val @ w_val, rtol=1e-14)
+    np.testing.assert_allclose(strided, g_val[:, ::2] @ w_val[:4], rtol=1e-14)
+    np.testing.assert_array_equal(int_outer, np.multiply.outer(s_val, np.arange(3)))
+    with change_flags(compute_test_value="off"):
+        theano.gradient.verify_grad(lambda a, b: batch_outer(a, b) ** 2, [s_val, w_val], rng=np.random.RandomState(0))
+        theano.gradient.verify_grad(lambda a, b: batch_row_dot(a, b) ** 2, [g_val, w_val], rng=np.random.RandomState(1))
 
 
 def test_sum_takes_out_what_is_constant_along_its_axes():

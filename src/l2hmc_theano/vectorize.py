@@ -18,12 +18,12 @@ takes out of the summed terms what is constant along the summed axes (``Sum(swit
 v, k))`` -> ``switch(c, Sum(v), k * count)`` for a ``bound`` on per-row scalars,
 ``Sum(c * v)`` -> ``c * Sum(v)``, and ``/``, ``+``, ``-`` alike), so neither the value
 nor the gradient spends a full-size pass on them; a per-row scalar times a vector
-shared by the rows is an outer product (``dot`` of ``(batch, 1)`` and ``(1, n)``), so
-the scalar's gradient is a matrix-vector product.  These change the order of floating
-point operations (results agree with the per-row graph to ~1e-15 relative), not the values.
+shared by the rows is :class:`l2hmc_theano.batch_take.BatchOuter`, so the scalar's
+gradient is one pass of row dot products (:class:`l2hmc_theano.batch_take.BatchRowDot`).
+These change the order of floating point operations (results agree with the per-row graph to ~1e-15 relative), not the values.
 """
 from ._theano import theano, tt
-from .batch_take import batch_take
+from .batch_take import batch_outer, batch_take
 
 __all__ = ["vectorize", "BatchedVar"]
 
@@ -135,8 +135,9 @@ def _elemwise(node, ins, batch):
         scale, vector = ins if _b(ins[0]) else ins[::-1]
         if scale.value.broadcastable[1] and not vector.broadcastable[0]:
             # A per-row scalar times a shared vector: an outer product, whose gradient for the
-            # scalar is a matrix-vector product (not a full-size Elemwise and a sum).
-            return [tt.cast(tt.dot(scale.value, vector.dimshuffle("x", 0)), node.outputs[0].dtype)]
+            # scalar is one pass of row dot products (an Elemwise here would have Theano sink
+            # the gradient's Switch into a (batch, n) Elemwise with the vector, computed again).
+            return [tt.cast(batch_outer(scale.value[:, 0], vector), node.outputs[0].dtype)]
     args = [v.value if _b(v) else tt.shape_padleft(v) if v.ndim == n else v for v in ins]
     return node.op.make_node(*args).outputs
 
