@@ -55,7 +55,7 @@ import numpy as np
 from scipy import stats
 
 import l2hmc_theano  # first: it sets Theano's flags before pymc3
-from l2hmc_theano import L2HMC, ModelEnergy
+from l2hmc_theano import L2HMC
 
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
@@ -228,10 +228,11 @@ def compare(name, draws, tune, seed, check=True, quick=False):
     with model:
         l2hmc = L2HMC(sampler=sampler)
         nuts = pm.NUTS()
-    # Compile the step's MH function now (NUTS compiles in its constructor): sample s is sampling only.
-    x0 = ModelEnergy(model).start_array()[None, :]
-    l2hmc.sampler.mh_step_with_model_values(x0, np.zeros_like(x0), np.ones(1, x0.dtype), np.zeros(1, x0.dtype),
-                                            np.ones(1, x0.dtype))
+    # Compile the step's MH function and the many-chain one now (NUTS compiles in its constructor):
+    # sample s is sampling only.  With the networks' heads zeroed (HMC kept) both are HMC's, which
+    # the training's comparison did not compile.
+    l2hmc.sampler.model_step_function()
+    sampler.compiled_mh_step()
     exact = EXACT_MOMENTS.get(name)
     region_var = REGION_VARS.get(name)
     rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact, region_var),
