@@ -85,11 +85,6 @@ class BatchTake(theano.graph.op.COp):
             g_x = batch_inc(x.zeros_like(), g_out, idx)
         return [g_x, theano.gradient.DisconnectedType()()]
 
-    def R_op(self, inputs, eval_points):
-        if eval_points[0] is None:
-            return [None]
-        return [self(eval_points[0], inputs[1])]
-
     def c_support_code(self, **kwargs):
         return _SUPPORT_CODE
 
@@ -186,11 +181,6 @@ class BatchInc(theano.graph.op.COp):
         else:
             g_x = g_out
         return [g_x, batch_take(g_out, idx), theano.gradient.DisconnectedType()()]
-
-    def R_op(self, inputs, eval_points):
-        if eval_points[0] is None or eval_points[1] is None:
-            return [None]
-        return [self(eval_points[0], eval_points[1], inputs[2])]
 
     def c_support_code(self, **kwargs):
         return _SUPPORT_CODE
@@ -305,14 +295,6 @@ class BatchOuter(theano.graph.op.COp):
         (g_out,) = output_grads
         return [batch_row_dot(g_out, w), (g_out * s.dimshuffle(0, "x")).sum(axis=0)]
 
-    def R_op(self, inputs, eval_points):
-        s, w = inputs
-        ds, dw = eval_points
-        if ds is None and dw is None:
-            return [None]
-        terms = ([] if ds is None else [self(ds, w)]) + ([] if dw is None else [self(s, dw)])
-        return [tt.add(*terms)]
-
     def c_code(self, node, name, inputs, outputs, sub):
         s, w = inputs
         (out,) = outputs
@@ -376,14 +358,6 @@ class BatchRowDot(theano.graph.op.COp):
         g, w = inputs
         (g_out,) = output_grads
         return [batch_outer(g_out, w), (g * g_out.dimshuffle(0, "x")).sum(axis=0)]
-
-    def R_op(self, inputs, eval_points):
-        g, w = inputs
-        dg, dw = eval_points
-        if dg is None and dw is None:
-            return [None]
-        terms = ([] if dg is None else [self(dg, w)]) + ([] if dw is None else [self(g, dw)])
-        return [tt.add(*terms)]
 
     def c_code(self, node, name, inputs, outputs, sub):
         g, w = inputs

@@ -75,7 +75,7 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
     -------
     x_new, v_new, grad_new : ``(batch, dim)``; logdet : ``(batch,)`` = log|det d(x',v')/d(x,v)|.
     With ``all_steps``, the same after every step: ``(T, batch, dim)`` and ``(T, batch)``.
-    ``unroll``: the T steps as T copies of the step's graph instead of a scan.
+    ``unroll``: the T steps as T copies of the step's graph instead of a scan (not with ``all_steps``).
     """
     taus = np.asarray(taus, dtype=floatX)
     masks = np.asarray(masks, dtype=floatX)
@@ -103,15 +103,12 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
 
     logdet0 = tt.zeros_like(sign)
     if unroll:
-        state = [x, v, grad, logdet0]
-        steps = []
-        for t in range(len(taus)):
-            row = [tt.constant(seq.value[t]) for seq in sequences]
-            state = step(*row, *state, sign, forward_col, eps)
-            steps.append(state)
         if all_steps:
-            return tuple(tt.stack(column) for column in zip(*steps))
-        return tuple(state)
+            raise ValueError("generalized_leapfrog: all_steps needs the scan (unroll=False).")
+        state = (x, v, grad, logdet0)
+        for t in range(len(taus)):
+            state = step(*[tt.constant(seq.value[t]) for seq in sequences], *state, sign, forward_col, eps)
+        return state
     (xs, vs, grads, logdets), _ = theano.scan(
         step,
         sequences=sequences,
