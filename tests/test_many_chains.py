@@ -76,12 +76,18 @@ def test_the_result_has_pm_samples_variables_shapes_coords_and_stats(schools):
 def test_it_continues_the_training_chains_and_is_reproducible(schools, monkeypatch):
     model, sampler = schools
     starts = _record_starts(monkeypatch)
+    compiles = []
+    compile_back_transform = l2hmc_theano.many_chains._compile_back_transform
+    monkeypatch.setattr(l2hmc_theano.many_chains, "_compile_back_transform",
+                        lambda *args: compiles.append(args) or compile_back_transform(*args))
+    l2hmc_theano.many_chains._BACK_TRANSFORMS.pop(sampler.energy_target, None)
     with model:
         a = l2hmc_theano.sample(draws=3, chains=40, sampler=sampler, random_seed=5, progressbar=False)
         b = l2hmc_theano.sample(draws=3, chains=40, sampler=sampler, random_seed=5, progressbar=False)
         c = l2hmc_theano.sample(draws=3, chains=40, sampler=sampler, random_seed=6, progressbar=False)
     np.testing.assert_array_equal(starts[0], sampler.history["chains"])  # no tuning: the chains go on
     assert len(starts) == 9
+    assert len(compiles) == 1  # the back-transform is compiled once for the three calls
     np.testing.assert_array_equal(a.posterior["theta"], b.posterior["theta"])
     assert not np.array_equal(a.posterior["theta"], c.posterior["theta"])
 

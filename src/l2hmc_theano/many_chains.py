@@ -12,6 +12,7 @@ observation per draw: pass ``idata`` to ``pm`` tools that need it).
 """
 import time
 import warnings
+import weakref
 
 import numpy as np
 
@@ -47,7 +48,20 @@ def _shapes(model, names):
     return {name: shapes[name] for name in names}
 
 
+#: Each energy's compiled back-transforms, by the names they give (compiled once per energy).
+_BACK_TRANSFORMS = weakref.WeakKeyDictionary()
+
+
 def _back_transform(energy, names):
+    """The compiled function of :func:`_compile_back_transform`, compiled at the first call
+    for ``energy`` and ``names``."""
+    compiled = _BACK_TRANSFORMS.setdefault(energy, {})
+    if tuple(names) not in compiled:
+        compiled[tuple(names)] = _compile_back_transform(energy, names)
+    return compiled[tuple(names)]
+
+
+def _compile_back_transform(energy, names):
     """A compiled function: the model's flat vectors ``(rows, dim)`` -> each named variable
     ``(rows, *shape)``."""
     from .vectorize import vectorize
