@@ -204,11 +204,12 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
 
         steps = progress_bar(steps)
     kept, start = 0, time.perf_counter()
+    networks = not sampler.networks_are_zero()  # once for the run: the step it compiles (or has)
     try:
         for i in steps:
             v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)
             x, accept, accepted, diverging, energy_now, energy_error, logdet, potential = \
-                sampler.mh_step_with_stats(x, v, d, log_u, scale)
+                sampler.mh_step_with_stats(x, v, d, log_u, scale, networks)
             if i >= tune and (i - tune) % thin == 0:
                 kept_u[kept] = x
                 for key, value in (("accept", accept), ("accepted", accepted), ("diverging", diverging),

@@ -482,8 +482,10 @@ class L2HMCSampler:
             from fastprogress.fastprogress import progress_bar
 
             steps = progress_bar(steps)
+        if networks is None:  # once for the run, not at every step
+            networks = not self.networks_are_zero()
         for i in steps:
-            x, accept_prob[i] = self.mh_step_with_stats(x, *self.draw_step_inputs(rng, n_chains), networks=networks)[:2]
+            x, accept_prob[i] = self.mh_step_with_stats(x, *self.draw_step_inputs(rng, n_chains), networks)[:2]
             draws[i] = x
         return draws, accept_prob
 
