@@ -153,6 +153,30 @@ def test_written_out_steps_are_the_scans_map(which, request, rng):
     assert np.abs(results[0][0] - x).max() > 0.1 and np.abs(results[0][2]).min() > 1e-3
 
 
+@pytest.mark.parametrize("which", SAMPLERS)
+def test_chains_that_carry_their_energy_step_as_the_plain_mh_step(which, request, rng):
+    """mh_step_carrying (U and dU/dy at x passed in, T energy evaluations per step) makes the
+    plain MH step's moves: over several steps of mixed directions the same states and stats,
+    and the U and dU/dy it hands on are those at the state it returns."""
+    sampler = request.getfixturevalue(which)
+    x_plain = x_carried = rng.normal(0, 0.8, size=(6, sampler.dim))
+    potential, grad = sampler.start_state(x_carried)
+    moved = 0
+    for _ in range(4):
+        inputs = sampler.draw_step_inputs(rng, 6)
+        plain = sampler.mh_step_with_stats(x_plain, *inputs)
+        carried = sampler.mh_step_carrying(x_carried, potential, grad, *inputs)
+        assert len(carried) == len(plain) + 1
+        for a, b in zip(plain, carried):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+        moved += int(plain[2].sum())
+        x_plain, x_carried, potential, grad = plain[0], carried[0], carried[7], carried[8]
+        fresh_potential, fresh_grad = sampler.start_state(x_carried)
+        np.testing.assert_allclose(potential, fresh_potential, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(grad, fresh_grad, rtol=1e-10, atol=1e-10)
+    assert 0 < moved < 24  # some proposals accepted and some rejected: both branches were checked
+
+
 def numerical_log_abs_det(sampler, x, v, direction, h=1e-5):
     """log|det| of the central-difference Jacobian of (x, v) -> (x', v') at one point."""
     dim = sampler.dim

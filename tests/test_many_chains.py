@@ -34,13 +34,13 @@ def schools():
 def _record_starts(monkeypatch):
     """A list that collects the positions every MH step of the batch starts from."""
     starts = []
-    original = L2HMCSampler.mh_step_with_stats
+    original = L2HMCSampler.mh_step_carrying
 
     def spy(self, x, *args):
         starts.append(np.array(x))
         return original(self, x, *args)
 
-    monkeypatch.setattr(L2HMCSampler, "mh_step_with_stats", spy)
+    monkeypatch.setattr(L2HMCSampler, "mh_step_carrying", spy)
     return starts
 
 
@@ -98,7 +98,7 @@ def test_an_over_large_request_fails_before_sampling(schools, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("sampling started")
 
-    monkeypatch.setattr(L2HMCSampler, "mh_step_with_stats", refuse)
+    monkeypatch.setattr(L2HMCSampler, "mh_step_carrying", refuse)
     monkeypatch.setattr(l2hmc_theano.cli, "train", refuse)
     with model, pytest.raises(ValueError, match=r"would hold .* GiB .* fewer chains or draws.*thin"):
         l2hmc_theano.sample(draws=10 ** 6, chains=1000, progressbar=False)
@@ -108,7 +108,7 @@ def test_an_over_large_request_fails_before_sampling(schools, monkeypatch):
 
 def test_ctrl_c_returns_the_draws_made_so_far(schools, monkeypatch):
     model, sampler = schools
-    original = L2HMCSampler.mh_step_with_stats
+    original = L2HMCSampler.mh_step_carrying
     calls = []
 
     def interrupt_at_the_fifth(self, *args):
@@ -117,7 +117,7 @@ def test_ctrl_c_returns_the_draws_made_so_far(schools, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(L2HMCSampler, "mh_step_with_stats", interrupt_at_the_fifth)
+    monkeypatch.setattr(L2HMCSampler, "mh_step_carrying", interrupt_at_the_fifth)
     with model, pytest.warns(UserWarning, match="interrupted: returning the 4 of 50 draws"):
         idata = l2hmc_theano.sample(draws=50, chains=40, sampler=sampler, random_seed=0, progressbar=False)
     assert idata.posterior.sizes["draw"] == 4

@@ -59,7 +59,7 @@ def _x_update(aux, x, v, keep, tau, forward, sign, eps):
 
 
 def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, masks, all_steps=False,
-                         unroll=False):
+                         unroll=False, with_potential=False):
     """T generalized leapfrog steps, as one ``theano.scan``.
 
     Parameters
@@ -76,6 +76,8 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
     x_new, v_new, grad_new : ``(batch, dim)``; logdet : ``(batch,)`` = log|det d(x',v')/d(x,v)|.
     With ``all_steps``, the same after every step: ``(T, batch, dim)`` and ``(T, batch)``.
     ``unroll``: the T steps as T copies of the step's graph instead of a scan (not with ``all_steps``).
+    ``with_potential``: also U at ``x_new`` ``(batch,)`` (or ``(T, batch)``), from the same energy
+    evaluation as ``grad_new``, as a fifth output.
     """
     taus = np.asarray(taus, dtype=floatX)
     masks = np.asarray(masks, dtype=floatX)
@@ -97,9 +99,10 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
         v, ld_v1 = _v_update(aux, x, grad, v, tau, forward_col, sign, eps)
         x, ld_x1 = _x_update(aux, x, v, keep, tau, forward_col, sign, eps)
         x, ld_x2 = _x_update(aux, x, v, 1.0 - keep, tau, forward_col, sign, eps)
-        _, grad = energy.value_and_grad(x)
+        potential, grad = energy.value_and_grad(x)
         v, ld_v2 = _v_update(aux, x, grad, v, tau, forward_col, sign, eps)
-        return x, v, grad, logdet + ld_v1 + ld_x1 + ld_x2 + ld_v2
+        out = (x, v, grad, logdet + ld_v1 + ld_x1 + ld_x2 + ld_v2)
+        return out + (potential,) if with_potential else out
 
     logdet0 = tt.zeros_like(sign)
     if unroll:
@@ -107,16 +110,15 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
             raise ValueError("generalized_leapfrog: all_steps needs the scan (unroll=False).")
         state = (x, v, grad, logdet0)
         for t in range(len(taus)):
-            state = step(*[tt.constant(seq.value[t]) for seq in sequences], *state, sign, forward_col, eps)
-        return state
-    (xs, vs, grads, logdets), _ = theano.scan(
+            out = step(*[tt.constant(seq.value[t]) for seq in sequences], *state, sign, forward_col, eps)
+            state = out[:4]
+        return out
+    outputs, _ = theano.scan(
         step,
         sequences=sequences,
-        outputs_info=[x, v, grad, logdet0],
+        outputs_info=[x, v, grad, logdet0] + ([None] if with_potential else []),
         non_sequences=[sign, forward_col, eps],
         strict=False,
         name="generalized_leapfrog",
     )
-    if all_steps:
-        return xs, vs, grads, logdets
-    return xs[-1], vs[-1], grads[-1], logdets[-1]
+    return tuple(outputs) if all_steps else tuple(o[-1] for o in outputs)

@@ -26,19 +26,30 @@ def _finite(t):
     return tt.invert(tt.or_(tt.isnan(t), tt.isinf(t)))
 
 
-def propose(energy, aux, x, v, direction, step_size, taus, masks, unroll=False):
+def propose(energy, aux, x, v, direction, step_size, taus, masks, unroll=False, start=None):
     """Build the proposal and its acceptance probability; all outputs per chain.
 
     Returns a :class:`Proposal` with ``x, v, grad_end`` ``(batch, dim)`` and
     ``logdet, potential_start, potential_end, energy_start, energy_end, log_accept,
     accept_prob, diverging`` ``(batch,)`` (potentials are U, energies the Hamiltonians H,
     at start and end).
+
+    ``start``: ``(U(x), dU(x))`` ``(batch,)``, ``(batch, dim)`` when the caller has them (a chain
+    carries its state's from one MH step to the next): the proposal then evaluates the energy T
+    times, each with its gradient, instead of T + 2 (the start's, and U at the end again outside
+    the leapfrog).
     """
-    U0, grad0 = energy.value_and_grad(x)
-    x1, v1, grad1, logdet = generalized_leapfrog(
-        energy, aux, x, v, grad0, direction, step_size, taus, masks, unroll=unroll
-    )
-    U1, _ = energy.value_and_grad(x1)
+    if start is None:
+        U0, grad0 = energy.value_and_grad(x)
+        x1, v1, grad1, logdet = generalized_leapfrog(
+            energy, aux, x, v, grad0, direction, step_size, taus, masks, unroll=unroll
+        )
+        U1, _ = energy.value_and_grad(x1)
+    else:
+        U0, grad0 = start
+        x1, v1, grad1, logdet, U1 = generalized_leapfrog(
+            energy, aux, x, v, grad0, direction, step_size, taus, masks, unroll=unroll, with_potential=True
+        )
     H0 = U0 + 0.5 * tt.sqr(v).sum(axis=1)
     H1 = U1 + 0.5 * tt.sqr(v1).sum(axis=1)
     log_ratio = H0 - H1 + logdet

@@ -1,6 +1,7 @@
 """``l2hmc_theano.sample``: the whole batch of chains as one ``arviz.InferenceData``.
 
-One compiled call moves every chain (``L2HMCSampler.mh_step_with_stats``); the draws
+One compiled call moves every chain (``L2HMCSampler.mh_step_carrying``: each chain carries
+its energy and gradient from step to step, so a step evaluates them T times); the draws
 are then mapped, for all chains and draws at once, to the model's variables: the
 sampling coordinates to the model's flat vector (:meth:`ModelEnergy.to_model`), and
 that to every free variable in its own shape and constrained space and every
@@ -205,11 +206,12 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
         steps = progress_bar(steps)
     kept, start = 0, time.perf_counter()
     networks = not sampler.networks_are_zero()  # once for the run: the step it compiles (or has)
+    potential, grad = sampler.start_state(x)  # carried from step to step: T energy evaluations per step
     try:
         for i in steps:
             v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)
-            x, accept, accepted, diverging, energy_now, energy_error, logdet, potential = \
-                sampler.mh_step_with_stats(x, v, d, log_u, scale, networks)
+            x, accept, accepted, diverging, energy_now, energy_error, logdet, potential, grad = \
+                sampler.mh_step_carrying(x, potential, grad, v, d, log_u, scale, networks)
             if i >= tune and (i - tune) % thin == 0:
                 kept_u[kept] = x
                 for key, value in (("accept", accept), ("accepted", accepted), ("diverging", diverging),

@@ -116,6 +116,10 @@ class Preconditioner:
         mu, inverse = self.mu.get_value(), self.factor_inv.get_value()
         return (x - mu) * inverse if self.kind == "diag" else (x - mu) @ inverse.T
 
+    def grad_to_y_numpy(self, g):
+        factor = self.factor.get_value()
+        return g * factor if self.kind == "diag" else g @ factor
+
     # -- estimates --------------------------------------------------------------------------
     def estimate(self, x, grad):
         """Values (mu, factor) fitted to positions ``x`` and gradients dU/dx ``grad``, both

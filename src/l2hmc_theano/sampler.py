@@ -25,6 +25,8 @@ _WHAT = {"warmup_step": "the warm-up's HMC step", "energy_grad": "the energy and
          "mh_step_stats": "the MH step", "mh_step_model": "pm.sample's MH step", "energy": "the energy",
          "mh_step_stats_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
          "mh_step_model_hmc": "pm.sample's MH step (HMC's leapfrog: the networks' heads are zero)",
+         "mh_step_carry": "the MH step",
+         "mh_step_carry_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
          "transition": "the leapfrog map"}
 # pm.sample's step (one chain per call) writes T <= this many leapfrog steps out instead of scanning
 # them: Scan's Python loop costs ~0.01 ms per step there (benchmarks/step_cost.py).  Their compile
@@ -249,20 +251,23 @@ class L2HMCSampler:
         energy = self.energy_target if energy is None else energy
         return energy if self.preconditioner is None else WhitenedEnergy(energy, self.preconditioner)
 
-    def propose(self, x, v, direction, networks=None, step_size=None, energy=None, step_scale=None, unroll=False):
+    def propose(self, x, v, direction, networks=None, step_size=None, energy=None, step_scale=None, unroll=False,
+                start=None):
         """The proposal from positions ``x`` ``(batch, dim)`` (in x): the dynamics run in y,
         the returned ``Proposal.x`` is in x (``v`` and ``grad_end`` stay in y).  The step size
-        (default: the trained one) is multiplied per chain by ``step_scale`` ``(batch,)``."""
+        (default: the trained one) is multiplied per chain by ``step_scale`` ``(batch,)``.
+        ``start``: U and dU/dy at ``x``, when known (see :func:`l2hmc_theano.kernel.propose`)."""
         networks = self.networks if networks is None else networks
         step_size = tt.exp(self.log_step_size) if step_size is None else step_size
         if step_scale is not None:
             step_size = step_size * tt.shape_padright(step_scale)
         y = x if self.preconditioner is None else self.preconditioner.to_y(x)
-        p = propose(self.whitened(energy), networks, y, v, direction, step_size, self.taus, self.masks, unroll=unroll)
+        p = propose(self.whitened(energy), networks, y, v, direction, step_size, self.taus, self.masks, unroll=unroll,
+                    start=start)
         return p if self.preconditioner is None else p._replace(x=self.preconditioner.to_x(p.x))
 
-    def _build_proposal(self, x, v, direction, step_scale=None, networks=None, unroll=False):
-        return self.propose(x, v, direction, networks=networks, step_scale=step_scale, unroll=unroll)
+    def _build_proposal(self, x, v, direction, step_scale=None, networks=None, unroll=False, start=None):
+        return self.propose(x, v, direction, networks=networks, step_scale=step_scale, unroll=unroll, start=start)
 
     def draw_step_inputs(self, rng, n):
         """The random inputs of one MH step of ``n`` chains, drawn from ``rng``: momenta v ~ N(0, I)
@@ -325,14 +330,21 @@ class L2HMCSampler:
         dH = U_t + 0.5 * tt.sqr(vs).sum(axis=2) - (U0 + 0.5 * tt.sqr(v).sum(axis=1))[None, :]
         return [x, v, d, eps, step_scale], [y0, ys, dH]
 
-    def _build_mh_step_stats(self, model_values=False, hmc=False, unroll=False):
+    def _build_mh_step_stats(self, model_values=False, hmc=False, unroll=False, carry=False):
         """One MH step with everything a PyMC3 step method reports (``model_values``: and the
         next state as the model's flat vector, with log|det dx/du|).  ``hmc``: with zero
-        auxiliary functions (HMC's leapfrog); ``unroll``: the leapfrog steps written out."""
+        auxiliary functions (HMC's leapfrog); ``unroll``: the leapfrog steps written out;
+        ``carry``: U ``(batch,)`` and dU/dy ``(batch, dim)`` at x are two more inputs, and dU/dy at
+        the next state one more output (U there is one already)."""
         x, v, d = self._inputs()
         log_u = tt.vector("log_u", dtype=floatX)
         step_scale = tt.vector("step_scale", dtype=floatX)
-        p = self._build_proposal(x, v, d, step_scale, networks=ZeroFunctions() if hmc else None, unroll=unroll)
+        inputs, start = [x, v, d, log_u, step_scale], None
+        if carry:
+            start = (tt.vector("potential", dtype=floatX), tt.matrix("grad", dtype=floatX))
+            inputs += list(start)
+        p = self._build_proposal(x, v, d, step_scale, networks=ZeroFunctions() if hmc else None, unroll=unroll,
+                                 start=start)
         x_next, accepted = metropolis_hastings(p, x, log_u)
         potential_next = tt.switch(accepted, p.potential_end, p.potential_start)
         energy_next = tt.switch(accepted, p.energy_end, p.energy_start)
@@ -340,7 +352,9 @@ class L2HMCSampler:
                    p.energy_end - p.energy_start, p.logdet, potential_next]
         if model_values:
             outputs += list(self.energy_target.to_model_graph(x_next))
-        return [x, v, d, log_u, step_scale], outputs
+        if carry:
+            outputs.append(tt.switch(tt.shape_padright(accepted), p.grad_end, start[1]))
+        return inputs, outputs
 
     def networks_are_zero(self):
         """Whether the auxiliary functions are S = Q = T = 0 as they stand (zero networks, or heads
@@ -350,18 +364,23 @@ class L2HMCSampler:
         check = getattr(self.networks, "heads_are_zero", None)
         return bool(check is not None and check())
 
-    def compiled_mh_step(self, model_values=False, networks=None):
+    def compiled_mh_step(self, model_values=False, networks=None, carry=False):
         """The compiled MH step of :meth:`mh_step_with_stats` (``model_values``: of
         :meth:`mh_step_with_model_values`) for the networks as they stand.
 
         When their heads are zero the step is compiled without them (HMC's leapfrog: the same
         numbers, without evaluating networks whose output is 0); ``networks=True`` keeps them
         regardless.  A later change of the heads needs a new call.  ``model_values`` (pm.sample's
-        one-chain step) writes out T <= ``UNROLL_MAX_STEPS`` leapfrog steps instead of a scan."""
+        one-chain step) writes out T <= ``UNROLL_MAX_STEPS`` leapfrog steps instead of a scan;
+        ``carry``: the step of :meth:`mh_step_carrying` (not with ``model_values``)."""
+        if carry and model_values:
+            raise ValueError("compiled_mh_step: carry and model_values do not go together.")
         hmc = self.networks_are_zero() if networks is None else not networks
         unroll = model_values and self.n_steps <= UNROLL_MAX_STEPS
-        key = ("mh_step_model" if model_values else "mh_step_stats") + ("_hmc" if hmc else "")
-        return self._function(key, lambda: self._build_mh_step_stats(model_values, hmc=hmc, unroll=unroll),
+        key = ("mh_step_model" if model_values else "mh_step_carry" if carry else "mh_step_stats") + \
+            ("_hmc" if hmc else "")
+        return self._function(key, lambda: self._build_mh_step_stats(model_values, hmc=hmc, unroll=unroll,
+                                                                     carry=carry),
                               exclude=UNROLLED_OPT_EXCLUDE if unroll else ())
 
     def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None, networks=None):
@@ -373,6 +392,25 @@ class L2HMCSampler:
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
         return self.compiled_mh_step(networks=networks)(x, v, direction, log_u, step_scale)
+
+    def start_state(self, x):
+        """U ``(batch,)`` and dU/dy ``(batch, dim)`` (the gradient in the preconditioner's
+        coordinates y, which the dynamics use) at positions ``x`` ``(batch, dim)``: the state
+        :meth:`mh_step_carrying` takes with ``x``."""
+        potential, grad = self._function("energy_grad", self._build_energy_grad)(self._as_batch(x, "x"))
+        if self.preconditioner is not None:
+            grad = self.preconditioner.grad_to_y_numpy(grad).astype(floatX)
+        return potential, grad
+
+    def mh_step_carrying(self, x, potential, grad, v, direction, log_u, step_scale=None, networks=None):
+        """:meth:`mh_step_with_stats` for chains that carry U and dU/dy at ``x`` (``potential``
+        ``(batch,)``, ``grad`` ``(batch, dim)``; first from :meth:`start_state`) from one step to the
+        next: the same eight outputs, the eighth U at the returned state, then dU/dy there.  A
+        proposal then evaluates the energy T times, each with its gradient, instead of T + 2."""
+        if step_scale is None:
+            step_scale = np.ones(len(log_u), dtype=floatX)
+        return self.compiled_mh_step(networks=networks, carry=True)(x, v, direction, log_u, step_scale, potential,
+                                                                    grad)
 
     def model_step_function(self):
         """``pm.sample``'s per-draw call, for the networks as they stand (see
@@ -484,8 +522,10 @@ class L2HMCSampler:
             steps = progress_bar(steps)
         if networks is None:  # once for the run, not at every step
             networks = not self.networks_are_zero()
+        potential, grad = self.start_state(x)
         for i in steps:
-            x, accept_prob[i] = self.mh_step_with_stats(x, *self.draw_step_inputs(rng, n_chains), networks)[:2]
+            out = self.mh_step_carrying(x, potential, grad, *self.draw_step_inputs(rng, n_chains), networks)
+            x, accept_prob[i], potential, grad = out[0], out[1], out[7], out[8]
             draws[i] = x
         return draws, accept_prob
 
