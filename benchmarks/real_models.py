@@ -160,14 +160,15 @@ def run_sampler(model, step, draws, tune, seed, exact=None, region_var=None, cor
 
 def run_many_chains(model, sampler, draws, seed, exact=None):
     """``l2hmc_theano.sample`` continuing the sampler's training chains for ``draws`` draws each
-    (no tuning: they sit in the posterior); the same row of metrics."""
+    (no tuning: they sit in the posterior); the same row of metrics.  Without the R-hat check, as
+    NUTS's runs (``compute_convergence_checks=False`` on both)."""
     import warnings
 
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
         idata = l2hmc_theano.sample(draws=draws, chains=len(sampler.history["chains"]), sampler=sampler,
-                                    random_seed=seed, progressbar=False)
+                                    random_seed=seed, progressbar=False, compute_convergence_checks=False)
         seconds = time.perf_counter() - start
     return measure(idata, seconds, exact)
 
@@ -232,7 +233,7 @@ def compare(name, draws, tune, seed, check=True, quick=False):
     # sample s is sampling only.  With the networks' heads zeroed (HMC kept) both are HMC's, which
     # the training's comparison did not compile.
     l2hmc.sampler.model_step_function()
-    sampler.compiled_mh_step()
+    sampler.compiled_mh_step(carry=True)
     exact = EXACT_MOMENTS.get(name)
     region_var = REGION_VARS.get(name)
     rows = {"L2HMC": run_sampler(model, l2hmc, draws, tune, seed + 1, exact, region_var),

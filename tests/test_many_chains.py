@@ -180,3 +180,20 @@ def test_superchains_share_their_starts_and_get_a_nested_rhat(schools, monkeypat
     assert len({tuple(g[0]) for g in groups}) == 4
     with model, pytest.raises(ValueError, match="superchains must be an integer >= 2 that divides chains"):
         l2hmc_theano.sample(draws=3, chains=40, superchains=3, sampler=sampler, progressbar=False)
+
+
+def test_convergence_checks_can_be_left_out(schools):
+    """compute_convergence_checks=False (pm.sample's argument) leaves out the R-hat checks and
+    their warnings, not the others; by default chains that hardly moved are flagged."""
+    model, sampler = schools
+    kwargs = dict(draws=4, chains=40, superchains=4, tune=0, sampler=sampler, random_seed=0, progressbar=False)
+    with model, warnings.catch_warnings(record=True) as checked:
+        warnings.simplefilter("always")
+        l2hmc_theano.sample(**kwargs)
+    with model, warnings.catch_warnings(record=True) as unchecked:
+        warnings.simplefilter("always")
+        l2hmc_theano.sample(compute_convergence_checks=False, **kwargs)
+    checked, unchecked = ([str(w.message) for w in ws] for ws in (checked, unchecked))
+    assert any("rank R-hat" in m for m in checked) and any("nested R-hat" in m for m in checked)
+    assert not any("R-hat" in m for m in unchecked)
+    assert [m for m in checked if "R-hat" not in m] == unchecked
