@@ -217,9 +217,11 @@ def test_the_steps_compiled_call_checks_its_inputs_and_keeps_its_outputs(schools
     sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.3, seed=0)
     x = ModelEnergy(model).start_array()[None, :]
     ones = np.ones(1)
-    with pytest.raises(ValueError, match=r"x and v of shape \(batch, 10\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 10\)"):
         sampler.mh_step_with_model_values(x[0], np.zeros_like(x), ones, np.zeros(1), ones)
-    with pytest.raises(ValueError, match=r"step_scale of shape \(batch,\)"):
+    with pytest.raises(ValueError, match=r"x, v and grad of shape \(batch, 10\)"):
+        sampler.mh_step_with_model_values(x, np.zeros_like(x[0]), ones, np.zeros(1), ones)
+    with pytest.raises(ValueError, match=r"step_scale and potential of shape \(batch,\)"):
         sampler.mh_step_with_model_values(x, np.zeros_like(x), ones, np.zeros(1), np.ones(2))
     rng = np.random.default_rng(0)
     v1, v2 = rng.normal(size=x.shape), rng.normal(size=x.shape)
@@ -265,7 +267,64 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     with model:
         step = L2HMC(sampler=sampler)
     sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
-    assert set(step.sampler._compiled) == {"mh_step_model"}
+    assert set(step.sampler._compiled) == {"mh_step_model", "energy_grad"}  # energy_grad: the first draw's start
     sampler.networks.zero_heads()  # shared with the step's (retargeted) sampler
     sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
-    assert set(step.sampler._compiled) == {"mh_step_model", "mh_step_model_hmc"}
+    assert set(step.sampler._compiled) == {"mh_step_model", "mh_step_model_hmc", "energy_grad"}
+
+
+def test_the_step_carries_u_and_its_gradient_from_draw_to_draw(schools, monkeypatch):
+    """pm.sample's step hands U and dU/dy at its draw on to the next draw (T energy evaluations
+    per draw): the same draws and stats as evaluating them afresh at every draw, and only the
+    chain's first draw evaluates them."""
+    model, _ = schools
+    sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.4, seed=0)
+    with model:
+        step = L2HMC(sampler=sampler)
+    evaluated = []
+    original = L2HMCSampler.start_state
+
+    def counting(self, x):
+        evaluated.append(np.array(x))
+        return original(self, x)
+
+    monkeypatch.setattr(L2HMCSampler, "start_state", counting)
+    carried = sample(model, step, draws=40, tune=0, chains=1, cores=1, random_seed=4)
+    assert len(evaluated) == 1
+    fresh_start = L2HMC._start
+
+    def always_afresh(self, q0):
+        self._last = None if self._last is None else self._last[:2] + (None, None)
+        x = self._warm_start(q0) if self._fresh_chain else self._to_sampling(q0)
+        return (x, *self.sampler.start_state(x))
+
+    monkeypatch.setattr(L2HMC, "_start", always_afresh)
+    afresh = sample(model, step, draws=40, tune=0, chains=1, cores=1, random_seed=4)
+    assert len(evaluated) == 1 + 40
+    monkeypatch.setattr(L2HMC, "_start", fresh_start)
+    assert 0 < int(carried.sample_stats["accepted"].sum()) < 40  # both branches of the carry were taken
+    for name in ("mu", "tau", "theta"):
+        np.testing.assert_allclose(carried.posterior[name].values, afresh.posterior[name].values, rtol=1e-10)
+    for name in ("accept", "energy", "lp"):
+        np.testing.assert_allclose(carried.sample_stats[name].values, afresh.sample_stats[name].values,
+                                   rtol=1e-10)
+
+
+def test_a_compound_step_evaluates_u_afresh_after_the_other_steps_move():
+    """In a compound step the energy depends on the other steps' variables, so U and dU/dy are
+    not carried over: the lp the step reports is the model's log density at every draw (the
+    other step moves first), rejected draws included."""
+    y = np.array([1.0, 0.9, 1.1])  # z = 0 with mu near 1 or z = 1 with mu near -1: z flips often
+    with pm.Model() as model:
+        z = pm.Bernoulli("z", 0.5)
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Normal("y", mu + 2.0 * z, 1.0, observed=y)
+        sampler = L2HMCSampler(ModelEnergy(model, vars=[mu]), n_steps=3, step_size=0.9, seed=0)
+        step = [pm.BinaryGibbsMetropolis(vars=[z]), L2HMC(vars=[mu], sampler=sampler)]
+        trace = pm.sample(60, tune=0, chains=1, cores=1, step=step, random_seed=1, return_inferencedata=False,
+                          progressbar=False, compute_convergence_checks=False)
+    logp = model.logp
+    expected = np.array([logp(point) for point in trace.points()])
+    accepted = trace.get_sampler_stats("accepted")
+    assert 0 < accepted.sum() < 60 and len(set(trace["z"])) == 2
+    np.testing.assert_allclose(trace.get_sampler_stats("model_logp"), expected, rtol=1e-10)

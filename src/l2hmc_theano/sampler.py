@@ -365,17 +365,16 @@ class L2HMCSampler:
         return bool(check is not None and check())
 
     def compiled_mh_step(self, model_values=False, networks=None, carry=False):
-        """The compiled MH step of :meth:`mh_step_with_stats` (``model_values``: of
-        :meth:`mh_step_with_model_values`) for the networks as they stand.
+        """The compiled MH step of :meth:`mh_step_with_stats` (``carry``: of
+        :meth:`mh_step_carrying`; ``model_values``: of :meth:`model_step_function`, which always
+        carries) for the networks as they stand.
 
         When their heads are zero the step is compiled without them (HMC's leapfrog: the same
         numbers, without evaluating networks whose output is 0); ``networks=True`` keeps them
         regardless.  A later change of the heads needs a new call.  ``model_values`` (pm.sample's
-        one-chain step) writes out T <= ``UNROLL_MAX_STEPS`` leapfrog steps instead of a scan;
-        ``carry``: the step of :meth:`mh_step_carrying` (not with ``model_values``)."""
-        if carry and model_values:
-            raise ValueError("compiled_mh_step: carry and model_values do not go together.")
+        one-chain step) writes out T <= ``UNROLL_MAX_STEPS`` leapfrog steps instead of a scan."""
         hmc = self.networks_are_zero() if networks is None else not networks
+        carry = carry or model_values
         unroll = model_values and self.n_steps <= UNROLL_MAX_STEPS
         key = ("mh_step_model" if model_values else "mh_step_carry" if carry else "mh_step_stats") + \
             ("_hmc" if hmc else "")
@@ -414,34 +413,41 @@ class L2HMCSampler:
 
     def model_step_function(self):
         """``pm.sample``'s per-draw call, for the networks as they stand (see
-        :meth:`compiled_mh_step`): ``f(x, v, direction, log_u, step_scale)`` gives
-        :meth:`mh_step_with_stats`'s outputs followed by the next state as the model's flat
-        vectors ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a model's energy).
+        :meth:`compiled_mh_step`): ``f(x, v, direction, log_u, step_scale, potential, grad)``, a
+        step of chains that carry U and dU/dy at ``x`` (as :meth:`mh_step_carrying`: T energy
+        evaluations per step), gives :meth:`mh_step_with_stats`'s outputs, then the next state
+        as the model's flat vectors ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a
+        model's energy), then dU/dy at the next state ``(batch, dim)``.
 
         ``f`` converts and checks its inputs, and the compiled function trusts them (Theano's
         own per-call checks of every input, shared variables included, cost about as much as a
-        leapfrog step of a small model)."""
+        leapfrog step of a small model).  Compiles :meth:`start_state`'s function too, for the
+        state a chain starts from."""
         fn = self.compiled_mh_step(model_values=True)
         fn.trust_input = True
+        self._function("energy_grad", self._build_energy_grad)  # start_state's, for a chain's first draw
         dim = self.dim
 
-        def mh_step(x, v, direction, log_u, step_scale):
-            args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale)]
+        def mh_step(x, v, direction, log_u, step_scale, potential, grad):
+            args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential, grad)]
             batch = args[0].shape[0] if args[0].ndim == 2 else -1
-            if (args[0].shape != (batch, dim) or args[1].shape != (batch, dim)
-                    or any(a.shape != (batch,) for a in args[2:])):
+            if (any(a.shape != (batch, dim) for a in args[:2] + args[6:])
+                    or any(a.shape != (batch,) for a in args[2:6])):
                 raise ValueError(
-                    f"mh_step_with_model_values takes x and v of shape (batch, {dim}) and direction, log_u and "
-                    f"step_scale of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+                    f"mh_step_with_model_values takes x, v and grad of shape (batch, {dim}) and direction, log_u, "
+                    f"step_scale and potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
             return fn(*args)
 
         return mh_step
 
     def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
         """:meth:`mh_step_with_stats` followed by the next state as the model's flat vectors
-        ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (one compiled call; see
-        :meth:`model_step_function`, which ``pm.sample``'s step resolves once per run)."""
-        return self.model_step_function()(x, v, direction, log_u, step_scale)
+        ``(batch, dim)``, log|det dx/du| ``(batch,)`` (for a model's energy) and dU/dy there
+        ``(batch, dim)``: :meth:`model_step_function`'s call (which ``pm.sample``'s step resolves
+        once per run), from U and dU/dy at ``x`` evaluated here (:meth:`start_state`)."""
+        x = self._as_batch(x, "x")
+        potential, grad = self.start_state(x)
+        return self.model_step_function()(x, v, direction, log_u, step_scale, potential, grad)
 
     def retarget(self, energy):
         """This sampler on another energy of the same layout (e.g. a model's conditional in a

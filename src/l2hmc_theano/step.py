@@ -113,24 +113,36 @@ class L2HMC(ArrayStepShared):
         """The sampling coordinates ``(1, dim)`` of the model's flat vector ``q0``: those of the
         last draw when ``q0`` is it (no map, no round-off), else mapped."""
         last = self._last
-        if last is not None and np.array_equal(last[0], q0):
+        if last is not None and not self.shared and np.array_equal(last[0], q0):
             return last[1]
         return self.sampler.energy_target.to_sampling(np.asarray(q0, dtype=floatX)[None, :])
+
+    def _start(self, q0):
+        """Where the draw starts: the sampling coordinates ``(1, dim)``, U ``(1,)`` and dU/dy
+        ``(1, dim)``.  U and dU/dy are the last draw's when ``q0`` is it and the energy depends on
+        nothing else (no other step's variables: ``self.shared`` is empty), else evaluated."""
+        if self._fresh_chain:
+            x = self._warm_start(q0)
+        else:
+            last = self._last
+            if last is not None and not self.shared and np.array_equal(last[0], q0):
+                return last[1:]
+            x = self._to_sampling(q0)
+        return (x, *self.sampler.start_state(x))
 
     def astep(self, q0):
         if self._mh_step is None:  # once per run: the networks do not change while it draws
             self._mh_step = self.sampler.model_step_function()
-        x = self._warm_start(q0) if self._fresh_chain else self._to_sampling(q0)
+        x, potential, grad = self._start(q0)
         dim = self.sampler.dim
         v = np.random.standard_normal((1, dim)).astype(floatX)
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
         step_scale = self.sampler.draw_step_scale(np.random, 1)
-        (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian) = (
-            self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale)
-        )
+        (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian,
+         grad) = self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale, potential, grad)
         q_next = q_next[0].astype(q0.dtype)
-        self._last = (q_next, x_next)
+        self._last = (q_next, x_next, potential, grad)
         model_logp = -float(potential[0]) - float(log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
         self._n_draws += 1
         self._n_divergent += int(diverging[0])
@@ -160,7 +172,7 @@ class L2HMC(ArrayStepShared):
         self._n_draws = self._n_divergent = 0
         self._accept_sum = 0.0
         self._last_logp = np.nan
-        self._last = None  # (model flat vector, sampling coordinates (1, dim)) of the last draw
+        self._last = None  # (model flat vector, sampling coordinates (1, dim), U (1,), dU/dy (1, dim)) of the last draw
         self._mh_step = None  # the sampler's per-draw call, resolved at the run's first draw
         self._transitions = []  # (log density at the start, acceptance, diverged) of each draw after tuning
 
