@@ -113,7 +113,7 @@ class L2HMC(ArrayStepShared):
         """The sampling coordinates ``(1, dim)`` of the model's flat vector ``q0``: those of the
         last draw when ``q0`` is it (no map, no round-off), else mapped."""
         last = self._last
-        if last is not None and not self.shared and np.array_equal(last[0], q0):
+        if last is not None and np.array_equal(last[0], q0):
             return last[1]
         return self.sampler.energy_target.to_sampling(np.asarray(q0, dtype=floatX)[None, :])
 
@@ -172,7 +172,7 @@ class L2HMC(ArrayStepShared):
         self._n_draws = self._n_divergent = 0
         self._accept_sum = 0.0
         self._last_logp = np.nan
-        self._last = None  # (model flat vector, sampling coordinates (1, dim), U (1,), dU/dy (1, dim)) of the last draw
+        self._last = None  # the last draw's model flat vector, sampling coordinates (1, dim), U (1,), dU/dy (1, dim)
         self._mh_step = None  # the sampler's per-draw call, resolved at the run's first draw
         self._transitions = []  # (log density at the start, acceptance, diverged) of each draw after tuning
 
