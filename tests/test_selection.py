@@ -1,4 +1,5 @@
-"""After training: the trained dynamics are kept only when they beat plain HMC's min ESS."""
+"""After training: the trained dynamics are kept only when they beat plain HMC's min ESS by
+the margin their costlier steps need."""
 import warnings
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import l2hmc_theano
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
-from l2hmc_theano.selection import compare_with_hmc, min_ess
+from l2hmc_theano import selection
+from l2hmc_theano.selection import NETWORKS_MARGIN, compare_with_hmc, describe, min_ess
 
 SCALES = np.array([0.5, 1.0, 2.0])
 GAUSSIAN = FunctionEnergy(lambda X: 0.5 * tt.sqr(X / SCALES).sum(axis=1), 3, name="gauss3")
@@ -75,6 +77,24 @@ def test_networks_worse_than_hmc_are_replaced_by_hmc(rng):
             assert not W.get_value().any() and not b.get_value().any()
 
 
+@pytest.mark.parametrize("gain, kept", [(1.1, "hmc"), (NETWORKS_MARGIN, "trained"), (1.6, "trained")])
+def test_networks_must_beat_hmc_by_the_margin_their_cost_needs(gain, kept, monkeypatch, rng):
+    """Networks whose min ESS beats HMC's by less than NETWORKS_MARGIN (a step through them
+    costs more time) are replaced by HMC; from the margin on they are kept."""
+    sampler = scrambled()
+    before = [p.get_value() for p in sampler.networks.params]
+    monkeypatch.setattr(selection, "compare_with_hmc", lambda *args: {"trained": 100.0 * gain, "hmc": 100.0,
+                                                                      "draws": 50, "chains": 60})
+    sampler.history = {"chains": rng.standard_normal((60, 3))}
+    sampler._keep_better_of_trained_and_hmc(0.6, np.random.default_rng(2))
+    assert sampler.selection["kept"] == kept
+    assert sampler.networks_are_zero() == (kept == "hmc")
+    if kept == "trained":
+        for p, value in zip(sampler.networks.params, before):
+            np.testing.assert_array_equal(p.get_value(), value)
+    assert f"from {NETWORKS_MARGIN:g}x HMC's" in describe(sampler.selection)
+
+
 def test_train_records_the_choice_and_save_load_keeps_it(tmp_path):
     sampler = L2HMCSampler(GAUSSIAN, seed=1)
     with warnings.catch_warnings():
@@ -83,7 +103,7 @@ def test_train_records_the_choice_and_save_load_keeps_it(tmp_path):
     chosen = sampler.selection
     assert chosen["kept"] in ("trained", "hmc") and chosen["chains"] == 32
     assert chosen["hmc_step_size"] == pytest.approx(sampler.warmup_info["step_size"])
-    assert (chosen["kept"] == "trained") == (chosen["trained"] > chosen["hmc"])
+    assert (chosen["kept"] == "trained") == (chosen["trained"] >= NETWORKS_MARGIN * chosen["hmc"])
     if chosen["kept"] == "hmc":
         assert sampler.step_size == pytest.approx(chosen["hmc_step_size"]) and sampler.training_problems == []
     loaded = l2hmc_theano.load(sampler.save(tmp_path / "s.npz"), model=GAUSSIAN)

@@ -583,9 +583,9 @@ class L2HMCSampler:
         training stops once the ESJD has not improved for 3 windows of 100 iterations
         (``history["stopped_early"]``).  With ``compare_hmc`` (the default) the trained
         dynamics and plain HMC with the step size training started from then each run 50
-        MH steps from the final chains (:mod:`l2hmc_theano.selection`); if HMC's min ESS is
-        the higher, the networks' heads are zeroed and that step size restored, so the
-        sampler *is* that HMC.  ``self.selection`` holds both figures and which was kept.
+        MH steps from the final chains (:mod:`l2hmc_theano.selection`); unless the networks'
+        min ESS is 1.25x HMC's or more (their steps cost more time), the networks' heads are
+        zeroed and that step size restored, so the sampler *is* that HMC.  ``self.selection`` holds both figures and which was kept.
         The learning rate decays by ``lr_decay`` every
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
         annealed: U / max(1, start_temperature * temperature_decay**i).
@@ -685,14 +685,15 @@ class L2HMCSampler:
 
     def _keep_better_of_trained_and_hmc(self, hmc_step_size, rng):
         """Compare the trained dynamics with HMC at ``hmc_step_size`` on the training chains
-        (:func:`~l2hmc_theano.selection.compare_with_hmc`); keep HMC if its min ESS is higher."""
-        from .selection import compare_with_hmc
+        (:func:`~l2hmc_theano.selection.compare_with_hmc`); keep HMC unless the networks' min ESS
+        is ``selection.NETWORKS_MARGIN`` times its or more (:func:`~l2hmc_theano.selection.keep_trained`)."""
+        from .selection import compare_with_hmc, keep_trained
 
         chains = self.history["chains"]
         if len(chains) < 4:  # too few chains for a rank-normalised ESS
             return
         self.selection = compare_with_hmc(self, chains, hmc_step_size, rng)
-        self.selection["kept"] = "trained" if self.selection["trained"] > self.selection["hmc"] else "hmc"
+        self.selection["kept"] = "trained" if keep_trained(self.selection) else "hmc"
         self.selection["hmc_step_size"] = float(hmc_step_size)
         if self.selection["kept"] == "hmc":
             self.networks.zero_heads()

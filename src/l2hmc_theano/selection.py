@@ -12,12 +12,28 @@ over coordinates, of ArviZ's bulk and tail ESS over the ``(batch, n_draws)`` dra
 both use the same T, so the ratio is one of ESS per gradient too.  HMC runs with the
 step size the networks were trained from (warm-up's), through the same compiled step
 with the networks' heads zeroed (exactly HMC's leapfrog).
+
+The networks are kept only if their figure is at least :data:`NETWORKS_MARGIN` times HMC's:
+per gradient the two cost the same, but per second a step through the networks costs more
+than HMC's (at T = 3: ~1.3x for ``pm.sample``'s one-chain step on the non-centred eight
+schools, ``benchmarks/step_cost.py``; ~2.4x for radon's 200-chain step, 89 dimensions), so a
+smaller gain loses per second.  The margin is a fixed number, not a timing, so that the
+choice, like everything else, follows from the seed.
 """
 import numpy as np
 
 from ._theano import floatX
 
-__all__ = ["compare_with_hmc", "describe", "min_ess"]
+__all__ = ["compare_with_hmc", "describe", "min_ess", "NETWORKS_MARGIN", "keep_trained"]
+
+#: The trained networks are kept if their min ESS is at least this many times HMC's.
+NETWORKS_MARGIN = 1.25
+
+
+def keep_trained(selection):
+    """Whether a :func:`compare_with_hmc` result keeps the trained networks: their min ESS is
+    at least :data:`NETWORKS_MARGIN` times HMC's."""
+    return selection["trained"] >= NETWORKS_MARGIN * selection["hmc"]
 
 
 def min_ess(draws):
@@ -69,4 +85,5 @@ def describe(selection):
     kept = "the trained networks" if selection["kept"] == "trained" else (
         f"plain HMC (networks zeroed, step size {selection['hmc_step_size']:.3g})")
     return (f"kept {kept}: min ESS {selection['trained']:.0f} trained vs {selection['hmc']:.0f} HMC over "
-            f"{selection['chains']} chains x {selection['draws']} steps")
+            f"{selection['chains']} chains x {selection['draws']} steps (the networks are kept from "
+            f"{NETWORKS_MARGIN:g}x HMC's: their steps cost more)")
