@@ -88,3 +88,29 @@ def test_function_energy_gradient(rng):
     U, dU = batched_functions(energy)(X)
     np.testing.assert_allclose(U, (X ** 4).sum(axis=1), rtol=1e-12)
     np.testing.assert_allclose(dU, 4 * X ** 3, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_gradient_is_one_join_of_the_variables_blocks(name, rng):
+    """A model's dU is a Join of its variables' column blocks (not IncSubtensors into zeros), with
+    tt.grad's numbers and second derivatives; X read otherwise falls back to tt.grad."""
+    from l2hmc_theano.energy import grad_by_column_blocks
+    from l2hmc_theano.vectorize import vectorize
+
+    energy = ModelEnergy(MODELS[name](), noncentre=False)
+    X = rng.normal(0, 0.7, size=(4, energy.dim))
+    with change_flags(compute_test_value="off"):
+        Xs = tt.matrix("X", dtype=floatX)
+        _, dU = energy.value_and_grad(Xs)
+        (logp,) = vectorize([energy._logp], energy._x, Xs)
+        plain = tt.grad(-logp.sum(), Xs)
+        f = theano.function([Xs], [dU, plain, tt.grad(tt.sqr(dU).sum(), Xs), tt.grad(tt.sqr(plain).sum(), Xs)])
+        ops, plain_ops = ([str(n.op) for n in theano.function([Xs], g).maker.fgraph.apply_nodes] for g in (dU, plain))
+        assert any("Join" in op for op in ops), ops
+        assert sum("IncSubtensor" in op for op in ops) < sum("IncSubtensor" in op for op in plain_ops), ops
+        assert grad_by_column_blocks((Xs.sum(axis=1) - logp).sum(), Xs, energy.dim) is None  # X read whole
+        half = Xs[:, : energy.dim // 2]
+        assert grad_by_column_blocks(tt.sqr(half).sum(), Xs, energy.dim) is None  # blocks miss columns
+    joined, reference, second, second_reference = f(X)
+    np.testing.assert_allclose(joined, reference, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(second, second_reference, rtol=1e-10, atol=1e-10)

@@ -239,7 +239,8 @@ class ModelEnergy(Energy):
 
             (logp,) = vectorize([self._logp], self._x, X)
             U = -logp
-            return U, tt.grad(U.sum(), X)
+            dU = grad_by_column_blocks(U.sum(), X, self.dim)
+            return U, tt.grad(U.sum(), X) if dU is None else dU
 
     def fingerprint(self):
         """Variable layout plus a hash of the logp graph's printed form."""
@@ -248,6 +249,44 @@ class ModelEnergy(Energy):
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
+
+
+def grad_by_column_blocks(cost, X, dim):
+    """d cost / dX ``(batch, dim)`` as one ``Join`` of the gradients of the column blocks
+    ``X[:, a:b]`` the graph reads ``X`` through, or ``None`` when it reads ``X`` otherwise
+    or the blocks do not tile its ``dim`` columns.
+
+    ``tt.grad(cost, X)`` writes each block's gradient into a zero matrix: an ``Alloc`` and an
+    ``IncSubtensor`` per block (a model's flat vector is such blocks, one per variable), at
+    every energy evaluation of a trajectory; a ``Join`` of the same numbers is one node.
+    Blocks read more than once have their gradients summed; ``X``'s shape carries none.
+    """
+    from theano.graph.basic import io_toposort
+    from theano.tensor.subtensor import Subtensor
+
+    blocks = {}
+    for node in io_toposort([X], [cost]):
+        if X not in node.inputs:
+            continue
+        if isinstance(node.op, (theano.compile.ops.Shape, theano.compile.ops.Shape_i)):
+            continue
+        if not isinstance(node.op, Subtensor) or node.inputs.index(X) != 0 or node.inputs.count(X) != 1:
+            return None
+        try:
+            rows, cols = node.op.get_constant_idx(node.inputs)
+        except (ValueError, theano.tensor.NotScalarConstantError):
+            return None
+        if rows != slice(None) or not isinstance(cols, slice) or cols.step is not None \
+                or not isinstance(cols.start, (int, np.integer)) or not isinstance(cols.stop, (int, np.integer)):
+            return None
+        blocks.setdefault((int(cols.start), int(cols.stop)), []).append(node.outputs[0])
+    ranges = sorted(blocks)
+    tiled = [0] + [stop for _, stop in ranges] == [start for start, _ in ranges] + [dim]
+    if not ranges or not tiled:
+        return None
+    outputs = [out for r in ranges for out in blocks[r]]
+    grads = iter(tt.grad(cost, outputs, disconnected_inputs="ignore"))
+    return tt.concatenate([sum(next(grads) for _ in blocks[r]) for r in ranges], axis=1)
 
 
 def as_energy(target, dim=None):
