@@ -261,11 +261,9 @@ def grad_by_column_blocks(cost, X, dim):
     every energy evaluation of a trajectory; a ``Join`` of the same numbers is one node.
     Blocks read more than once have their gradients summed; ``X``'s shape carries none.
     """
-    from theano.graph.basic import io_toposort
-    from theano.tensor.subtensor import Subtensor
-
+    Subtensor = tt.subtensor.Subtensor
     blocks = {}
-    for node in io_toposort([X], [cost]):
+    for node in theano.graph.basic.io_toposort([X], [cost]):
         if X not in node.inputs:
             continue
         if isinstance(node.op, (theano.compile.ops.Shape, theano.compile.ops.Shape_i)):
