@@ -585,7 +585,8 @@ class L2HMCSampler:
         dynamics and plain HMC with the step size training started from then each run 50
         MH steps from the final chains (:mod:`l2hmc_theano.selection`); unless the networks'
         min ESS is 1.25x HMC's or more (their steps cost more time), the networks' heads are
-        zeroed and that step size restored, so the sampler *is* that HMC.  ``self.selection`` holds both figures and which was kept.
+        zeroed and that step size restored, so the sampler *is* that HMC.  ``self.selection``
+        holds both figures and which was kept.
         The learning rate decays by ``lr_decay`` every
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
         annealed: U / max(1, start_temperature * temperature_decay**i).
