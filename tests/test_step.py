@@ -8,6 +8,7 @@ import l2hmc_theano
 from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy
 from pymc3.step_methods.arraystep import Competence
 from l2hmc_theano.targets import eight_schools
+from l2hmc_theano._theano import theano
 
 STATS = {"accept", "accepted", "diverging", "energy", "energy_error", "step_size", "log_jacobian",
          "direction", "n_steps", "lp"}
@@ -267,10 +268,45 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     with model:
         step = L2HMC(sampler=sampler)
     sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
-    assert set(step.sampler._compiled) == {"mh_step_model", "energy_grad"}  # energy_grad: the first draw's start
+    assert compiled_names(step.sampler) == {"mh_step_model", "energy_grad"}  # energy_grad: the first draw's start
     sampler.networks.zero_heads()  # shared with the step's (retargeted) sampler
     sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
-    assert set(step.sampler._compiled) == {"mh_step_model", "mh_step_model_hmc", "energy_grad"}
+    assert compiled_names(step.sampler) == {"mh_step_model", "mh_step_model_hmc", "energy_grad"}
+
+
+def compiled_names(sampler):
+    """The names of a sampler's compiled functions (a frozen one's key is (name, fingerprint))."""
+    return {k[0] if isinstance(k, tuple) else k for k in sampler._compiled}
+
+
+def test_the_model_step_compiles_the_parameters_in_and_follows_their_changes(schools):
+    """pm.sample's step has the sampler's parameters (networks, step size, preconditioner) as
+    constants, not shared inputs; after any of them changes, the next call compiles again (the
+    old function dropped) and agrees with the batch step, which reads them as shared variables."""
+    model, _ = schools
+    sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.3, seed=0, preconditioner="diag")
+    rng = np.random.default_rng(2)
+    x = ModelEnergy(model).start_array()[None, :] + 0.3 * rng.normal(size=(4, sampler.dim))
+    inputs = sampler.draw_step_inputs(rng, 4)
+    fn = sampler.compiled_mh_step(model_values=True)
+    graph_shared = {v for v in fn.maker.fgraph.inputs if isinstance(v, theano.compile.SharedVariable)}
+    assert not graph_shared & set(sampler.sampling_parameters())
+    weight = sampler.networks.x_net.heads["T"][1]
+    changes = [
+        lambda: weight.set_value(weight.get_value() + 0.5),
+        lambda: sampler.log_step_size.set_value(sampler.log_step_size.get_value() - 0.2),
+        lambda: sampler.preconditioner.set(np.full(sampler.dim, 0.1), np.full(sampler.dim, 0.8)),
+    ]
+    before = sampler.mh_step_with_model_values(x, *inputs)
+    for change in changes:
+        change()
+        batch_step = sampler.mh_step_with_stats(x, *inputs)
+        model_step = sampler.mh_step_with_model_values(x, *inputs)
+        for a, b in zip(batch_step, model_step):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+        assert np.abs(model_step[-1] - before[-1]).max() > 1e-6 or np.abs(model_step[0] - before[0]).max() > 1e-6
+        before = model_step
+        assert [k[0] for k in sampler._compiled if isinstance(k, tuple)] == ["mh_step_model"]  # the old one dropped
 
 
 def test_the_step_carries_u_and_its_gradient_from_draw_to_draw(schools, monkeypatch):
