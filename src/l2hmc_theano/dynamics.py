@@ -40,22 +40,24 @@ def draw_masks(n_steps, dim, rng):
     return masks
 
 
-def _v_update(aux, x, grad, v, tau, forward, sign, eps):
-    """Momentum half-step or its inverse; returns (v_new, (batch,) log-det)."""
+def _v_update(aux, x, grad, v, tau, forward, eps):
+    """Momentum half-step or its inverse; returns v_new and the forward log-det's terms, both
+    ``(batch, dim)`` (the log-det is their sum over dim; the inverse's is its negative)."""
     S, Q, T = aux.v_terms(x, grad, tau)
     scale = 0.5 * eps * S
     shift = 0.5 * eps * (grad * tt.exp(eps * Q) + T)
     v_new = tt.switch(forward, v * tt.exp(scale) - shift, (v + shift) * tt.exp(-scale))
-    return v_new, sign * scale.sum(axis=1)
+    return v_new, scale
 
 
-def _x_update(aux, x, v, keep, tau, forward, sign, eps):
-    """Position update of the components where ``keep == 0`` (or its inverse)."""
+def _x_update(aux, x, v, keep, tau, forward, eps):
+    """Position update of the components where ``keep == 0`` (or its inverse); returns x_new and
+    the forward log-det's terms, as :func:`_v_update`."""
     S, Q, T = aux.x_terms(v, keep * x, tau)
     shift = eps * (v * tt.exp(eps * Q) + T)
     moved = tt.switch(forward, x * tt.exp(eps * S) + shift, (x - shift) * tt.exp(-eps * S))
     x_new = tt.switch(keep, x, moved)
-    return x_new, sign * ((1.0 - keep) * eps * S).sum(axis=1)
+    return x_new, (1.0 - keep) * eps * S
 
 
 def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, masks, all_steps=False,
@@ -96,12 +98,13 @@ def generalized_leapfrog(energy, aux, x, v, grad, direction, step_size, taus, ma
     def step(tau_f, tau_b, keep_f, keep_b, x, v, grad, logdet, sign, forward_col, eps):
         tau = tt.switch(forward_col, tau_f[None, :], tau_b[None, :])
         keep = tt.switch(forward_col, keep_f[None, :], keep_b[None, :])
-        v, ld_v1 = _v_update(aux, x, grad, v, tau, forward_col, sign, eps)
-        x, ld_x1 = _x_update(aux, x, v, keep, tau, forward_col, sign, eps)
-        x, ld_x2 = _x_update(aux, x, v, 1.0 - keep, tau, forward_col, sign, eps)
+        v, ld_v1 = _v_update(aux, x, grad, v, tau, forward_col, eps)
+        x, ld_x1 = _x_update(aux, x, v, keep, tau, forward_col, eps)
+        x, ld_x2 = _x_update(aux, x, v, 1.0 - keep, tau, forward_col, eps)
         potential, grad = energy.value_and_grad(x)
-        v, ld_v2 = _v_update(aux, x, grad, v, tau, forward_col, sign, eps)
-        out = (x, v, grad, logdet + ld_v1 + ld_x1 + ld_x2 + ld_v2)
+        v, ld_v2 = _v_update(aux, x, grad, v, tau, forward_col, eps)
+        # One sum over dim per step, not one per sub-update (4x fewer reductions).
+        out = (x, v, grad, logdet + sign * (ld_v1 + ld_x1 + ld_x2 + ld_v2).sum(axis=1))
         return out + (potential,) if with_potential else out
 
     logdet0 = tt.zeros_like(sign)
