@@ -4,12 +4,13 @@ The model is the non-centred eight schools.  L2HMC's step uses default networks 
 with every weight and bias moved off its initial value by a N(0, 0.05^2) draw, and the identity
 preconditioner: the step compiles the parameters in as constants, and Theano would fold away
 the zero biases of an untrained network, which a trained one does not have.  Otherwise the
-cost of a proposal does not depend on what the networks learned, only on whether they are used.  Each T gets two rows: with the
-networks, and with their heads zeroed (what training leaves when it keeps plain HMC: the step
-is then compiled as HMC's leapfrog).  Both samplers run ``pm.sample(chains=1, cores=1)`` with the
-same ``--tune`` and ``--draws``, after their functions are compiled.  Gradients are the
-``tree_size`` stat summed over tuning and draws (L2HMC: T per draw; NUTS: its leapfrog
-steps); both also evaluate the energy once at each draw's start, which is not counted.
+cost of a proposal does not depend on what the networks learned, only on whether they are
+used.  Each T gets two rows: with the networks, and with their heads zeroed (what training
+leaves when it keeps plain HMC: the step is then compiled as HMC's leapfrog).  Both samplers
+run ``pm.sample(chains=1, cores=1)`` with the same ``--tune`` and ``--draws``, after their
+functions are compiled.  Gradients are the ``tree_size`` stat summed over tuning and draws
+(L2HMC: T per draw; NUTS: its leapfrog steps).  NUTS also evaluates the energy at each draw's
+start, which is not counted; L2HMC carries it from the draw before.
 
     python benchmarks/step_cost.py                    # T = 3, 4 and 10, 1000 + 1000 draws
     python benchmarks/step_cost.py --n-steps 4 --draws 300 --tune 300
