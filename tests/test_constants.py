@@ -1,8 +1,15 @@
 """fold_shared: frozen shared variables, and what is computed from them alone, become constants."""
 import numpy as np
+import pytest
 
-from l2hmc_theano._theano import floatX, theano, tt
+from l2hmc_theano._theano import change_flags, floatX, theano, tt
 from l2hmc_theano.constants import fold_shared
+
+
+@pytest.fixture(autouse=True)
+def no_test_values():
+    with change_flags(compute_test_value="off"):  # pymc3, once imported, sets it to "raise"
+        yield
 
 
 def _shared(value, name):
