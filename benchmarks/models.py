@@ -110,3 +110,89 @@ def banana():
         x1 = pm.Normal("x1", 0.0, BANANA_SD)
         pm.Normal("x2", BANANA_B * (tt.sqr(x1) - BANANA_SD ** 2), 1.0)
     return model
+
+
+# -- models the project has not tuned on (benchmarks/time_to_result.py) ---------------------------
+
+def latent_gp_classification(n=30):
+    """Binary classification with a latent Gaussian process on ``n`` points in 1-d.
+
+    Data (numpy seed 2): x on an even grid over [0, 10], labels ~ Bernoulli(logit^-1(f)) with
+    f(x) = 2 sin(x).  Model: lengthscale ~ Gamma(2, 1), amplitude ~ HalfNormal(2),
+    f ~ GP(0, amplitude^2 ExpQuad(lengthscale)) through ``pm.gp.Latent`` (f = L eta, L the
+    Cholesky factor of the kernel matrix: the logp factors a matrix that depends on the free
+    lengthscale and amplitude), y ~ Bernoulli(logit^-1(f))."""
+    rng = np.random.default_rng(2)
+    x = np.linspace(0.0, 10.0, n)
+    labels = (rng.uniform(size=n) < 1 / (1 + np.exp(-2.0 * np.sin(x)))).astype(int)
+    with pm.Model() as model:
+        lengthscale = pm.Gamma("lengthscale", alpha=2.0, beta=1.0)
+        amplitude = pm.HalfNormal("amplitude", 2.0)
+        gp = pm.gp.Latent(cov_func=amplitude ** 2 * pm.gp.cov.ExpQuad(1, lengthscale))
+        f = gp.prior("f", X=x[:, None])
+        pm.Bernoulli("y", logit_p=f, observed=labels)
+    return model
+
+
+#: The large logistic regression's predictor scales (sd of each column: four orders of magnitude)
+#: and its true coefficients (each column's effect on the logit is of order 1).
+LARGE_LOGISTIC_SCALES = np.array([1.0, 10.0, 0.1, 5.0, 0.5])
+LARGE_LOGISTIC_BETA = np.array([0.8, -0.1, 6.0, 0.15, -1.5])
+
+
+def large_logistic_regression(n=3000):
+    """Bayesian logistic regression on ``n`` synthetic rows and 5 correlated predictors of
+    different scales (numpy seed 3).
+
+    The predictors are Gaussian with pairwise correlation 0.6 and the sds of
+    ``LARGE_LOGISTIC_SCALES`` (0.1 to 10); labels ~ Bernoulli(logit^-1(0.3 + X beta)) with
+    beta = ``LARGE_LOGISTIC_BETA``.  Priors: alpha ~ N(0, 5), beta ~ N(0, 5) (weak at every
+    scale here), so the posterior's sds differ by the predictors' scales and its coordinates
+    are correlated."""
+    rng = np.random.default_rng(3)
+    k = len(LARGE_LOGISTIC_SCALES)
+    correlation = np.full((k, k), 0.6) + 0.4 * np.eye(k)
+    covariance = correlation * np.outer(LARGE_LOGISTIC_SCALES, LARGE_LOGISTIC_SCALES)
+    design = rng.multivariate_normal(np.zeros(k), covariance, size=n)
+    labels = (rng.uniform(size=n) < 1 / (1 + np.exp(-(0.3 + design @ LARGE_LOGISTIC_BETA)))).astype(int)
+    with pm.Model() as model:
+        alpha = pm.Normal("alpha", 0.0, 5.0)
+        beta = pm.Normal("beta", 0.0, 5.0, shape=k)
+        pm.Bernoulli("y", logit_p=alpha + tt.dot(design, beta), observed=labels)
+    return model
+
+
+def switchpoint(n_years=111):
+    """The coal-mining disaster model: yearly counts ~ Poisson(early before the switchpoint, late
+    from it on), switchpoint ~ DiscreteUniform(0, n_years - 1), early, late ~ Exponential(1).
+
+    Data (numpy seed 4): ``n_years`` synthetic counts (as the 1851-1961 series) with rate 3 for
+    the first 40 years and 1 after.  The switchpoint is discrete: a sampler of the rates needs
+    a compound step (PyMC3's default gives it Metropolis)."""
+    rng = np.random.default_rng(4)
+    years = np.arange(n_years)
+    counts = rng.poisson(np.where(years < 40, 3.0, 1.0))
+    with pm.Model() as model:
+        switch = pm.DiscreteUniform("switchpoint", lower=0, upper=n_years - 1)
+        early = pm.Exponential("early", 1.0)
+        late = pm.Exponential("late", 1.0)
+        pm.Poisson("disasters", tt.switch(switch > years, early, late), observed=counts)
+    return model
+
+
+def stochastic_volatility(n=100):
+    """A stochastic volatility model: log-volatilities s ~ GaussianRandomWalk(sigma) over ``n``
+    steps from s_0 ~ N(0, 2) (PyMC3's default start is Flat: improper), sigma ~ Exponential(10),
+    returns r_t ~ N(0, exp(s_t)).
+
+    Data (numpy seed 5): s_t a random walk from -1 with steps of sd 0.15, r_t ~ N(0, exp(s_t)).
+    The walk's scale sigma sets every increment's: a funnel in n + 1 dimensions, as in a
+    centred hierarchy."""
+    rng = np.random.default_rng(5)
+    log_vol = -1.0 + np.cumsum(rng.normal(0.0, 0.15, size=n))
+    returns = rng.normal(0.0, np.exp(log_vol))
+    with pm.Model() as model:
+        sigma = pm.Exponential("sigma", 10.0)
+        s = pm.GaussianRandomWalk("s", sigma=sigma, init=pm.Normal.dist(0.0, 2.0), shape=n)
+        pm.Normal("r", 0.0, tt.exp(s), observed=returns)
+    return model

@@ -101,3 +101,36 @@ def test_eight_schools_moments_by_quadrature_match_importance_sampling(models):
         kurtosis = np.sum(w * (x - mean) ** 4) / sd ** 4
         assert abs(exact[name][0] - mean) < 4 * sd / np.sqrt(ess), (name, exact[name], mean)
         assert abs(exact[name][1] - sd) < 4 * sd * np.sqrt((kurtosis - 1) / (4 * ess)), (name, exact[name], sd)
+
+
+NEW_MODELS = ("latent_gp_classification", "large_logistic_regression", "switchpoint", "stochastic_volatility")
+
+
+@pytest.mark.parametrize("name", NEW_MODELS)
+def test_new_models_build_with_a_finite_logp_and_gradient(models, name):
+    """time_to_result.py's models: a finite logp at the test point, and a finite gradient in the
+    continuous variables (the switchpoint's discrete one excluded)."""
+    model = getattr(models, name)()
+    point = model.test_point
+    assert np.isfinite(model.logp(point))
+    grad = model.dlogp(model.cont_vars)(point)
+    assert grad.shape == (sum(int(np.prod(point[v.name].shape)) for v in model.cont_vars),)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_the_switchpoint_model_has_one_discrete_variable(models):
+    model = models.switchpoint()
+    assert [v.name for v in model.disc_vars] == ["switchpoint"]
+    assert {v.name for v in model.cont_vars} == {"early_log__", "late_log__"}
+
+
+def test_the_latent_gp_logp_factors_the_kernel_matrix(models):
+    """The GP's logp holds a Cholesky whose input depends on the free lengthscale and amplitude."""
+    from theano.graph.basic import ancestors
+    from theano.tensor.slinalg import Cholesky
+
+    model = models.latent_gp_classification()
+    choleskys = [v.owner for v in ancestors([model.logpt]) if v.owner is not None and isinstance(v.owner.op, Cholesky)]
+    assert choleskys
+    inputs = set(ancestors(choleskys[0].inputs))
+    assert {"lengthscale_log__", "amplitude_log__"} <= {v.name for v in model.free_RVs if v in inputs}
