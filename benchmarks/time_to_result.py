@@ -27,9 +27,16 @@ sample stat: PyMC3's tree_size), min ESS per 1000 gradients, max rank R-hat, div
 "s to draws" = setup + compile + sample s, the wall time to the requested draws; "s to 1000
 ESS" = setup + compile + sample s x 1000 / min ESS: a **linear extrapolation** of the
 sampling phase (tuning included, for both samplers: L2HMC's tuning draws are burn-in, NUTS's
-adapt) to a min bulk ESS of 1000.  A sampler that raises is recorded as ``failed: Type:
-message`` and the benchmark goes on.  With several seeds, each cell is the median [min, max]
-over the seeds that did not fail.
+adapt) to a min bulk ESS of 1000.  With a discrete variable the notes give the min bulk ESS of
+the continuous ones too (the discrete one is Metropolis's, in both rows).  A sampler that
+raises is recorded as ``failed: Type: message`` and the benchmark goes on.  With several
+seeds, each cell is the median [min, max] over the seeds that did not fail.
+
+Not counted: the child's Python start-up and imports.  Theano's compile cache is the
+machine's: where it is cold, the first sampler to need a C module builds it (a cost paid once
+per machine, by L2HMC's first run more than by NUTS, which runs last); run ``--quick`` once
+first to warm it.  A line is printed before each phase and every 50 s within one; the result
+file is written at the end (``--quick``: to the temporary directory, not docs/).
 
 Models (benchmarks/models.py; data fixed from numpy seeds): latent_gp_classification (30
 points, pm.gp.Latent: a Cholesky of the kernel matrix in the logp), large_logistic_regression
