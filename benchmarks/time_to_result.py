@@ -314,7 +314,8 @@ def table_row(name, label, rows):
         notes.append(prefix + ": " + "; ".join(sorted(set(failed))).replace("|", "/").replace("\n", " "))
     if good and "kept" in good[0]:
         kept = sorted({r["kept"] for r in good})
-        notes.append(f"T {cell([r['n_steps'] for r in good], '.0f')}, eps {cell([r['step_size'] for r in good], '.3g')}, "
+        notes.append(f"T {cell([r['n_steps'] for r in good], '.0f')}, "
+                     f"eps {cell([r['step_size'] for r in good], '.3g')}, "
                      f"kept {'/'.join(kept)}")
     if good:
         notes.append("min at " + "/".join(sorted({r["min_at"] for r in good})))
@@ -385,7 +386,8 @@ def main():
     add("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
         help="seeds, one run of every sampler each: L2HMC's training seed and pm.sample's random_seed "
              "(several: median [min, max] in the result file; default: 0)")
-    add("--draws", type=int, help=f"draws per chain after tuning (default {DRAWS}, pm.sample's; --quick: {QUICK['draws']})")
+    add("--draws", type=int,
+        help=f"draws per chain after tuning (default {DRAWS}, pm.sample's; --quick: {QUICK['draws']})")
     add("--tune", type=int, help=f"tuning draws per chain (default {TUNE}, pm.sample's; --quick: {QUICK['tune']})")
     add("--quick", action="store_true",
         help="smoke run: real_models.py's QUICK budget ({warmup_iterations} warm-up and {train_steps} training "
