@@ -162,7 +162,7 @@ class ModelEnergy(Energy):
             else:
                 logp = theano.clone(model.logpt, self.model_replacements(x), strict=False)
             self._x = x
-            self._logp = logp.astype(floatX)
+            self._logp = cholesky_nan_on_error(logp.astype(floatX))
             self._dlogp = tt.grad(self._logp, x)
 
     def model_replacements(self, x):
@@ -249,6 +249,22 @@ class ModelEnergy(Energy):
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
+
+
+def cholesky_nan_on_error(output):
+    """``output`` with every Cholesky that raises on a matrix that is not positive definite
+    replaced by one that returns NaN there (Theano's ``on_error="nan"``).  A kernel matrix can
+    lose definiteness at one chain's proposal; its energy is then NaN, a divergence of that
+    chain (rejected), at no more cost than any other (:mod:`.chain_guard` bisects the batch
+    for what still raises)."""
+    Cholesky = tt.slinalg.Cholesky
+    while True:
+        node = next((n for n in theano.graph.basic.io_toposort(theano.graph.basic.graph_inputs([output]), [output])
+                     if isinstance(n.op, Cholesky) and n.op.on_error == "raise"), None)
+        if node is None:
+            return output
+        safe = Cholesky(lower=node.op.lower, on_error="nan")(node.inputs[0])
+        output = theano.clone(output, {node.outputs[0]: safe}, strict=False)
 
 
 def grad_by_column_blocks(cost, X, dim):

@@ -18,6 +18,7 @@ import weakref
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
+from .chain_guard import replace_non_finite_starts
 
 __all__ = ["sample", "DEFAULT_MAX_MEMORY", "posterior_names", "write_netcdf"]
 
@@ -82,8 +83,10 @@ def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs):
     from .sampler import L2HMCSampler
 
     if sampler is None:
+        from .step import AUTO_BUDGET
+
         seed = train_kwargs.pop("seed", random_seed)
-        return train(model, seed=seed, progressbar=progressbar, **train_kwargs)
+        return train(model, seed=seed, progressbar=progressbar, **{**AUTO_BUDGET, **train_kwargs})
     if train_kwargs:
         raise TypeError(f"sample() got training arguments ({', '.join(sorted(train_kwargs))}) together with a "
                         "trained sampler; pass one or the other.")
@@ -139,7 +142,8 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     model : pymc3.Model (default: the one on the context stack).
     sampler : a trained :class:`L2HMCSampler`, the path of a saved one, or None: then one is
         trained first with the defaults of ``pm.sample(step=L2HMC())`` (``**train_kwargs``
-        as for :func:`l2hmc_theano.train`).
+        as for :func:`l2hmc_theano.train`; chains and whether to train the networks follow
+        :mod:`l2hmc_theano.budget` unless given).
     random_seed : seeds the starts, momenta, directions and acceptance draws (and the
         training, when there is one).
     thin : keep every ``thin``-th draw.
@@ -212,6 +216,10 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     kept, start = 0, time.perf_counter()
     networks = not sampler.networks_are_zero()  # once for the run: the step it compiles (or has)
     potential, grad = sampler.start_state(x)  # carried from step to step: T energy evaluations per step
+    x, potential, grad, replaced = replace_non_finite_starts(x, potential, grad, rng)
+    if replaced:
+        warnings.warn(f"{replaced} of {chains} starts have a non-finite energy or gradient: they start as copies "
+                      "of the others.")
     try:
         for i in steps:
             v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)

@@ -9,10 +9,14 @@ import math
 import numbers
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
+from .budget import choose_batch_size, training_decision
+from .budget import describe as describe_setup
+from .chain_guard import call_by_rows, mark_mh_step, neutralise_step_scale, replace_non_finite_starts
 from .constants import fold_shared
 from .dynamics import draw_masks, time_encoding
 from .energy import as_energy
@@ -198,6 +202,8 @@ class L2HMCSampler:
         self.temperature = theano.shared(np.asarray(1.0, dtype=floatX), name="temperature")
         self.history = None
         self.training_problems = []
+        self.setup = None  # what the last train() decided (l2hmc_theano.budget)
+        self.compile_seconds = {}  # each compiled function's compile time, by name
 
     # -- parameters -------------------------------------------------------------------
     @property
@@ -262,7 +268,9 @@ class L2HMCSampler:
                 if frozen:
                     outputs = fold_shared(outputs, frozen)
                 mode = theano.compile.mode.get_default_mode().excluding(*exclude) if exclude else None
+                start = time.perf_counter()
                 self._compiled[key] = theano.function(inputs, outputs, name=name, mode=mode)
+                self.compile_seconds[name] = time.perf_counter() - start
         return self._compiled[key]
 
     def sampling_parameters(self):
@@ -427,16 +435,29 @@ class L2HMCSampler:
         :meth:`draw_step_scale`).  ``networks``: see :meth:`compiled_mh_step`."""
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
-        return self.compiled_mh_step(networks=networks)(x, v, direction, log_u, step_scale)
+        return tuple(self._guarded_step(self.compiled_mh_step(networks=networks), [x, v, direction, log_u, step_scale]))
+
+    @staticmethod
+    def _guarded_step(fn, args):
+        """An MH step's outputs for ``args`` (every one batched): a chain whose evaluation raises
+        stays where it is, rejected and diverging (:mod:`.chain_guard`), and the others go on."""
+        args = [np.asarray(a) for a in args]
+        return call_by_rows(fn, args, range(len(args)), neutralise_step_scale(4), mark_mh_step)[0]
 
     def start_state(self, x):
         """U ``(batch,)`` and dU/dy ``(batch, dim)`` (the gradient in the preconditioner's
         coordinates y, which the dynamics use) at positions ``x`` ``(batch, dim)``: the state
         :meth:`mh_step_carrying` takes with ``x``."""
-        potential, grad = self._function("energy_grad", self._build_energy_grad)(self._as_batch(x, "x"))
+        potential, grad = self.energy_and_grad(x)
         if self.preconditioner is not None:
             grad = self.preconditioner.grad_to_y_numpy(grad).astype(floatX)
         return potential, grad
+
+    def energy_and_grad(self, x):
+        """U ``(batch,)`` and dU/dx ``(batch, dim)`` at ``x`` ``(batch, dim)`` (sampling coordinates);
+        NaN at a row whose evaluation raises (:mod:`.chain_guard`)."""
+        fn = self._function("energy_grad", self._build_energy_grad)
+        return tuple(call_by_rows(fn, [self._as_batch(x, "x")], [0])[0])
 
     def mh_step_carrying(self, x, potential, grad, v, direction, log_u, step_scale=None, networks=None):
         """:meth:`mh_step_with_stats` for chains that carry U and dU/dy at ``x`` (``potential``
@@ -445,8 +466,8 @@ class L2HMCSampler:
         proposal then evaluates the energy T times, each with its gradient, instead of T + 2."""
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
-        return self.compiled_mh_step(networks=networks, carry=True)(x, v, direction, log_u, step_scale, potential,
-                                                                    grad)
+        return tuple(self._guarded_step(self.compiled_mh_step(networks=networks, carry=True),
+                                        [x, v, direction, log_u, step_scale, potential, grad]))
 
     def model_step_function(self):
         """``pm.sample``'s per-draw call, for the networks as they stand (see
@@ -527,7 +548,7 @@ class L2HMCSampler:
     def energy(self, x):
         """Potential energy U(x) = -log p(x) per row of ``x`` ``(batch, dim)`` (sampling coordinates:
         for non-centred groups, minus the log-Jacobian of the map to the model); returns ``(batch,)``."""
-        return self._function("energy", self._build_energy)(self._as_batch(x, "x"))
+        return call_by_rows(self._function("energy", self._build_energy), [self._as_batch(x, "x")], [0])[0][0]
 
     def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False, networks=None):
         """Run ``n_chains`` independent L2HMC chains for ``n_draws`` MH steps.
@@ -566,6 +587,10 @@ class L2HMCSampler:
         if networks is None:  # once for the run, not at every step
             networks = not self.networks_are_zero()
         potential, grad = self.start_state(x)
+        x, potential, grad, replaced = replace_non_finite_starts(x, potential, grad, rng)
+        if replaced:
+            warnings.warn(f"{replaced} of {n_chains} starts have a non-finite energy or gradient: they start as "
+                          "copies of the others.")
         for i in steps:
             out = self.mh_step_carrying(x, potential, grad, *self.draw_step_inputs(rng, n_chains), networks)
             x, accept_prob[i], potential, grad = out[0], out[1], out[7], out[8]
@@ -596,6 +621,7 @@ class L2HMCSampler:
         seed=None,
         progressbar=True,
         check=True,
+        train_networks=True,
     ):
         """Warm up, then train the networks and log eps by maximising expected squared jumped distance.
 
@@ -643,7 +669,7 @@ class L2HMCSampler:
         (for ill-conditioned targets without a preconditioner).
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
-        ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced, masked``
+        ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced, masked, failed``
         plus ``seconds``, ``stopped_early``, ``backoffs`` and the final ``chains``
         ``(batch_size, dim)``.  An Adam step with a non-finite gradient is taken again with
         the diverging and stuck proposals' step sizes set to 0 (``masked`` counts them), so
@@ -659,6 +685,13 @@ class L2HMCSampler:
         was learned.  With ``check``, a poorly trained sampler (see
         :func:`l2hmc_theano.diagnostics.training_warnings`) gets a ``UserWarning``
         recommending NUTS; the messages are kept in ``self.training_problems``.
+
+        **Budget** (:mod:`l2hmc_theano.budget`): ``batch_size="auto"`` takes as many chains (16 to
+        200) as keep a batched gradient cheap; ``train_networks="auto"`` trains only where the
+        training is predicted to cost less than half of what plain HMC would take to a usable
+        posterior, else the sampler is that HMC (heads zeroed; ``history`` then holds warm-up's
+        chains and no iterations); False never trains.  ``self.setup`` says what was decided and
+        why (:func:`l2hmc_theano.budget.describe`).
         """
         from .training import TrainingSettings, build_training_step, run_training
         from .warmup import WarmupSettings
@@ -669,6 +702,21 @@ class L2HMCSampler:
             raise ValueError(f"temperature_decay must be in (0, 1), got {temperature_decay!r}.")
         if warmup not in ("auto", True, False):
             raise ValueError(f"warmup must be 'auto', True or False, got {warmup!r}.")
+        if train_networks not in ("auto", True, False):
+            raise ValueError(f"train_networks must be 'auto', True or False, got {train_networks!r}.")
+        plan = {"batch_note": f"{batch_size} chains", "train": train_networks is not False,
+                "reason": "train_networks=True" if train_networks is True else "train_networks=False"}
+        one_chain_seconds = None
+        if batch_size == "auto" or train_networks == "auto":
+            start = getattr(self.energy_target, "start_array", None)
+            start = np.asarray(start() if start is not None else np.zeros(self.dim), dtype=floatX)
+            self._set_announce(progressbar)
+            try:
+                auto_batch, one_chain_seconds, note = choose_batch_size(self, start)
+            finally:
+                self._set_announce(False)
+            if batch_size == "auto":
+                batch_size, plan["batch_note"] = auto_batch, note
         settings = TrainingSettings(
             train_steps=_check_count(train_steps, "train_steps"),
             batch_size=_check_count(batch_size, "batch_size"),
@@ -690,8 +738,17 @@ class L2HMCSampler:
             if progressbar and not self._compiled:
                 print("L2HMC: compiling Theano functions; the first run on a machine builds their C code on every "
                       "core (a minute or more), later runs reuse Theano's cache.", file=sys.stderr, flush=True)
-            if warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None):
+            warmed = warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None)
+            if warmed:
                 chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
+            if train_networks == "auto":
+                plan["train"], plan["reason"] = training_decision(self, self.warmup_info if warmed else None,
+                                                                  one_chain_seconds)
+            self.setup = plan
+            if progressbar:
+                print("L2HMC: " + describe_setup(plan), file=sys.stderr, flush=True)
+            if not plan["train"]:
+                return self._skip_training(chains)
             trained_from = self.step_size
             key = settings.graph_key()  # compiled after warm-up, which may change T
             if key not in self._compiled:
@@ -711,14 +768,24 @@ class L2HMCSampler:
                 self._set_announce(False)
         self.training_problems = []
         if check and not (self.selection is not None and self.selection["kept"] == "hmc"):
-            import warnings
-
             from .diagnostics import training_warnings
 
             self.training_problems = training_warnings(self, self.history, baseline=self.selection is None)
             if self.training_problems:
                 warnings.warn("The trained L2HMC sampler looks poor: " + "; ".join(self.training_problems)
                               + ". Train longer, lower step_size or learning_rate, or use NUTS.")
+        return self.history
+
+    def _skip_training(self, chains):
+        """No training (see :mod:`.budget`): the sampler is HMC with warm-up's adaptation (the
+        networks' heads zeroed), ``history`` warm-up's chains and no iterations."""
+        from .training import empty_history
+
+        if hasattr(self.networks, "zero_heads"):
+            self.networks.zero_heads()
+        self.history = empty_history(chains)
+        self.selection = None
+        self.training_problems = []
         return self.history
 
     def _keep_better_of_trained_and_hmc(self, hmc_step_size, rng):

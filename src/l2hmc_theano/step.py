@@ -23,10 +23,14 @@ from pymc3.backends.report import SamplerWarning, WarningType
 from pymc3.step_methods.arraystep import ArrayStepShared, Competence
 
 from ._theano import floatX
+from .chain_guard import FAILURES
 from .energy import ModelEnergy
 from .sampler import L2HMCSampler
 
 __all__ = ["L2HMC"]
+
+#: Setup in proportion to what it buys (:mod:`l2hmc_theano.budget`), unless the caller says otherwise.
+AUTO_BUDGET = {"batch_size": "auto", "train_networks": "auto"}
 
 _SAMPLER_ARGS = ("n_steps", "step_size", "hidden", "seed", "zero_network", "preconditioner", "step_jitter")
 
@@ -41,7 +45,10 @@ class L2HMC(ArrayStepShared):
     sampler : L2HMCSampler, path of a saved one, or None
         None warms up and trains a sampler on the model first (``**train_kwargs``: constructor
         arguments ``n_steps, step_size, hidden, seed, zero_network, preconditioner`` and
-        :meth:`L2HMCSampler.train` arguments, e.g. ``train_steps``).
+        :meth:`L2HMCSampler.train` arguments, e.g. ``train_steps``).  By default the number of
+        chains follows the cost of a gradient and the networks are trained only where that is
+        predicted to pay for itself (``batch_size="auto"``, ``train_networks="auto"``:
+        :mod:`l2hmc_theano.budget`); ``train_networks=True`` always trains.
     noncentre : bool
         Sample Normal groups whose sigma depends on other variables (funnels, centred
         hierarchies) non-centred where the prior dominates (default True; :mod:`l2hmc_theano.reparam`).
@@ -80,7 +87,7 @@ class L2HMC(ArrayStepShared):
         if sampler is None:
             init = {k: train_kwargs.pop(k) for k in _SAMPLER_ARGS if k in train_kwargs}
             sampler = L2HMCSampler(energy, **init)
-            sampler.train(**train_kwargs)
+            sampler.train(**{**AUTO_BUDGET, **train_kwargs})
         else:
             if train_kwargs:
                 raise TypeError(
@@ -139,8 +146,12 @@ class L2HMC(ArrayStepShared):
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
         step_scale = self.sampler.draw_step_scale(np.random, 1)
-        (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian,
-         grad) = self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale, potential, grad)
+        try:
+            (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian,
+             grad) = self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale, potential, grad)
+        except FAILURES:  # this chain's trajectory cannot be evaluated: a divergence, not the run's end
+            (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian,
+             grad) = self._stay(x, v, potential, grad)
         q_next = q_next[0].astype(q0.dtype)
         self._last = (q_next, x_next, potential, grad)
         model_logp = -float(potential[0]) - float(log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
@@ -164,6 +175,14 @@ class L2HMC(ArrayStepShared):
             "tune": self.tune,
         }
         return q_next, [stats]
+
+    def _stay(self, x, v, potential, grad):
+        """The step's outputs for a chain at ``x`` ``(1, dim)`` whose proposal raised: it stays,
+        rejected and diverging (as :func:`l2hmc_theano.chain_guard.mark_mh_step` marks a batch's)."""
+        q, log_jacobian = self.sampler.energy_target.to_model_with_jacobian(x)
+        energy = potential + 0.5 * np.sum(np.square(v), axis=1)
+        zero, no = np.zeros(1), np.zeros(1, dtype=bool)
+        return x, zero, no, ~no, energy, np.full(1, np.inf), zero, potential, q, log_jacobian, grad
 
     def reset_tuning(self):
         """Nothing is adapted; a new run starts with tuning draws again (and a warm start)."""

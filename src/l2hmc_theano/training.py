@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
+from .chain_guard import FAILURES, failing_rows
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
@@ -29,6 +30,10 @@ from .warmup import replace_frozen
 
 __all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
            "ConstantForces", "FRESH_DRAWS", "fresh_draws"]
+
+#: The per-iteration arrays of a training history.
+HISTORY_KEYS = ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied", "replaced", "masked",
+                "failed")
 
 #: Where the burn-in term's fresh draws come from (:func:`fresh_draws`).
 FRESH_DRAWS = ("standard", "chains")
@@ -287,6 +292,14 @@ def skipped_steps_message(history):
     return message + "."
 
 
+def empty_history(chains):
+    """The history of a training that did not run (:mod:`.budget`): every per-iteration array
+    empty, the chains ``chains`` (those of warm-up) and ``skipped`` True."""
+    history = {key: np.zeros(0) for key in HISTORY_KEYS}
+    history.update(seconds=0.0, chains=chains, frozen=0, stopped_early=False, backoffs=[], skipped=True)
+    return history
+
+
 def _finish(history, done, start, chains):
     for key in history:
         history[key] = history[key][:done]
@@ -408,21 +421,60 @@ def masked_retry(step_fn, inputs, log_accept, diverging, threshold=STUCK_LOG_ACC
     return step_fn(x, z, v, d, log_u, np.where(bad, 0.0, step_scale).astype(floatX)), int(bad.sum())
 
 
+def guarded_training_step(sampler, step_fn, inputs):
+    """``step_fn(*inputs)``; when that raises for the batch, the proposals whose trajectory raises
+    (found by bisection with the sampler's MH step, which makes the same trajectories:
+    :func:`~l2hmc_theano.chain_guard.failing_rows`) are taken again with step size 0, counted as
+    diverging and rejected, and the rest of the batch trains.  Returns ``(outputs, inputs,
+    number failed)``: the inputs as used; the first error is raised when no proposal alone
+    raises, or the step still raises with those proposals' step size 0."""
+    try:
+        return list(step_fn(*inputs)), inputs, 0
+    except FAILURES as error:
+        first = error
+    x, z, v, d, log_u, step_scale = inputs
+    n = len(x)
+    starts = x
+    if len(v) > n:  # the burn-in term's fresh batch, drawn in y
+        fresh = z if sampler.preconditioner is None else sampler.preconditioner.to_x_numpy(z).astype(floatX)
+        starts = np.concatenate([x, fresh])
+    mh_step = sampler.compiled_mh_step(networks=True)
+    no_accept = np.full(len(v), -np.inf, dtype=floatX)  # acceptance does not matter here
+    args = [starts, v, d, no_accept, step_scale]
+    failed = failing_rows(lambda rows: mh_step(*[a[rows] for a in args]), len(v))
+    if not failed.any():
+        raise first
+    inputs = (x, z, v, d, log_u, np.where(failed, 0.0, step_scale).astype(floatX))
+    try:
+        out = list(step_fn(*inputs))
+    except FAILURES:
+        raise first from None
+    chains_failed = failed[:n]
+    out[0] = np.where(chains_failed[:, None], x, out[0])
+    out[6] = np.where(failed, -np.inf, out[6]).astype(out[6].dtype)
+    out[7] = np.asarray(out[7], dtype=bool) | failed
+    out[4] = int(np.sum(out[7][:n]))
+    with np.errstate(invalid="ignore"):
+        accept = np.where(out[7][:n] | ~np.isfinite(out[6][:n]), 0.0, np.exp(np.minimum(out[6][:n], 0.0)))
+    out[2] = float(np.mean(accept))
+    return out, inputs, int(failed.sum())
+
+
 def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temperature=None):
     """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays.
 
     ``chains`` ``(batch_size, dim)`` continues an earlier run (or a warm-up); default:
     draws from N(0, I) in the preconditioner's coordinates.  After a skipped Adam step
     the stuck chains are replaced (:func:`replace_stuck_chains`); ``history["replaced"]``
-    counts them per iteration.  ``history["stopped_early"]`` says whether the ESJD had
+    counts them per iteration; ``history["failed"]`` counts the proposals whose evaluation raised
+    (:func:`guarded_training_step`).  ``history["stopped_early"]`` says whether the ESJD had
     stopped improving before ``train_steps`` (``settings.stop_when_flat``).  At the end,
     chains that have not moved for :data:`FROZEN_WINDOW` iterations become copies of chains
     that have (``history["frozen"]`` counts them).
     """
     dim, n_iter, batch_size = sampler.dim, settings.train_steps, settings.batch_size
     learning_rate = sampler.learning_rate
-    history = {key: np.full(n_iter, np.nan) for key in
-               ("loss", "accept", "esjd", "step_size", "temperature", "diverging", "applied", "replaced", "masked")}
+    history = {key: np.full(n_iter, np.nan) for key in HISTORY_KEYS}
     if chains is not None and np.shape(chains) == (batch_size, dim):
         x = np.asarray(chains, dtype=floatX)
     else:
@@ -461,7 +513,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
             step_scale = sampler.draw_step_scale(rng, rows)
             inputs = (x, z, v, d, log_u, step_scale)
-            out = step_fn(*inputs)
+            out, inputs, failed = guarded_training_step(sampler, step_fn, inputs)
             # The dynamics' own acceptance and divergences: a masked retry's proposals of step
             # size 0 stay put and count as accepted, which would hide a collapse.
             accept, diverging = out[2], out[4]
@@ -477,7 +529,8 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
                 x, replaced = replace_stuck_chains(x, log_accept[:batch_size], proposal_diverging[:batch_size], rng)
             last_moved[np.any(x != x_before, axis=1)] = i + 1
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
-                       temperature=temp, diverging=diverging, applied=applied, replaced=replaced, masked=masked)
+                       temperature=temp, diverging=diverging, applied=applied, replaced=replaced, masked=masked,
+                       failed=failed)
             for key, value in row.items():
                 history[key][i] = value
             done = i + 1

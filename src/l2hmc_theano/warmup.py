@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 
 from ._theano import floatX
+from .chain_guard import call_by_rows, neutralise_step_scale
 
 __all__ = ["WarmupSettings", "DualAveraging", "initial_chains", "warmup"]
 
@@ -118,8 +119,9 @@ def initial_chains(sampler, batch_size, rng, jitter, tries=20):
     (up to ``tries`` times, then the initial point itself)."""
     start_array = getattr(sampler.energy_target, "start_array", None)
     base = np.asarray(start_array() if start_array is not None else np.zeros(sampler.dim), dtype=floatX)
-    # The energy-and-gradient function warm-up compiles anyway (one compile, not two).
-    energy = sampler._function("energy_grad", sampler._build_energy_grad)
+    # The energy-and-gradient function warm-up compiles anyway (one compile, not two); NaN where
+    # a start's evaluation raises.
+    energy = sampler.energy_and_grad
     x = base + rng.uniform(-jitter, jitter, size=(batch_size, sampler.dim)).astype(floatX)
     bad = ~np.isfinite(energy(x)[0])
     for _ in range(tries):
@@ -149,7 +151,18 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats):
     a minimum ESS over parameters sees it).  The square guards against trajectories that swing to the opposite side:
     antithetic for the mean, useless for the variance.
     """
-    trajectory = sampler._function(f"trajectory{max_steps}", lambda: sampler._build_trajectory(max_steps))
+    compiled = sampler._function(f"trajectory{max_steps}", lambda: sampler._build_trajectory(max_steps))
+
+    def trajectory(x, v, d, eps, step_scale):
+        """The compiled trajectories, chain axis first for :func:`call_by_rows`; a chain whose
+        trajectory raises is a rejection at every step (dH = inf)."""
+        outputs, failed = call_by_rows(lambda *a: _chains_first(compiled(*a)), [x, v, d, eps, step_scale],
+                                       [0, 1, 2, 4], neutralise_step_scale(4))
+        y0, ys, dH = _chains_first(outputs)
+        if failed is not None:
+            dH[:, failed] = np.inf
+        return y0, ys, dH
+
     batch = len(x)
     sums = np.zeros((2, max_steps, sampler.dim))
     norms = np.zeros((2, sampler.dim))
@@ -168,6 +181,22 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats):
                 norms[k] += np.mean(a ** 2, axis=0)
     rho = sums / np.where(norms > 0, norms, 1.0)[:, None, :]
     return np.min(_ess_per_draw(rho), axis=(0, 2)) / np.arange(1, max_steps + 1)
+
+
+def _chains_first(outputs):
+    """The trajectory function's ``(y0, ys, dH)`` with the chain and step axes of ``ys`` and ``dH``
+    swapped (an involution)."""
+    y0, ys, dH = outputs
+    return [y0, np.swapaxes(ys, 0, 1), np.swapaxes(dH, 0, 1)]
+
+
+def _mark_warmup_step(outputs, failed, args):
+    """A failed chain of the warm-up step ``[x_next, accept_prob, accepted, grad]`` stays at its
+    start (``args[0]``), rejected with acceptance 0 (a divergence, as dual averaging sees it)."""
+    outputs[0][failed] = args[0][failed]
+    outputs[1][failed] = 0.0
+    outputs[2][failed] = False
+    return outputs
 
 
 def _largest_change(preconditioner, new_factor):
@@ -202,19 +231,30 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     Returns ``(chains, info)``: the final ``(batch_size, dim)`` positions (in x) and a
     dict of what was adapted: ``step_size, accept`` (mean over the last window),
     ``scale_min, scale_max, iterations, gradients, settled, last_change, replaced,
-    seconds, n_steps`` and ``ess_per_gradient`` (the profile T was chosen by, or None).
+    seconds, n_steps`` and ``ess_per_gradient`` (the profile T was chosen by, or None);
+    ``failed`` (chain steps whose evaluation raised), ``loop_seconds`` (the iterations alone, at
+    ``warmup_n_steps`` leapfrog steps) and ``compile_seconds`` (the warm-up step's compile).
     Sets ``sampler.log_step_size``, the preconditioner's values and (with
     ``sampler.adapt_n_steps``) ``sampler.n_steps``.
     """
     start = time.perf_counter()
     precond = sampler.preconditioner
-    step = sampler._function("warmup_step", sampler._build_warmup_step)
+    compiled_step = sampler._function("warmup_step", sampler._build_warmup_step)
+
+    def step(*args):
+        """The warm-up's HMC step; a chain whose evaluation raises is rejected (:mod:`.chain_guard`)."""
+        outputs, failed = call_by_rows(compiled_step, list(args), [0, 1, 2, 3, 5], neutralise_step_scale(5),
+                                       _mark_warmup_step)
+        failures[0] += 0 if failed is None else int(failed.sum())
+        return outputs
+
+    failures = [0]
     x = initial_chains(sampler, batch_size, rng, settings.jitter) if chains is None else np.array(chains)
     noncentred = getattr(sampler.energy_target, "noncentring", None) is not None
     if noncentred:
         (x,) = _refit_noncentring(sampler, x)
     if precond is not None:
-        grad = sampler._function("energy_grad", sampler._build_energy_grad)(x)[1]
+        grad = sampler.energy_and_grad(x)[1]
         finite = np.all(np.isfinite(grad), axis=1)
         if finite.sum() > 1:
             precond.set(*precond.estimate(x[finite], grad[finite]))
@@ -229,6 +269,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         bar.update(0)
     done, replaced, settled, change, slow_done = 0, 0, precond is None, np.nan, 0
     directions = np.ones(batch_size, dtype=floatX)
+    warmup_n_steps, loop_start = sampler.n_steps, time.perf_counter()
     for w, (length, slow) in enumerate(windows):
         is_final = w == len(windows) - 1
         if slow and settled:
@@ -256,7 +297,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             xs, gs = np.concatenate(positions), np.concatenate(gradients)
             if noncentred:
                 xs, x = _refit_noncentring(sampler, xs, x)
-                gs = sampler._function("energy_grad", sampler._build_energy_grad)(xs)[1]
+                gs = sampler.energy_and_grad(xs)[1]
             finite = np.all(np.isfinite(gs), axis=1) & np.all(np.isfinite(xs), axis=1)
             mu, factor = precond.estimate(xs[finite], gs[finite])
             change = _largest_change(precond, factor)
@@ -268,6 +309,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             replaced += n
             # Restart the averaging from where it got to (Stan restarts after every window).
             dual = DualAveraging(dual.final_step_size, settings.target_accept, reach=2.0)
+    loop_seconds = time.perf_counter() - loop_start
     if bar is not None:
         bar.update(total)
     final_step = dual.final_step_size
@@ -294,6 +336,10 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "settled": bool(settled),
         "last_change": change,
         "replaced": replaced,
+        "failed": failures[0],
+        "loop_seconds": loop_seconds,  # the iterations alone, at T = warmup_n_steps (for the budget)
+        "warmup_n_steps": warmup_n_steps,
+        "compile_seconds": sampler.compile_seconds.get("warmup_step", 0.0),
         "noncentred": sampler.energy_target.noncentring.names if noncentred else [],
         "seconds": time.perf_counter() - start,
     }
@@ -313,4 +359,5 @@ def describe(info):
     return (f"warm-up: {info['iterations']} iterations ({info['seconds']:.1f} s), T = {info['n_steps']}, step size "
             f"{info['step_size']:.3g}, acceptance {info['accept']:.2f}, scales {info['scale_min']:.3g}.."
             f"{info['scale_max']:.3g}" + ("" if info["settled"] else " (not settled)")
-            + (f", non-centred: {', '.join(info['noncentred'])}" if info.get("noncentred") else ""))
+            + (f", non-centred: {', '.join(info['noncentred'])}" if info.get("noncentred") else "")
+            + (f", {info['failed']} chain steps failed to evaluate (rejected)" if info.get("failed") else ""))

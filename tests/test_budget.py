@@ -1,0 +1,92 @@
+"""The setup budget: chains from the cost of a gradient, training only where it pays for itself."""
+import numpy as np
+import pytest
+
+import pymc3 as pm
+from l2hmc_theano import L2HMC, L2HMCSampler, budget
+from l2hmc_theano._theano import floatX
+
+
+class _Timed:
+    """A stand-in for :func:`budget.gradient_seconds`: ``base + per_row * B`` seconds for B chains."""
+
+    def __init__(self, base, per_row):
+        self.base, self.per_row = base, per_row
+
+    def __call__(self, sampler, x, repeats=5):
+        return self.base + self.per_row * len(x)
+
+
+@pytest.mark.parametrize("base, per_row, expected", [
+    (2e-5, 5e-8, budget.MAX_BATCH),           # a small model: 200 chains cost little more than one
+    (5e-5, 2e-5, 97),                         # much data: (2 ms - t(1)) / t_row + 1 = 97.5 chains
+    (5e-5, 1e-2, budget.MIN_BATCH),           # very expensive: the fewest that fit a preconditioner
+])
+def test_batch_size_follows_the_cost_of_a_gradient(monkeypatch, base, per_row, expected):
+    monkeypatch.setattr(budget, "gradient_seconds", _Timed(base, per_row))
+    batch, one, note = budget.choose_batch_size(None, np.zeros(3))
+    assert batch == expected
+    assert one == pytest.approx(base + per_row) and f"{batch} chains" in note
+
+
+class _Sampler:
+    n_steps = 3
+
+
+def _info(ess_per_gradient_at_3):
+    profile = [0.01, 0.02, ess_per_gradient_at_3, 0.01]
+    return {"ess_per_gradient": profile, "loop_seconds": 1.0, "iterations": 100, "warmup_n_steps": 10,
+            "compile_seconds": 2.0}
+
+
+def test_training_runs_only_where_it_costs_less_than_half_of_hmcs_time_to_a_usable_posterior():
+    iteration = 1.0 / 100 * (3 + 2) / (10 + 2)
+    train_seconds = budget.TRAIN_COMPILE_COST * 2.0 + (budget.MIN_TRAIN_ITERATIONS * budget.TRAIN_ITERATION_COST
+                                                       + 100) * iteration
+    one_chain = 1e-4
+    # HMC's time to TARGET_ESS = TARGET_ESS / p * one_chain: p at the crossing makes it 2 x train_seconds.
+    crossing = budget.TARGET_ESS * one_chain / (train_seconds / budget.PAYBACK)
+    train, reason = budget.training_decision(_Sampler(), _info(0.9 * crossing), one_chain)
+    assert train and "T = 3" in reason
+    train, reason = budget.training_decision(_Sampler(), _info(1.1 * crossing), one_chain)
+    assert not train and f"{train_seconds:.3g} s" in reason
+
+
+def test_without_a_prediction_it_trains():
+    assert budget.training_decision(_Sampler(), None, 1e-4)[0]
+    assert budget.training_decision(_Sampler(), {"ess_per_gradient": None}, 1e-4)[0]
+    assert budget.training_decision(_Sampler(), _info(0.5), None)[0]
+
+
+def _normal_model():
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=3)
+    return model
+
+
+def test_a_posterior_hmc_mixes_well_gets_hmc_without_training(capsys):
+    """A standard normal: HMC reaches a usable posterior in well under a second, so the step's
+    defaults skip training, say why in one line, and keep warm-up's chains to start from."""
+    with _normal_model():
+        step = L2HMC(seed=0, warmup_iterations=100)
+    sampler = step.sampler
+    assert sampler.setup["train"] is False
+    assert sampler.networks_are_zero()
+    assert len(sampler.history["loss"]) == 0 and sampler.history["skipped"]
+    assert sampler.history["chains"].shape == (budget.MAX_BATCH, 3)
+    assert sampler.selection is None
+    lines = [line for line in capsys.readouterr().err.splitlines() if "setup:" in line]
+    assert len(lines) == 1 and "no training" in lines[0] and "ESS per gradient" in lines[0]
+
+
+def test_train_networks_false_never_trains():
+    """(``train_networks=True``, the default of ``L2HMCSampler.train``, is what the training tests run.)"""
+    with _normal_model():
+        skipped = L2HMCSampler(seed=0, n_steps=2)
+        history = skipped.train(train_steps=5, batch_size=8, warmup_iterations=100, progressbar=False,
+                                train_networks=False)
+    assert len(history["loss"]) == 0 and skipped.networks_are_zero() and skipped.setup["train"] is False
+    x = np.zeros((2, 3), dtype=floatX)
+    assert skipped.sample(2, n_chains=2, x0=x, seed=0)[0].shape == (2, 2, 3)
+    with pytest.raises(ValueError, match="train_networks"):
+        skipped.train(train_networks="sometimes")
