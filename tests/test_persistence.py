@@ -221,3 +221,37 @@ def test_damaged_preconditioner_is_refused_clearly(saved, tmp_path, small_model)
     _rewrite(path, tmp_path / "missing.npz", **{"precond/mu": None})
     with pytest.raises(ValueError, match="its diag preconditioner is missing or damaged"):
         l2hmc_theano.load(tmp_path / "missing.npz", model=small_model)
+
+
+def test_training_problems_and_with_history_the_whole_history_round_trip(saved, tmp_path, small_model):
+    sampler, path = saved
+    plain = l2hmc_theano.load(path, model=small_model)
+    assert plain.training_problems == [] and set(plain.history) == {"chains"}  # by default: the final chains
+    kept = sampler.training_problems, sampler.history
+    sampler.training_problems = ["mean acceptance at the end of training is 0.05"]
+    sampler.history = {**kept[1], "loss": np.array([1.5, np.nan]), "accept": np.array([0.5, 0.0]), "seconds": 2.5,
+                       "stopped_early": False, "backoffs": [{"iteration": np.int64(1), "reason": "collapse"}]}
+    try:
+        sampler.save(tmp_path / "plain.npz")
+        l2hmc_theano.persistence.save(sampler, tmp_path / "whole.npz", history=True)
+    finally:
+        sampler.training_problems, sampler.history = kept
+    plain = l2hmc_theano.load(tmp_path / "plain.npz", model=small_model)
+    assert plain.training_problems == ["mean acceptance at the end of training is 0.05"]
+    assert set(plain.history) == {"chains"}
+    whole = l2hmc_theano.load(tmp_path / "whole.npz", model=small_model)
+    assert whole.training_problems == plain.training_problems
+    np.testing.assert_array_equal(whole.history["loss"], [1.5, np.nan])  # a NaN loss is history, not damage
+    np.testing.assert_array_equal(whole.history["accept"], [0.5, 0.0])
+    np.testing.assert_array_equal(whole.history["chains"], sampler.history["chains"])
+    assert (whole.history["seconds"], whole.history["stopped_early"]) == (2.5, False)
+    assert whole.history["backoffs"] == [{"iteration": 1, "reason": "collapse"}]
+
+
+def test_file_saved_before_training_problems_loads_without_them(saved, tmp_path, small_model):
+    _, path = saved
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    del meta["training_problems"]
+    _rewrite(path, tmp_path / "old.npz", meta=np.array(json.dumps(meta)))
+    assert l2hmc_theano.load(tmp_path / "old.npz", model=small_model).training_problems == []
