@@ -7,6 +7,15 @@ import pymc3 as pm
 from l2hmc_theano._theano import floatX, tt
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_sampler_cache():
+    """The cache of trained samplers off for every test (and the subprocesses they start):
+    each trains afresh, as it did before there was a cache; ``test_cache.py`` turns it on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("L2HMC_THEANO_CACHE", "off")
+        yield
+
+
 def transformed_model():
     """A small model with a vector, a log-transformed and an interval-transformed variable."""
     with pm.Model() as model:

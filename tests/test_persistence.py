@@ -121,6 +121,15 @@ def _rewrite(src, dst, **changes):
     np.savez(dst, **{k: v for k, v in arrays.items() if v is not None})
 
 
+def _without_settings(src, dst, keys, **changes):
+    """:func:`_rewrite` with the settings ``keys`` left out of the file's meta."""
+    with np.load(src, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    for key in keys:
+        del meta[key]
+    _rewrite(src, dst, meta=np.array(json.dumps(meta)), **changes)
+
+
 def test_truncated_file_is_refused_clearly(saved, tmp_path, small_model):
     _, path = saved
     data = path.read_bytes()
@@ -151,10 +160,7 @@ def test_file_with_a_corrupt_byte_is_refused_clearly(saved, tmp_path, small_mode
 
 def test_file_missing_a_setting_or_an_array_is_refused_clearly(saved, tmp_path, small_model):
     _, path = saved
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-    del meta["n_steps"]
-    _rewrite(path, tmp_path / "no_steps.npz", meta=np.array(json.dumps(meta)))
+    _without_settings(path, tmp_path / "no_steps.npz", ["n_steps"])
     with pytest.raises(ValueError, match="is not a saved l2hmc_theano sampler: it has no n_steps"):
         l2hmc_theano.load(tmp_path / "no_steps.npz", model=small_model)
     _rewrite(path, tmp_path / "no_masks.npz", masks=None)
@@ -194,12 +200,9 @@ def test_non_finite_parameters_are_never_saved(saved, tmp_path):
 def test_file_saved_before_preconditioners_loads_without_one(saved, tmp_path, small_model, rng):
     """An older file (no preconditioner in it) gives the sampler it was: dynamics in x."""
     sampler, path = saved
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-    for key in ("preconditioner", "warmup", "step_jitter"):
-        del meta[key]
     old = tmp_path / "old.npz"
-    _rewrite(path, old, meta=np.array(json.dumps(meta)), **{"precond/mu": None, "precond/factor": None})
+    _without_settings(path, old, ["preconditioner", "warmup", "step_jitter"],
+                      **{"precond/mu": None, "precond/factor": None})
     loaded = l2hmc_theano.load(old, model=small_model)
     assert loaded.preconditioner is None and loaded.warmup_info is None and loaded.step_jitter == 0.0
     plain = L2HMCSampler(small_model, n_steps=3, hidden=(6, 5), seed=4, preconditioner=None, step_jitter=0.0)
@@ -221,3 +224,34 @@ def test_damaged_preconditioner_is_refused_clearly(saved, tmp_path, small_model)
     _rewrite(path, tmp_path / "missing.npz", **{"precond/mu": None})
     with pytest.raises(ValueError, match="its diag preconditioner is missing or damaged"):
         l2hmc_theano.load(tmp_path / "missing.npz", model=small_model)
+
+
+def test_training_problems_and_with_history_the_whole_history_round_trip(saved, tmp_path, small_model):
+    sampler, path = saved
+    plain = l2hmc_theano.load(path, model=small_model)
+    assert plain.training_problems == [] and set(plain.history) == {"chains"}  # by default: the final chains
+    kept = sampler.training_problems, sampler.history
+    sampler.training_problems = ["mean acceptance at the end of training is 0.05"]
+    sampler.history = {**kept[1], "loss": np.array([1.5, np.nan]), "accept": np.array([0.5, 0.0]), "seconds": 2.5,
+                       "stopped_early": False, "backoffs": [{"iteration": np.int64(1), "reason": "collapse"}]}
+    try:
+        sampler.save(tmp_path / "plain.npz")
+        l2hmc_theano.persistence.save(sampler, tmp_path / "whole.npz", history=True)
+    finally:
+        sampler.training_problems, sampler.history = kept
+    plain = l2hmc_theano.load(tmp_path / "plain.npz", model=small_model)
+    assert plain.training_problems == ["mean acceptance at the end of training is 0.05"]
+    assert set(plain.history) == {"chains"}
+    whole = l2hmc_theano.load(tmp_path / "whole.npz", model=small_model)
+    assert whole.training_problems == plain.training_problems
+    np.testing.assert_array_equal(whole.history["loss"], [1.5, np.nan])  # a NaN loss is history, not damage
+    np.testing.assert_array_equal(whole.history["accept"], [0.5, 0.0])
+    np.testing.assert_array_equal(whole.history["chains"], sampler.history["chains"])
+    assert (whole.history["seconds"], whole.history["stopped_early"]) == (2.5, False)
+    assert whole.history["backoffs"] == [{"iteration": 1, "reason": "collapse"}]
+
+
+def test_file_saved_before_training_problems_loads_without_them(saved, tmp_path, small_model):
+    _, path = saved
+    _without_settings(path, tmp_path / "old.npz", ["training_problems"])
+    assert l2hmc_theano.load(tmp_path / "old.npz", model=small_model).training_problems == []

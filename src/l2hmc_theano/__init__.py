@@ -7,7 +7,8 @@ from .step import L2HMC
 from .cli import train
 from .many_chains import sample
 from .training import TrainingError
+from .cache import clear_cache
 
-__all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "TrainingError", "load", "sample",
-           "train"]
+__all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "TrainingError", "clear_cache", "load",
+           "sample", "train"]
 

@@ -24,13 +24,17 @@ from .training import FRESH_DRAWS, TrainingSettings
 __all__ = ["train", "main"]
 
 
-def train(model=None, **kwargs):
+def train(model=None, cache=True, **kwargs):
     """Build an :class:`~l2hmc_theano.L2HMCSampler` for ``model`` and train it; returns the sampler.
 
     Keyword arguments go to the constructor (``n_steps, step_size, hidden, seed,
     zero_network, dim, networks``) or to :meth:`L2HMCSampler.train` (the rest).
-    The training history is ``sampler.history``.
+    The training history is ``sampler.history``.  ``cache``: load the sampler trained on
+    this model with these arguments last time, if any, and cache a newly trained one
+    (default True; :mod:`l2hmc_theano.cache`).
     """
+    from .cache import trained_sampler
+    from .energy import as_energy
     from .sampler import L2HMCSampler
 
     init_names = set(inspect.signature(L2HMCSampler.__init__).parameters) - {"self", "model"}
@@ -38,9 +42,7 @@ def train(model=None, **kwargs):
     unknown = set(kwargs) - set(inspect.signature(L2HMCSampler.train).parameters)
     if unknown:
         raise TypeError(f"train() got unknown keyword argument(s): {', '.join(sorted(unknown))}.")
-    sampler = L2HMCSampler(model, **init_kwargs)
-    sampler.train(**kwargs)
-    return sampler
+    return trained_sampler(as_energy(model, dim=init_kwargs.get("dim")), init_kwargs, kwargs, cache=cache)
 
 
 class CLIError(Exception):
@@ -152,6 +154,10 @@ def _parser():
                         help="NetCDF file for --sample's draws, written whole or not at all "
                              "(default: MODEL.nc next to the model file)")
     parser.add_argument("--no-progressbar", action="store_true", help="hide the training progress bar")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="train afresh: neither load the sampler trained on this model with these options last "
+                             "time from the cache (l2hmc_theano.cache; L2HMC_THEANO_CACHE_DIR, "
+                             "L2HMC_THEANO_CACHE=off) nor cache this one")
     return parser
 
 
@@ -248,6 +254,7 @@ def main(argv=None):
 
 
 def _run(args):
+    from .cache import trained_sampler
     from .sampler import L2HMCSampler
 
     if args.scaled_jump and not args.paper_loss:
@@ -256,12 +263,19 @@ def _run(args):
     out = _output_path(args)
     idata_path = _idata_path(args)
     model = find_model(args.model_file, args.model_name)
+    init = dict(n_steps=args.n_steps, step_size=args.step_size, hidden=args.hidden, seed=args.seed,
+                preconditioner=None if args.preconditioner == "none" else args.preconditioner)
+    training = dict(train_steps=args.train_steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    burn_in_weight=args.burn_in_weight, fresh_draws=args.fresh_draws, scaled_jump=args.scaled_jump,
+                    constant_forces=args.constant_forces, coordinate_loss=not args.paper_loss,
+                    stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,
+                    warmup_iterations=args.warmup_iterations, compare_hmc=not args.keep_trained,
+                    progressbar=not args.no_progressbar)
     try:
         from .energy import ModelEnergy
 
-        sampler = L2HMCSampler(ModelEnergy(model, noncentre=not args.centred), n_steps=args.n_steps,
-                               step_size=args.step_size, hidden=args.hidden, seed=args.seed,
-                               preconditioner=None if args.preconditioner == "none" else args.preconditioner)
+        energy = ModelEnergy(model, noncentre=not args.centred)
+        sampler = L2HMCSampler(energy, **init)  # checks the arguments before the cache or training
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from err
     noncentring = sampler.energy_target.noncentring
@@ -270,17 +284,11 @@ def _run(args):
           + "); compiling ...", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = sampler.train(train_steps=args.train_steps, batch_size=args.batch_size,
-                                learning_rate=args.learning_rate, burn_in_weight=args.burn_in_weight,
-                                fresh_draws=args.fresh_draws,
-                                scaled_jump=args.scaled_jump, constant_forces=args.constant_forces,
-                                coordinate_loss=not args.paper_loss,
-                                stop_when_flat=not args.train_all_steps, target_accept=args.target_accept,
-                                warmup_iterations=args.warmup_iterations, compare_hmc=not args.keep_trained,
-                                progressbar=not args.no_progressbar)
+        sampler = trained_sampler(energy, init, training, cache=not args.no_cache)
     for w in caught:  # the "looks poor" warning is repeated in the summary below
         if issubclass(w.category, UserWarning) and not str(w.message).startswith("The trained L2HMC"):
             print(f"warning: {w.message}", file=sys.stderr)
+    history = sampler.history
     sampler.save(out)
     tail = slice(max(0, len(history["loss"]) - 100), None)
     if sampler.warmup_info is not None:

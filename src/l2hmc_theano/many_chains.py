@@ -76,7 +76,7 @@ def _compile_back_transform(energy, names):
         return theano.function([X], batched, name="posterior_values")
 
 
-def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs):
+def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs, cache=True):
     from .cli import train
     from .energy import ModelEnergy
     from .persistence import load
@@ -86,7 +86,7 @@ def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs):
         from .step import AUTO_BUDGET
 
         seed = train_kwargs.pop("seed", random_seed)
-        return train(model, seed=seed, progressbar=progressbar, **{**AUTO_BUDGET, **train_kwargs})
+        return train(model, seed=seed, progressbar=progressbar, cache=cache, **{**AUTO_BUDGET, **train_kwargs})
     if train_kwargs:
         raise TypeError(f"sample() got training arguments ({', '.join(sorted(train_kwargs))}) together with a "
                         "trained sampler; pass one or the other.")
@@ -128,7 +128,7 @@ def _starts(sampler, chains, rng, superchains=None):
 
 
 def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_seed=None, progressbar=True,
-           thin=1, max_memory=DEFAULT_MAX_MEMORY, superchains=None, compute_convergence_checks=True,
+           thin=1, max_memory=DEFAULT_MAX_MEMORY, superchains=None, compute_convergence_checks=True, cache=True,
            **train_kwargs):
     """Sample every chain of a trained L2HMC sampler at once; returns ``arviz.InferenceData``.
 
@@ -158,6 +158,8 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
         ``superchains``, nested R-hat) and warn when it is above 1.01.  Ranking every draw
         of every variable is not free: 2.5 s for radon's 89 variables x 100,000 draws, about as
         long as drawing them.
+    cache : with ``sampler=None``: load the sampler trained on this model with these arguments
+        last time, if any, and cache a newly trained one (default True; :mod:`l2hmc_theano.cache`).
 
     Ctrl-C stops sampling and returns the draws made so far (with a warning).  Warnings
     as ``pm.sample`` gives them: divergences, mean acceptance below 0.1, max rank R-hat
@@ -189,7 +191,7 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
         sum(int(np.size(v)) for v in model.test_point.values())
     _check_memory(draws * chains, per_row, max_memory, draws, chains, thin)
 
-    sampler = _resolve_sampler(model, sampler, random_seed, progressbar, dict(train_kwargs))
+    sampler = _resolve_sampler(model, sampler, random_seed, progressbar, dict(train_kwargs), cache)
     energy = sampler.energy_target
     missing = [v.name for v in model.free_RVs if v not in energy.vars]
     if missing:

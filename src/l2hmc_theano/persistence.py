@@ -4,7 +4,8 @@ Nothing in the file is code: it is read with ``numpy.load(allow_pickle=False)``,
 so a sampler from an untrusted source is safe to load.  The file holds the
 network weights, masks, log step size, the settings, the flat-vector layout
 (variable names, shapes, dtypes) and a fingerprint of the target: energies at a
-few stored probe points, which the target given to :func:`load` must reproduce.
+few stored probe points, which the target given to :func:`load` must reproduce; and the
+final training chains (with ``save(..., history=True)`` the whole training history).
 Writes go to a temporary file in the same directory, renamed into place.
 """
 import json
@@ -91,9 +92,11 @@ def _network_kind(sampler):
     )
 
 
-def save(sampler, path):
+def save(sampler, path, history=False):
     """Write ``sampler`` to ``path`` (an ``.npz`` file) atomically.  Raises ``ValueError``, and
-    writes nothing, if a parameter (network weight or log step size) is NaN or infinite."""
+    writes nothing, if a parameter (network weight or log step size) is NaN or infinite.
+    ``history``: also its whole training history (per-iteration arrays, seconds, back-offs),
+    not only the final chains (the cache of :mod:`l2hmc_theano.cache` keeps it)."""
     path = os.fspath(path)
     kind = _network_kind(sampler)
     directory = os.path.dirname(os.path.abspath(path))
@@ -115,8 +118,14 @@ def save(sampler, path):
         "selection": sampler.selection,
         "step_jitter": sampler.step_jitter,
         "noncentred": _noncentred(sampler),
+        "training_problems": list(sampler.training_problems),
+        "setup": sampler.setup,
     }
+    history_arrays = {}
+    if history and sampler.history is not None:
+        meta["history"], history_arrays = _history_parts(sampler.history)
     arrays = {
+        **history_arrays,
         "meta": np.array(json.dumps(meta)),
         "masks": sampler.masks,
         "log_step_size": sampler.log_step_size.get_value(),
@@ -140,6 +149,39 @@ def save(sampler, path):
     return path
 
 
+def _history_parts(history):
+    """A training history but its final chains, in two parts: its JSON-able items (seconds,
+    stopped_early, back-offs, ...) as a dict, and its per-iteration arrays as a dict of
+    ``history/<name>`` arrays.  Items that are neither are left out."""
+    items, arrays = {}, {}
+    for name, value in history.items():
+        if name == "chains":
+            continue
+        if isinstance(value, np.ndarray):
+            arrays["history/" + name] = value
+            continue
+        try:
+            items[name] = json.loads(json.dumps(value, default=_json_scalar))
+        except (TypeError, ValueError):
+            pass
+    return items, arrays
+
+
+def _json_scalar(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _history_of(meta, arrays):
+    """The saved training history: the final chains, and, when it was saved whole
+    (``save(..., history=True)``), its other items and per-iteration arrays."""
+    history = dict(meta.get("history") or {})
+    history.update((key[8:], value) for key, value in arrays.items() if key.startswith("history/"))
+    history["chains"] = arrays["chains"].astype(floatX)
+    return history
+
+
 def atomic_write(path, write):
     """Write the file ``path`` whole or not at all: ``write(f)`` fills a temporary binary
     file in the same folder, which then replaces ``path``.  It gets the permissions
@@ -157,10 +199,11 @@ def atomic_write(path, write):
 
 
 def _non_finite(arrays):
-    """The first float array (other than probe_energy, which may hold inf) with a NaN or inf
-    in it, named for a message, or None."""
+    """The first float array (other than probe_energy, which may hold inf, and the training
+    history's, whose loss may) with a NaN or inf in it, named for a message, or None."""
     for key, a in arrays.items():
-        if key != "probe_energy" and a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        if key != "probe_energy" and not key.startswith("history/") and a.dtype.kind in "fc" \
+                and not np.all(np.isfinite(a)):
             return f"network parameter {key[6:]!r}" if key.startswith("param/") else repr(key)
     return None
 
@@ -223,11 +266,13 @@ def load(path, model=None):
     _set_noncentring(path, meta, arrays, sampler)
     sampler.warmup_info = meta.get("warmup")
     sampler.selection = meta.get("selection")
+    sampler.setup = meta.get("setup")
+    sampler.training_problems = [str(p) for p in meta.get("training_problems") or []]
     if "chains" in arrays:
         if arrays["chains"].ndim != 2 or arrays["chains"].shape[1] != sampler.dim:
             raise ValueError(f"{os.fspath(path)!r}: its training chains have shape {arrays['chains'].shape}, "
                              f"expected (n, {sampler.dim}).")
-        sampler.history = {"chains": arrays["chains"].astype(floatX)}
+        sampler.history = _history_of(meta, arrays)
     _check_same_target(path, meta, arrays, sampler)
     if arrays["masks"].shape != sampler.masks.shape:
         raise ValueError(f"{os.fspath(path)!r}: masks have shape {arrays['masks'].shape}, "

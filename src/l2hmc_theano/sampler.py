@@ -113,6 +113,16 @@ def _check_hidden(hidden):
     return widths
 
 
+def warn_training_problems(problems):
+    """A ``UserWarning`` that the trained sampler looks poor, naming ``problems`` (a list of
+    messages, ``sampler.training_problems``); nothing when there are none."""
+    if problems:
+        import warnings
+
+        warnings.warn("The trained L2HMC sampler looks poor: " + "; ".join(problems)
+                      + ". Train longer, lower step_size or learning_rate, or use NUTS.")
+
+
 class L2HMCSampler:
     """An L2HMC sampler for a PyMC3 model or a batched Theano energy.
 
@@ -670,7 +680,7 @@ class L2HMCSampler:
 
         Returns the history (also kept as ``self.history``): per-iteration arrays
         ``loss, accept, esjd, step_size, temperature, diverging, applied, replaced, masked, failed``
-        plus ``seconds``, ``stopped_early``, ``backoffs`` and the final ``chains``
+        plus ``seconds``, ``stopped_early``, ``interrupted``, ``backoffs`` and the final ``chains``
         ``(batch_size, dim)``.  An Adam step with a non-finite gradient is taken again with
         the diverging and stuck proposals' step sizes set to 0 (``masked`` counts them), so
         they drop out of the loss (``accept`` and ``diverging`` still count them as the
@@ -771,9 +781,7 @@ class L2HMCSampler:
             from .diagnostics import training_warnings
 
             self.training_problems = training_warnings(self, self.history, baseline=self.selection is None)
-            if self.training_problems:
-                warnings.warn("The trained L2HMC sampler looks poor: " + "; ".join(self.training_problems)
-                              + ". Train longer, lower step_size or learning_rate, or use NUTS.")
+            warn_training_problems(self.training_problems)
         return self.history
 
     def _skip_training(self, chains):

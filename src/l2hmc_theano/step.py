@@ -23,6 +23,7 @@ from pymc3.backends.report import SamplerWarning, WarningType
 from pymc3.step_methods.arraystep import ArrayStepShared, Competence
 
 from ._theano import floatX
+from .cache import trained_sampler
 from .chain_guard import FAILURES
 from .energy import ModelEnergy
 from .sampler import L2HMCSampler
@@ -53,6 +54,9 @@ class L2HMC(ArrayStepShared):
         Sample Normal groups whose sigma depends on other variables (funnels, centred
         hierarchies) non-centred where the prior dominates (default True; :mod:`l2hmc_theano.reparam`).
         The draws are the model's own values either way.  A given ``sampler`` keeps its own.
+    cache : bool
+        With ``sampler=None``: load the sampler trained on this model with these arguments
+        last time, if any, and cache a newly trained one (default True; :mod:`l2hmc_theano.cache`).
     """
 
     name = "l2hmc"
@@ -74,7 +78,7 @@ class L2HMC(ArrayStepShared):
         }
     ]
 
-    def __init__(self, vars=None, model=None, sampler=None, **train_kwargs):
+    def __init__(self, vars=None, model=None, sampler=None, cache=True, **train_kwargs):
         model = pm.modelcontext(model)
         if vars is None:
             vars = model.cont_vars
@@ -86,8 +90,7 @@ class L2HMC(ArrayStepShared):
 
         if sampler is None:
             init = {k: train_kwargs.pop(k) for k in _SAMPLER_ARGS if k in train_kwargs}
-            sampler = L2HMCSampler(energy, **init)
-            sampler.train(**{**AUTO_BUDGET, **train_kwargs})
+            sampler = trained_sampler(energy, init, {**AUTO_BUDGET, **train_kwargs}, cache=cache)
         else:
             if train_kwargs:
                 raise TypeError(

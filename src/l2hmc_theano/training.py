@@ -468,7 +468,8 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     the stuck chains are replaced (:func:`replace_stuck_chains`); ``history["replaced"]``
     counts them per iteration; ``history["failed"]`` counts the proposals whose evaluation raised
     (:func:`guarded_training_step`).  ``history["stopped_early"]`` says whether the ESJD had
-    stopped improving before ``train_steps`` (``settings.stop_when_flat``).  At the end,
+    stopped improving before ``train_steps`` (``settings.stop_when_flat``), and
+    ``history["interrupted"]`` whether Ctrl-C stopped it (then it is not cached).  At the end,
     chains that have not moved for :data:`FROZEN_WINDOW` iterations become copies of chains
     that have (``history["frozen"]`` counts them).
     """
@@ -484,7 +485,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     lr0 = float(learning_rate.get_value())
     stop = _FlatStop(settings) if settings.stop_when_flat else None
     guard = _CollapseGuard(sampler, step_fn, settings, x) if settings.collapse_floor > 0 else None
-    stopped_early = False
+    stopped_early = interrupted = False
     iterations = range(n_iter)
     bar = None
     if progressbar:
@@ -554,6 +555,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
                 stopped_early = True
                 break
     except KeyboardInterrupt:
+        interrupted = True
         warnings.warn(f"Training interrupted after {done} of {n_iter} iterations; "
                       "the sampler keeps what it learned so far.")
     except TrainingError as err:
@@ -568,6 +570,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     _finish(history, done, start, x)
     history["frozen"] = frozen
     history["stopped_early"] = stopped_early
+    history["interrupted"] = interrupted
     history["backoffs"] = [] if guard is None else guard.events
     message = skipped_steps_message(history)
     if message:
