@@ -18,7 +18,9 @@ from l2hmc_theano import L2HMC, L2HMCSampler, cache
 from l2hmc_theano.energy import FunctionEnergy, ModelEnergy
 from l2hmc_theano.preconditioner import Preconditioner
 
-TINY = dict(train_steps=5, batch_size=8, warmup_iterations=70, n_steps=2, seed=0, progressbar=False)
+# train_networks=True: a trained sampler whatever the budget decides (and L2HMC() and train() share the key).
+TINY = dict(train_steps=5, batch_size=8, warmup_iterations=70, n_steps=2, seed=0, progressbar=False,
+            train_networks=True)
 MODEL_SOURCE = '''
 import numpy as np
 import pymc3 as pm
