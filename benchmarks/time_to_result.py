@@ -218,8 +218,16 @@ def run_l2hmc(name, seed, draws, tune, quick):
     row = measure(model, idata, setup, compile_s, sample_s)
     row.update(warmup_s=warm, train_s=train, other_s=setup - warm - train, n_steps=int(sampler.n_steps),
                step_size=float(sampler.step_size),
-               kept=(sampler.selection or {}).get("kept", "trained (no selection)"))
+               kept=_kept(sampler), chains=len((sampler.history or {}).get("chains", ())))
     return row
+
+
+def _kept(sampler):
+    """Which dynamics the sampler ended with: "hmc (no training)" where the setup budget skipped
+    training, else the selection's choice ("trained" or "hmc")."""
+    if sampler.setup is not None and not sampler.setup["train"]:
+        return "hmc (no training)"
+    return (sampler.selection or {}).get("kept", "trained (no selection)")
 
 
 def run_nuts(name, seed, draws, tune):
@@ -316,7 +324,7 @@ def table_row(name, label, rows):
         kept = sorted({r["kept"] for r in good})
         notes.append(f"T {cell([r['n_steps'] for r in good], '.0f')}, "
                      f"eps {cell([r['step_size'] for r in good], '.3g')}, "
-                     f"kept {'/'.join(kept)}")
+                     f"{cell([r['chains'] for r in good], '.0f')} setup chains, kept {'/'.join(kept)}")
     if good:
         notes.append("min at " + "/".join(sorted({r["min_at"] for r in good})))
     if good and "min_ess_continuous" in good[0]:

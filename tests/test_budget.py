@@ -19,7 +19,8 @@ class _Timed:
 
 @pytest.mark.parametrize("base, per_row, expected", [
     (2e-5, 5e-8, budget.MAX_BATCH),           # a small model: 200 chains cost little more than one
-    (5e-5, 2e-5, 97),                         # much data: (2 ms - t(1)) / t_row + 1 = 97.5 chains
+    (5e-5, 3e-6, 128),                        # (0.5 ms - t(1)) / t_row + 1 = 150 fit: 128 of BATCHES
+    (5e-5, 1e-5, 32),                         # 45 fit: 32
     (5e-5, 1e-2, budget.MIN_BATCH),           # very expensive: the fewest that fit a preconditioner
 ])
 def test_batch_size_follows_the_cost_of_a_gradient(monkeypatch, base, per_row, expected):

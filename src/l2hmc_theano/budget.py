@@ -7,9 +7,13 @@ measured costs, each stated in one line (:func:`describe`):
 * **Chains.**  A batched gradient of B chains costs about t0 + B t_row seconds: close to t0
   (the call) for a small model, where 200 chains cost little more than one, and B t_row for a
   model with much data, where each chain costs what a chain of NUTS does.  Warm-up and
-  training use the most chains, up to :data:`MAX_BATCH`, whose gradient costs at most
+  training use the most chains of :data:`BATCHES` whose gradient costs at most
   :data:`BATCH_SECONDS`, and at least :data:`MIN_BATCH` (warm-up fits the preconditioner to
   their draws).
+
+Both follow measured costs, so another machine (or a busy one) can decide otherwise for the
+same seed; the decision is saved with the sampler, and ``batch_size=`` and
+``train_networks=`` given explicitly make a run follow the seed alone.
 * **Training.**  After warm-up, HMC with the adapted step size, preconditioner and T has a
   predicted ESS per gradient p (warm-up's profile, :func:`.warmup.ess_per_gradient_profile`),
   so it reaches :data:`TARGET_ESS` in t_hmc = TARGET_ESS / p gradients of one chain.
@@ -33,7 +37,9 @@ TARGET_ESS = 1000
 #: Most and fewest chains in warm-up and training.
 MAX_BATCH, MIN_BATCH = 200, 16
 #: The most a batched gradient of the warm-up's chains should cost (seconds).
-BATCH_SECONDS = 2e-3
+BATCH_SECONDS = 5e-4
+#: The batch sizes it picks from (coarse, so that timing noise seldom changes the choice).
+BATCHES = (MIN_BATCH, 32, 64, 128, MAX_BATCH)
 #: Training's shortest run when it stops on a flat jump (4 windows of 100 iterations).
 MIN_TRAIN_ITERATIONS = 400
 #: A training iteration costs about this many HMC iterations of the batch at the same T
@@ -70,10 +76,8 @@ def choose_batch_size(sampler, x0):
         return MAX_BATCH, None, (f"{MAX_BATCH} chains (the gradient at the initial point raised "
                                  f"{type(error).__name__}, so its cost is unknown)")
     per_row = max(full - one, 0.0) / (MAX_BATCH - 1)
-    if full <= BATCH_SECONDS or per_row == 0.0:
-        batch = MAX_BATCH
-    else:
-        batch = int(np.clip((BATCH_SECONDS - one) / per_row + 1, MIN_BATCH, MAX_BATCH))
+    fits = MAX_BATCH if full <= BATCH_SECONDS or per_row == 0.0 else (BATCH_SECONDS - one) / per_row + 1
+    batch = max(b for b in BATCHES if b <= max(fits, MIN_BATCH))
     note = (f"{batch} chains (a gradient costs {1e3 * one:.2f} ms for 1 chain, {1e3 * full:.2f} ms for "
             f"{MAX_BATCH})")
     return batch, one, note

@@ -36,6 +36,11 @@ from .chain_guard import call_by_rows, neutralise_step_scale
 
 __all__ = ["WarmupSettings", "DualAveraging", "initial_chains", "warmup"]
 
+#: Graph optimisations left out of the warm-up step's and the trajectories' compiles: Scan's
+#: in-place and push-out passes, as for the training step (:data:`.training.TRAIN_OPT_EXCLUDE`):
+#: they lengthen each compile and buy no run time in warm-up's few hundred iterations.
+WARMUP_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1", "scan_eqopt2")
+
 
 @dataclasses.dataclass(frozen=True)
 class WarmupSettings:
@@ -151,7 +156,8 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats):
     a minimum ESS over parameters sees it).  The square guards against trajectories that swing to the opposite side:
     antithetic for the mean, useless for the variance.
     """
-    compiled = sampler._function(f"trajectory{max_steps}", lambda: sampler._build_trajectory(max_steps))
+    compiled = sampler._function(f"trajectory{max_steps}", lambda: sampler._build_trajectory(max_steps),
+                                 exclude=WARMUP_OPT_EXCLUDE)
 
     def trajectory(x, v, d, eps, step_scale):
         """The compiled trajectories, chain axis first for :func:`call_by_rows`; a chain whose
@@ -239,7 +245,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     """
     start = time.perf_counter()
     precond = sampler.preconditioner
-    compiled_step = sampler._function("warmup_step", sampler._build_warmup_step)
+    compiled_step = sampler._function("warmup_step", sampler._build_warmup_step, exclude=WARMUP_OPT_EXCLUDE)
 
     def step(*args):
         """The warm-up's HMC step; a chain whose evaluation raises is rejected (:mod:`.chain_guard`)."""
