@@ -56,7 +56,7 @@ import os
 import sys
 
 __all__ = [
-    "theano", "tt", "change_flags", "floatX", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "BLAS_LDFLAGS",
+    "theano", "tt", "change_flags", "floatX", "Scan", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "BLAS_LDFLAGS",
     "NO_DEBUG_INFO", "COMPILE_FIXES", "PARALLEL_BUILD",
 ]
 
@@ -181,6 +181,7 @@ import theano.tensor as tt  # noqa: E402
 
 change_flags = theano.config.change_flags
 floatX = theano.config.floatX
+from theano.scan.op import Scan  # noqa: E402  (``theano.scan`` is the function, not the package)
 
 
 def _shared_forced_replace(scan_op_module):

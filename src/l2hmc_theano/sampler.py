@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from ._theano import change_flags, floatX, theano, tt
+from ._theano import Scan, change_flags, floatX, theano, tt
 from .budget import choose_batch_size, training_decision
 from .budget import describe as describe_setup
 from .chain_guard import call_by_rows, mark_mh_step, neutralise_step_scale, replace_non_finite_starts
@@ -429,13 +429,24 @@ class L2HMCSampler:
         eight schools), so it is compiled again once training, warm-up or a load changes them."""
         hmc = self.networks_are_zero() if networks is None else not networks
         carry = carry or model_values
-        unroll = model_values and self.n_steps <= UNROLL_MAX_STEPS
+        unroll = model_values and self.n_steps <= UNROLL_MAX_STEPS and not self._energy_loops()
         key = ("mh_step_model" if model_values else "mh_step_carry" if carry else "mh_step_stats") + \
             ("_hmc" if hmc else "")
         return self._function(key, lambda: self._build_mh_step_stats(model_values, hmc=hmc, unroll=unroll,
                                                                      carry=carry),
                               exclude=UNROLLED_OPT_EXCLUDE if unroll else (),
                               frozen=self.sampling_parameters() if model_values else ())
+
+    def _energy_loops(self):
+        """Whether the target's batched energy holds a loop (a Scan: e.g. a Cholesky, which the
+        vectoriser maps over rows).  Written out T times, such a step compiles a loop per energy
+        evaluation, several times longer than the scanned step, so it stays scanned."""
+        if not hasattr(self, "_loops"):
+            with change_flags(compute_test_value="off"):
+                U, dU = self.energy_target.value_and_grad(tt.matrix("x", dtype=floatX))
+            nodes = theano.graph.basic.io_toposort(theano.graph.basic.graph_inputs([U, dU]), [U, dU])
+            self._loops = any(isinstance(node.op, Scan) for node in nodes)
+        return self._loops
 
     def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None, networks=None):
         """One MH step of a batch: ``(x_next, accept_prob, accepted, diverging, energy,
@@ -539,6 +550,7 @@ class L2HMCSampler:
         new = copy.copy(self)
         new.energy_target = energy
         new._compiled = {}
+        new.__dict__.pop("_loops", None)
         return new
 
     # -- public numpy API -----------------------------------------------------------------
