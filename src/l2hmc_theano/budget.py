@@ -53,9 +53,9 @@ PAYBACK = 0.5
 
 
 def gradient_seconds(sampler, x, repeats=5):
-    """Seconds per call of the sampler's compiled energy and gradient on ``x`` ``(B, dim)`` (the
-    least of ``repeats`` calls after one to warm up; compiles it first if needed)."""
-    fn = sampler._function("energy_grad", sampler._build_energy_grad)
+    """Seconds per call of the sampler's energy and gradient on ``x`` ``(B, dim)`` (the least of
+    ``repeats`` calls after one to warm up, which compiles it if needed)."""
+    fn = sampler.energy_and_grad
     fn(x)
     best = np.inf
     for _ in range(repeats):

@@ -13,6 +13,8 @@ Where the failing rows cannot be evaluated neutralised either (a bug, a model th
 evaluated at its chains' own positions), or where every row fails and nothing neutralises
 them, the first error is raised as it was.
 """
+import warnings
+
 import numpy as np
 
 __all__ = ["call_by_rows", "failing_rows", "mark_mh_step", "neutralise_step_scale", "FAILURES"]
@@ -130,11 +132,13 @@ def mark_mh_step(outputs, failed, args):
 def replace_non_finite_starts(x, potential, grad, rng):
     """Chains ``x`` ``(n, dim)`` whose U ``(n,)`` or dU ``(n, dim)`` is not finite (or raised) made
     copies of chains where both are, as frozen chains are (a chain that cannot evaluate its
-    own start would reject every proposal).  Returns ``(x, potential, grad, number replaced)``;
-    unchanged when every start is finite, or none is (then the first step says so)."""
+    own start would reject every proposal), with a warning.  Returns ``(x, potential, grad, number
+    replaced)``; unchanged when every start is finite, or none is (then the first step says so)."""
     finite = np.isfinite(potential) & np.all(np.isfinite(grad), axis=1)
     if finite.all() or not finite.any():
         return x, potential, grad, 0
+    warnings.warn(f"{int(np.sum(~finite))} of {len(x)} starts have a non-finite energy or gradient: they start as "
+                  "copies of the others.")
     bad = np.flatnonzero(~finite)
     source = rng.choice(np.flatnonzero(finite), size=len(bad))
     x, potential, grad = np.array(x, copy=True), np.array(potential, copy=True), np.array(grad, copy=True)

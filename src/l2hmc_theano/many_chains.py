@@ -218,10 +218,7 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     kept, start = 0, time.perf_counter()
     networks = not sampler.networks_are_zero()  # once for the run: the step it compiles (or has)
     potential, grad = sampler.start_state(x)  # carried from step to step: T energy evaluations per step
-    x, potential, grad, replaced = replace_non_finite_starts(x, potential, grad, rng)
-    if replaced:
-        warnings.warn(f"{replaced} of {chains} starts have a non-finite energy or gradient: they start as copies "
-                      "of the others.")
+    x, potential, grad, _ = replace_non_finite_starts(x, potential, grad, rng)
     try:
         for i in steps:
             v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)

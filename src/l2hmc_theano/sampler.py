@@ -117,8 +117,6 @@ def warn_training_problems(problems):
     """A ``UserWarning`` that the trained sampler looks poor, naming ``problems`` (a list of
     messages, ``sampler.training_problems``); nothing when there are none."""
     if problems:
-        import warnings
-
         warnings.warn("The trained L2HMC sampler looks poor: " + "; ".join(problems)
                       + ". Train longer, lower step_size or learning_rate, or use NUTS.")
 
@@ -609,10 +607,7 @@ class L2HMCSampler:
         if networks is None:  # once for the run, not at every step
             networks = not self.networks_are_zero()
         potential, grad = self.start_state(x)
-        x, potential, grad, replaced = replace_non_finite_starts(x, potential, grad, rng)
-        if replaced:
-            warnings.warn(f"{replaced} of {n_chains} starts have a non-finite energy or gradient: they start as "
-                          "copies of the others.")
+        x, potential, grad, _ = replace_non_finite_starts(x, potential, grad, rng)
         for i in steps:
             out = self.mh_step_carrying(x, potential, grad, *self.draw_step_inputs(rng, n_chains), networks)
             x, accept_prob[i], potential, grad = out[0], out[1], out[7], out[8]
