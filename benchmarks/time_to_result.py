@@ -1,7 +1,7 @@
 """Wall time to a usable posterior, setup included: L2HMC against PyMC3's NUTS, each as a user runs it.
 
-For each model and seed, three samplers, each with pm.sample(draws, tune=tune, chains=2, cores=1,
-random_seed=seed):
+For each model and seed, four samplers; the first three with pm.sample(draws, tune=tune, chains=2,
+cores=1, random_seed=seed):
 
 * **L2HMC, first run** (in this process, an empty trained-sampler cache): "setup s" is the
   construction of ``l2hmc_theano.L2HMC(seed=seed)``: warm-up, Theano compiles, training and the
@@ -20,6 +20,11 @@ random_seed=seed):
   seeds pm.sample draws from ``seed``, or, with a discrete variable, PyMC3's own step
   assignment (NUTS on the continuous variables, Metropolis on the discrete ones); "sample s"
   the pm.sample call with that step and those starts.
+* **l2hmc_theano.sample**: many chains in one compiled call, as a user asks for a posterior fast
+  (continuous models only): "setup s" is ``l2hmc_theano.train`` with the defaults ``sample()``
+  trains with (a fresh cache), "sample s" the ``sample()`` call: its compile, the draws of every
+  setup chain at once (max(100, 2 x draws / chains) each; they continue the setup's chains, so no
+  tuning draws) and the InferenceData.
 
 Columns: min bulk ESS over every scalar of every free variable (ArviZ's ``ess(method="bulk")``;
 deterministics such as a GP's f are left out), gradient evaluations (the sum of the n_steps
@@ -80,6 +85,7 @@ import numpy as np  # noqa: E402
 
 import l2hmc_theano  # noqa: E402,F401  (first: it sets Theano's flags before pymc3)
 from l2hmc_theano import L2HMC  # noqa: E402
+from l2hmc_theano.step import AUTO_BUDGET  # noqa: E402
 
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
@@ -105,7 +111,7 @@ NEW_MODELS = {
     "stochastic_volatility": models.stochastic_volatility,
 }
 MODELS = {**NEW_MODELS, **REAL_MODELS}
-FIRST, SECOND, NUTS = "L2HMC first run", "L2HMC second run", "NUTS"
+FIRST, SECOND, NUTS, MANY = "L2HMC first run", "L2HMC second run", "NUTS", "l2hmc_theano.sample"
 COLUMNS = [  # (key, header, format)
     ("setup_s", "setup s", ".1f"), ("warmup_s", "warm-up s", ".1f"), ("train_s", "train s", ".1f"),
     ("other_s", "other s", ".1f"), ("compile_s", "compile s", ".1f"), ("sample_s", "sample s", ".1f"),
@@ -222,6 +228,31 @@ def run_l2hmc(name, seed, draws, tune, quick):
     return row
 
 
+def run_many_chains(name, seed, draws, tune, quick):
+    """``l2hmc_theano.sample``: every chain in one compiled call, as a user runs it for a posterior
+    fast.  Timed in its two parts: setup (``l2hmc_theano.train`` with the defaults of ``sample()``'s
+    own training, as ``sample(model)`` calls it) and the ``sample()`` call (back-transform compile,
+    draws, InferenceData).  The chains continue the setup's (no tuning draws); each makes
+    max(100, 2 x draws / chains) draws, at least as many draws in all as pm.sample's 2 chains."""
+    model = MODELS[name]()
+    if model.disc_vars:
+        return {"failed": "NotApplicable: l2hmc_theano.sample moves continuous variables only"}
+    clear_cache()
+    sampler, setup = timed(lambda: l2hmc_theano.train(model, seed=seed, **AUTO_BUDGET, **l2hmc_kwargs(quick)))
+    chains = len(sampler.history["chains"])
+    per_chain = max(100, -(-2 * draws // chains))
+    say(f"  setup {setup:.1f} s; sampling {chains} chains x {per_chain} draws")
+    idata, sample_s = timed(lambda: l2hmc_theano.sample(per_chain, chains=chains, model=model, sampler=sampler,
+                                                        random_seed=seed, progressbar=False,
+                                                        compute_convergence_checks=False))
+    row = measure(model, idata, setup, 0.0, sample_s)
+    warm = (sampler.warmup_info or {}).get("seconds", 0.0)
+    train = (sampler.history or {}).get("seconds", 0.0)
+    row.update(compile_s=float("nan"), warmup_s=warm, train_s=train, other_s=setup - warm - train,
+               n_steps=int(sampler.n_steps), step_size=float(sampler.step_size), kept=_kept(sampler), chains=chains)
+    return row
+
+
 def _kept(sampler):
     """Which dynamics the sampler ended with: "hmc (no training)" where the setup budget skipped
     training, else the selection's choice ("trained" or "hmc")."""
@@ -289,7 +320,9 @@ def compare(name, seed, draws, tune, quick):
     for label, what, run, args in (
             (FIRST, "setup (warm-up, compiles, training, selection), compile, sample", run_l2hmc, (quick,)),
             (SECOND, f"the same in a fresh process sharing the cache {os.environ[CACHE_ENV]}", second_run, (quick,)),
-            (NUTS, "setup (init_nuts: compiles, jitter), sample", run_nuts, ())):
+            (NUTS, "setup (init_nuts: compiles, jitter), sample", run_nuts, ()),
+            (MANY, "setup (l2hmc_theano.train), l2hmc_theano.sample of the setup's chains", run_many_chains,
+             (quick,))):
         with phase(f"{name}, seed {seed}: {label}: {what}"):
             rows[label] = guarded(run, name, seed, draws, tune, *args)
         print(table_row(name, label, rows[label]), flush=True)
@@ -375,7 +408,10 @@ def report(results, args, draws, tune, load, started):
         "extrapolation of the sampling phase (tuning included).  L2HMC's setup is warm-up + training + other "
         "(energy graph, compiles, the trained-or-HMC selection); its second run is a fresh process sharing the "
         f"first's trained-sampler cache ({CACHE_ENV}) and Theano's compile cache.  NUTS's setup is pm.init_nuts "
-        "(or PyMC3's step assignment with a discrete variable), compiles included."
+        "(or PyMC3's step assignment with a discrete variable), compiles included.  l2hmc_theano.sample: setup is "
+        "l2hmc_theano.train with sample()'s defaults (a fresh cache), \"sample s\" the sample() call (its compile, "
+        "the draws of every setup chain at once, max(100, 2 x draws / chains) each, no tuning draws: they continue "
+        "warm-up's chains); not run with a discrete variable.  A row per sampler, in the order run."
         + (f"  Cells: median [min, max] over seeds {seeds}, the failed ones left out." if len(args.seeds) > 1 else ""),
         "",
         header(),
@@ -422,7 +458,7 @@ def main():
     print(header(), flush=True)
     results = {}
     for name in args.models:
-        results[name] = {FIRST: [], SECOND: [], NUTS: []}
+        results[name] = {FIRST: [], SECOND: [], NUTS: [], MANY: []}
         for seed in args.seeds:
             for label, row in compare(name, seed, draws, tune, args.quick).items():
                 results[name][label].append(row)

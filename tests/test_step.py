@@ -238,7 +238,8 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     """With the networks' heads zero (training kept plain HMC) the MH step is compiled without
     them and gives the same numbers; pm.sample's step (T <= UNROLL_MAX_STEPS: written out)
     agrees with the scanned batch step; and each pm.sample run picks the step for the networks
-    as they stand then."""
+    as they stand then: HMC's kernel (warm-up's, T an input) once they are zero, with the same
+    numbers as the step compiled without them."""
     from l2hmc_theano.sampler import UNROLL_MAX_STEPS
 
     model, _ = schools
@@ -270,7 +271,16 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     assert compiled_names(step.sampler) == {"mh_step_model", "energy_grad"}  # energy_grad: the first draw's start
     sampler.networks.zero_heads()  # shared with the step's (retargeted) sampler
     sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
-    assert compiled_names(step.sampler) == {"mh_step_model", "mh_step_model_hmc", "energy_grad"}
+    assert compiled_names(step.sampler) == {"mh_step_model", "hmc_kernel", "energy_grad"}
+    x = ModelEnergy(model).start_array()[None, :] + 0.3 * rng.normal(size=(5, sampler.dim))
+    v, d, log_u, scale = sampler.draw_step_inputs(rng, 5)
+    inputs = (v, d, log_u, scale * np.array([6.0, 6.0, 1.0, 1.0, 1.0]))  # two far too long steps: rejected
+    kernel = sampler.mh_step_with_model_values(x, *inputs)
+    sampler.model_step_function = lambda: lambda *args: sampler.compiled_mh_step(model_values=True)(*args)
+    zero_heads_step = sampler.mh_step_with_model_values(x, *inputs)
+    for a, b in zip(zero_heads_step, kernel):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+    assert 0 < kernel[2].sum() < 5  # accepted and rejected chains both checked
 
 
 def compiled_names(sampler):

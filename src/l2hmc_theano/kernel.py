@@ -14,7 +14,7 @@ from collections import namedtuple
 from ._theano import floatX, tt
 from .dynamics import generalized_leapfrog
 
-__all__ = ["Proposal", "propose", "metropolis_hastings"]
+__all__ = ["Proposal", "propose", "metropolis_hastings", "finite"]
 
 Proposal = namedtuple(
     "Proposal",
@@ -22,7 +22,8 @@ Proposal = namedtuple(
 )
 
 
-def _finite(t):
+def finite(t):
+    """Elementwise: neither NaN nor inf."""
     return tt.invert(tt.or_(tt.isnan(t), tt.isinf(t)))
 
 
@@ -53,7 +54,7 @@ def propose(energy, aux, x, v, direction, step_size, taus, masks, unroll=False, 
     H0 = U0 + 0.5 * tt.sqr(v).sum(axis=1)
     H1 = U1 + 0.5 * tt.sqr(v1).sum(axis=1)
     log_ratio = H0 - H1 + logdet
-    ok = tt.and_(_finite(log_ratio), tt.all(_finite(x1), axis=1))
+    ok = tt.and_(finite(log_ratio), tt.all(finite(x1), axis=1))
     safe_log_ratio = tt.switch(ok, log_ratio, tt.constant(-1.0, dtype=floatX))
     accept_prob = tt.switch(ok, tt.exp(tt.minimum(safe_log_ratio, 0.0)), 0.0)
     return Proposal(x1, v1, logdet, U0, U1, H0, H1, grad1, log_ratio, accept_prob, tt.invert(ok))

@@ -120,6 +120,11 @@ class Preconditioner:
         factor = self.factor.get_value()
         return g * factor if self.kind == "diag" else g @ factor
 
+    def grad_to_x_numpy(self, g):
+        """dU/dx = L^{-T} dU/dy for each row of ``g`` ``(batch, dim)``."""
+        inverse = self.factor_inv.get_value()
+        return g * inverse if self.kind == "diag" else g @ inverse
+
     # -- estimates --------------------------------------------------------------------------
     def estimate(self, x, grad):
         """Values (mu, factor) fitted to positions ``x`` and gradients dU/dx ``grad``, both

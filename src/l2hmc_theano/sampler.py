@@ -20,6 +20,7 @@ from .chain_guard import call_by_rows, mark_mh_step, neutralise_step_scale, repl
 from .constants import fold_shared
 from .dynamics import draw_masks, time_encoding
 from .energy import as_energy
+from .hmc import hmc_step
 from .kernel import metropolis_hastings, propose
 from .networks import AuxiliaryNetworks, ZeroFunctions
 from .preconditioner import Preconditioner, WhitenedEnergy
@@ -27,13 +28,16 @@ from .preconditioner import Preconditioner, WhitenedEnergy
 __all__ = ["L2HMCSampler"]
 
 #: What each compiled function is, for the messages shown while it compiles.
-_WHAT = {"warmup_step": "the warm-up's HMC step", "energy_grad": "the energy and its gradient",
+_WHAT = {"hmc_kernel": "HMC's step (warm-up, the choice of T, and the draws while the networks are zero)",
+         "energy_grad": "the energy and its gradient",
          "mh_step_stats": "the MH step", "mh_step_model": "pm.sample's MH step", "energy": "the energy",
          "mh_step_stats_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
          "mh_step_model_hmc": "pm.sample's MH step (HMC's leapfrog: the networks' heads are zero)",
          "mh_step_carry": "the MH step",
          "mh_step_carry_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
          "transition": "the leapfrog map"}
+#: The compiled functions that take T as an input or do not use it (kept when T changes).
+_WITHOUT_T = ("hmc_kernel", "energy_grad", "energy")
 # pm.sample's step (one chain per call) writes T <= this many leapfrog steps out instead of scanning
 # them: Scan's Python loop costs ~0.01 ms per step there (benchmarks/step_cost.py).  Their compile
 # leaves out local_fill_sink: it pushes the gradient's fills through every later elementwise op,
@@ -221,11 +225,11 @@ class L2HMCSampler:
 
     def set_n_steps(self, n_steps):
         """Use T = ``n_steps`` leapfrog steps from now on: new time encodings, masks drawn again
-        from the sampler's mask seed, and the compiled functions dropped (they depend on T)."""
+        from the sampler's mask seed, and the compiled functions that depend on T dropped."""
         self.n_steps = _check_count(n_steps, "n_steps")
         self.masks = draw_masks(self.n_steps, self.dim, np.random.default_rng(self._mask_seed))
         self.taus = time_encoding(self.n_steps)
-        self._compiled = {}
+        self._compiled = {k: f for k, f in self._compiled.items() if k in _WITHOUT_T}
 
     # -- input checks -----------------------------------------------------------------
     def _as_batch(self, array, name):
@@ -348,37 +352,66 @@ class L2HMCSampler:
         U, dU = self.energy_target.value_and_grad(x)
         return [x], [U, dU]
 
-    def _build_warmup_step(self):
-        """One HMC step (zero networks) with the step size as an input: next x, acceptance
-        probability, accepted, and dU/dx at the next x (for the preconditioner's estimate)."""
+    def _build_hmc_kernel(self):
+        """Plain HMC's MH step (:func:`.hmc.hmc_step`) for chains that carry U and dU/dy, with the step
+        size and T as inputs: ``x, v, direction, log_u, step_size`` (scalar), ``step_scale,
+        n_steps`` (int), ``potential, grad``.  Outputs: :meth:`model_step_function`'s (next x,
+        acceptance probability, accepted, diverging, H, energy error, log-det (0), U, the model's
+        flat vector, log|det dx/du|, dU/dy), then the proposal in y ``(batch, dim)``."""
         x, v, d = self._inputs()
         log_u = tt.vector("log_u", dtype=floatX)
         eps = tt.scalar("step_size", dtype=floatX)
         step_scale = tt.vector("step_scale", dtype=floatX)
-        p = self.propose(x, v, d, networks=ZeroFunctions(), step_size=eps, step_scale=step_scale)
-        x_next, accepted = metropolis_hastings(p, x, log_u)
-        _, grad = self.energy_target.value_and_grad(x_next)
-        return [x, v, d, log_u, eps, step_scale], [x_next, p.accept_prob, accepted, grad]
+        n_steps = tt.iscalar("n_steps")
+        potential, grad = tt.vector("potential", dtype=floatX), tt.matrix("grad", dtype=floatX)
+        precond = self.preconditioner
+        y = x if precond is None else precond.to_y(x)
+        s = hmc_step(self.whitened(), y, v, d, log_u, eps * step_scale, n_steps, potential, grad)
+        proposal = s.y_proposal if precond is None else precond.to_x(s.y_proposal)
+        x_next = tt.switch(tt.shape_padright(s.accepted), proposal, x)
+        to_model = getattr(self.energy_target, "to_model_graph", None)
+        q, log_jacobian = to_model(x_next) if to_model is not None else (x_next, tt.zeros_like(potential))
+        outputs = [x_next, s.accept_prob, s.accepted, s.diverging, s.energy, s.energy_error, tt.zeros_like(potential),
+                   s.potential, q, log_jacobian, s.grad, s.y_proposal]
+        return [x, v, d, log_u, eps, step_scale, n_steps, potential, grad], outputs
 
-    def _build_trajectory(self, n_steps):
-        """HMC trajectories of ``n_steps`` leapfrog steps (zero networks) from x with momenta v in y,
-        with per-chain step sizes eps * step_scale: y0 ``(B, dim)``, the positions after each step
-        ``(T, B, dim)``, and the Hamiltonian's change after each step ``(T, B)``."""
-        from .dynamics import generalized_leapfrog
+    def hmc_kernel(self):
+        """Plain HMC's step for chains that carry U and dU/dy (as :meth:`mh_step_carrying`), whatever
+        the networks: ``f(x, v, direction, log_u, step_scale, potential, grad, step_size=None,
+        n_steps=None)`` -> the twelve outputs of :meth:`_build_hmc_kernel` (numpy).  The step size
+        and T default to the sampler's; the preconditioner and non-centring are read as they stand
+        at each call, so one compile serves warm-up (which changes them), its choice of T and the
+        draws.  A chain whose evaluation raises stays where it is, rejected and diverging
+        (:mod:`.chain_guard`); ``f.failed`` is then the ``(batch,)`` bool of such chains in the last
+        call (else None)."""
+        fn = self._function("hmc_kernel", self._build_hmc_kernel)
+        fn.trust_input = True  # the arguments are converted and checked here
+        dim = self.dim
 
-        x, v, d = self._inputs()
-        eps = tt.scalar("step_size", dtype=floatX)
-        step_scale = tt.vector("step_scale", dtype=floatX)
-        energy = self.whitened()
-        y0 = x if self.preconditioner is None else self.preconditioner.to_y(x)
-        U0, grad0 = energy.value_and_grad(y0)
-        ys, vs, _, _ = generalized_leapfrog(
-            energy, ZeroFunctions(), y0, v, grad0, tt.ones_like(d), eps * tt.shape_padright(step_scale),
-            time_encoding(n_steps), np.zeros((n_steps, self.dim), dtype=floatX), all_steps=True)
-        flat = ys.reshape((ys.shape[0] * ys.shape[1], ys.shape[2]))
-        U_t = energy.value_and_grad(flat)[0].reshape((ys.shape[0], ys.shape[1]))
-        dH = U_t + 0.5 * tt.sqr(vs).sum(axis=2) - (U0 + 0.5 * tt.sqr(v).sum(axis=1))[None, :]
-        return [x, v, d, eps, step_scale], [y0, ys, dH]
+        def step(x, v, direction, log_u, step_scale, potential, grad, step_size=None, n_steps=None):
+            args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential, grad)]
+            batch = args[0].shape[0] if args[0].ndim == 2 else -1
+            if (any(a.shape != (batch, dim) for a in (args[0], args[1], args[6]))
+                    or any(a.shape != (batch,) for a in args[2:6])):
+                raise ValueError(
+                    f"The HMC step takes x, v and grad of shape (batch, {dim}) and direction, log_u, step_scale and "
+                    f"potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+            eps = np.asarray(self.step_size if step_size is None else step_size, dtype=floatX)
+            T = np.asarray(self.n_steps if n_steps is None else n_steps, dtype=np.int32)
+            if T < 1:
+                raise ValueError(f"n_steps must be >= 1, got {n_steps!r}.")
+            args = args[:4] + [eps, args[4], T] + args[5:]
+            outputs, failed = call_by_rows(fn, args, (0, 1, 2, 3, 5, 7, 8), neutralise_step_scale(5))
+            step.failed = failed
+            if failed is not None:  # as mark_mh_step: stays at x with its U and dU/dy, rejected, diverging
+                outputs[0][failed] = args[0][failed]
+                outputs[1][failed], outputs[2][failed], outputs[3][failed] = 0.0, False, True
+                outputs[5][failed] = np.inf
+                outputs[7][failed], outputs[10][failed] = args[7][failed], args[8][failed]
+            return outputs
+
+        step.failed = None
+        return step
 
     def _build_mh_step_stats(self, model_values=False, hmc=False, unroll=False, carry=False):
         """One MH step with everything a PyMC3 step method reports (``model_values``: and the
@@ -485,6 +518,10 @@ class L2HMCSampler:
         proposal then evaluates the energy T times, each with its gradient, instead of T + 2."""
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
+        if self.networks_are_zero() if networks is None else not networks:  # HMC: the kernel of warm-up
+            out = self.hmc_kernel()(x, v, self._as_direction(direction, len(log_u)), log_u, step_scale, potential,
+                                    grad)
+            return tuple(out[:8]) + (out[10],)
         return tuple(self._guarded_step(self.compiled_mh_step(networks=networks, carry=True),
                                         [x, v, direction, log_u, step_scale, potential, grad]))
 
@@ -499,10 +536,14 @@ class L2HMCSampler:
         ``f`` converts and checks its inputs, and the compiled function trusts them (Theano's
         own per-call checks of every input, shared variables included, cost about as much as a
         leapfrog step of a small model).  Compiles :meth:`start_state`'s function too, for the
-        state a chain starts from."""
+        state a chain starts from.  With the networks' heads zero it is :meth:`hmc_kernel`'s step (compiled
+        once for warm-up and the draws alike)."""
+        self._function("energy_grad", self._build_energy_grad)  # start_state's, for a chain's first draw
+        if self.networks_are_zero():
+            kernel = self.hmc_kernel()
+            return lambda *args: kernel(*args)[:11]
         fn = self.compiled_mh_step(model_values=True)
         fn.trust_input = True
-        self._function("energy_grad", self._build_energy_grad)  # start_state's, for a chain's first draw
         dim = self.dim
 
         def mh_step(x, v, direction, log_u, step_scale, potential, grad):

@@ -26,7 +26,7 @@ from .chain_guard import FAILURES, failing_rows
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
-from .warmup import WARMUP_OPT_EXCLUDE, replace_frozen
+from .warmup import replace_frozen
 
 __all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
            "ConstantForces", "FRESH_DRAWS", "fresh_draws"]
@@ -46,7 +46,7 @@ FRESH_DRAWS = ("standard", "chains")
 #: schools removing 4 nodes and merging nothing; scanOp_save_mem must stay (without it
 #: an iteration is 1.5x slower).  Only the outer graph sees this mode: Scan compiles its
 #: inner graphs with the default one.
-TRAIN_OPT_EXCLUDE = WARMUP_OPT_EXCLUDE
+TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1", "scan_eqopt2")
 
 #: A chain that has not moved for this many iterations when training ends is replaced by a
 #: copy of one that has (as warm-up does after each window): the chains are where sampling

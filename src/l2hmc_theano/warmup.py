@@ -32,14 +32,8 @@ import warnings
 import numpy as np
 
 from ._theano import floatX
-from .chain_guard import call_by_rows, neutralise_step_scale
 
 __all__ = ["WarmupSettings", "DualAveraging", "initial_chains", "warmup"]
-
-#: Graph optimisations left out of the warm-up step's and the trajectories' compiles: Scan's
-#: in-place and push-out passes, as for the training step (:data:`.training.TRAIN_OPT_EXCLUDE`):
-#: they lengthen each compile and buy no run time in warm-up's few hundred iterations.
-WARMUP_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1", "scan_eqopt2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,65 +138,67 @@ def _ess_per_draw(rho):
     return (1.0 - rho) / (1.0 + rho)
 
 
-def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats):
+def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min_steps=1):
     """Predicted ESS per gradient of HMC with t = 1..``max_steps`` leapfrog steps, ``(max_steps,)``.
 
-    From trajectories (zero networks, jittered step sizes) started at the chains ``x``
-    ``(B, dim)`` with ``repeats`` fresh momenta each, in whitened and standardised
-    coordinates z: the lag-1 autocorrelation of one MH step, rho = E[A z_0 z_t + (1 - A) z_0^2]
-    (A the acceptance probability), per coordinate, for z and for its square (z^2 - 1);
-    each gives an AR(1) ESS per draw (1 - rho) / (1 + rho), and the smallest over
-    coordinates and the two, over t gradients, is the figure (the slowest coordinate, as
-    a minimum ESS over parameters sees it).  The square guards against trajectories that swing to the opposite side:
-    antithetic for the mean, useless for the variance.
+    From HMC proposals (:meth:`L2HMCSampler.hmc_kernel`, jittered step sizes) of t steps, for t on
+    :func:`trajectory_lengths` from ``min_steps``, started at the chains ``x`` ``(B, dim)`` with
+    ``repeats`` fresh momenta each (the same momenta for every t: each proposal is the t-th point of
+    one trajectory), in whitened and standardised coordinates z: the lag-1 autocorrelation of one MH
+    step from its expected squared jump, rho = 1 - E[A (z_t - z_0)^2] / (2 E[z_0^2]) (A the acceptance
+    probability; at stationarity the same as E[z_0 z_1] / E[z_0^2], and far less noisy over a few
+    chains: it never exceeds 1), per coordinate, for z and for its square (z^2 - 1); each gives an
+    AR(1) ESS per draw (1 - rho) / (1 + rho), and the
+    smallest over coordinates and the two, over t gradients, is the figure (the slowest coordinate,
+    as a minimum ESS over parameters sees it); between the lengths tried it is interpolated (and
+    before the first it is the first's).  The square guards against trajectories that swing to the
+    opposite side: antithetic for the mean, useless for the variance.
     """
-    compiled = sampler._function(f"trajectory{max_steps}", lambda: sampler._build_trajectory(max_steps),
-                                 exclude=WARMUP_OPT_EXCLUDE)
-
-    def trajectory(x, v, d, eps, step_scale):
-        """The compiled trajectories, chain axis first for :func:`call_by_rows`; a chain whose
-        trajectory raises is a rejection at every step (dH = inf)."""
-        outputs, failed = call_by_rows(lambda *a: _chains_first(compiled(*a)), [x, v, d, eps, step_scale],
-                                       [0, 1, 2, 4], neutralise_step_scale(4))
-        y0, ys, dH = _chains_first(outputs)
-        if failed is not None:
-            dH[:, failed] = np.inf
-        return y0, ys, dH
-
+    kernel = sampler.hmc_kernel()
+    lengths = trajectory_lengths(min_steps, max_steps)
     batch = len(x)
-    sums = np.zeros((2, max_steps, sampler.dim))
+    potential, grad = sampler.start_state(x)
+    y0 = x if sampler.preconditioner is None else sampler.preconditioner.to_y_numpy(x)
+    sd = y0.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z0 = (y0 - y0.mean(axis=0)) / sd
+    jumps = np.zeros((2, len(lengths), sampler.dim))
     norms = np.zeros((2, sampler.dim))
+    ones = np.ones(batch, dtype=floatX)
     for _ in range(repeats):
         v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
-        y0, ys, dH = trajectory(x, v, np.ones(batch, dtype=floatX), np.asarray(step_size, dtype=floatX),
-                                sampler.draw_step_scale(rng, batch))
-        with np.errstate(over="ignore", invalid="ignore"):
-            accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, :, None]
-            sd = y0.std(axis=0)
-            sd = np.where(sd > 0, sd, 1.0)
-            z0 = (y0 - y0.mean(axis=0)) / sd
-            zt = np.where(accept > 0, (ys - y0.mean(axis=0)) / sd, 0.0)
-            for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
-                sums[k] += np.mean(accept * a[None] * b + (1.0 - accept) * a[None] ** 2, axis=1)
-                norms[k] += np.mean(a ** 2, axis=0)
-    rho = sums / np.where(norms > 0, norms, 1.0)[:, None, :]
-    return np.min(_ess_per_draw(rho), axis=(0, 2)) / np.arange(1, max_steps + 1)
+        scale = sampler.draw_step_scale(rng, batch)
+        for j, t in enumerate(lengths):
+            out = kernel(x, v, ones, np.zeros(batch, dtype=floatX), scale, potential, grad, step_size=step_size,
+                         n_steps=t)
+            dH, y_t = out[5], out[11]
+            with np.errstate(over="ignore", invalid="ignore"):
+                accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, None]
+                zt = np.where(accept > 0, (y_t - y0.mean(axis=0)) / sd, 0.0)
+                for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
+                    jumps[k, j] += np.mean(accept * (b - a) ** 2, axis=0)
+        for k, a in enumerate((z0, z0 ** 2 - 1.0)):
+            norms[k] += np.mean(a ** 2, axis=0)
+    rho = 1.0 - jumps / (2.0 * np.where(norms > 0, norms, 1.0)[:, None, :])
+    at_lengths = np.min(_ess_per_draw(rho), axis=(0, 2)) / np.asarray(lengths)
+    return np.interp(np.arange(1, max_steps + 1), lengths, at_lengths)
 
 
-def _chains_first(outputs):
-    """The trajectory function's ``(y0, ys, dH)`` with the chain and step axes of ``ys`` and ``dH``
-    swapped (an involution)."""
-    y0, ys, dH = outputs
-    return [y0, np.swapaxes(ys, 0, 1), np.swapaxes(dH, 0, 1)]
+def trajectory_lengths(min_steps, max_steps):
+    """The numbers of leapfrog steps :func:`ess_per_gradient_profile` tries: every one up to 6, then
+    about 25 % apart, up to ``max_steps``."""
+    lengths, t = [], max(1, min_steps)
+    while t <= max_steps:
+        lengths.append(t)
+        t = t + 1 if t < 6 else max(t + 1, int(round(t * 1.25)))
+    if lengths[-1] != max_steps and max_steps >= max(1, min_steps):
+        lengths.append(max_steps)
+    return lengths
 
 
-def _mark_warmup_step(outputs, failed, args):
-    """A failed chain of the warm-up step ``[x_next, accept_prob, accepted, grad]`` stays at its
-    start (``args[0]``), rejected with acceptance 0 (a divergence, as dual averaging sees it)."""
-    outputs[0][failed] = args[0][failed]
-    outputs[1][failed] = 0.0
-    outputs[2][failed] = False
-    return outputs
+def _gradient_count(lengths, batch, repeats):
+    """Energy evaluations of :func:`ess_per_gradient_profile`: t gradients and one energy per proposal."""
+    return repeats * batch * sum(t + 1 for t in lengths)
 
 
 def _largest_change(preconditioner, new_factor):
@@ -239,22 +235,18 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     ``scale_min, scale_max, iterations, gradients, settled, last_change, replaced,
     seconds, n_steps`` and ``ess_per_gradient`` (the profile T was chosen by, or None);
     ``failed`` (chain steps whose evaluation raised), ``loop_seconds`` (the iterations alone, at
-    ``warmup_n_steps`` leapfrog steps) and ``compile_seconds`` (the warm-up step's compile).
+    ``warmup_n_steps`` leapfrog steps) and ``compile_seconds`` (the HMC step's compile:
+    :meth:`L2HMCSampler.hmc_kernel`, which the iterations and the profile share).
     Sets ``sampler.log_step_size``, the preconditioner's values and (with
     ``sampler.adapt_n_steps``) ``sampler.n_steps``.
     """
     start = time.perf_counter()
     precond = sampler.preconditioner
-    compiled_step = sampler._function("warmup_step", sampler._build_warmup_step, exclude=WARMUP_OPT_EXCLUDE)
+    kernel = sampler.hmc_kernel()
+    warmup_n_steps = sampler.n_steps
+    directions = np.ones(batch_size, dtype=floatX)
+    failures = 0
 
-    def step(*args):
-        """The warm-up's HMC step; a chain whose evaluation raises is rejected (:mod:`.chain_guard`)."""
-        outputs, failed = call_by_rows(compiled_step, list(args), [0, 1, 2, 3, 5], neutralise_step_scale(5),
-                                       _mark_warmup_step)
-        failures[0] += 0 if failed is None else int(failed.sum())
-        return outputs
-
-    failures = [0]
     x = initial_chains(sampler, batch_size, rng, settings.jitter) if chains is None else np.array(chains)
     noncentred = getattr(sampler.energy_target, "noncentring", None) is not None
     if noncentred:
@@ -264,6 +256,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         finite = np.all(np.isfinite(grad), axis=1)
         if finite.sum() > 1:
             precond.set(*precond.estimate(x[finite], grad[finite]))
+    potential, grad = sampler.start_state(x)  # carried from step to step, in y: evaluated anew after a refit
     dual = DualAveraging(sampler.step_size, settings.target_accept)
     windows = settings.windows(precond is not None)
     total = sum(length for length, _ in windows)
@@ -274,8 +267,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         bar = progress_bar(range(total))
         bar.update(0)
     done, replaced, settled, change, slow_done = 0, 0, precond is None, np.nan, 0
-    directions = np.ones(batch_size, dtype=floatX)
-    warmup_n_steps, loop_start = sampler.n_steps, time.perf_counter()
+    loop_start = time.perf_counter()
     for w, (length, slow) in enumerate(windows):
         is_final = w == len(windows) - 1
         if slow and settled:
@@ -287,14 +279,16 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         for i in range(length):
             v = rng.standard_normal((batch_size, sampler.dim)).astype(floatX)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
-            x, accept, accepted, grad = step(x, v, directions, log_u, np.asarray(eps, dtype=floatX),
-                                             sampler.draw_step_scale(rng, batch_size))
+            out = kernel(x, v, directions, log_u, sampler.draw_step_scale(rng, batch_size), potential, grad,
+                         step_size=eps, n_steps=warmup_n_steps)
+            x, accept, accepted, potential, grad = out[0], out[1], out[2], out[7], out[10]
+            failures += int(np.count_nonzero(kernel.failed)) if kernel.failed is not None else 0
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
             eps = dual.update(accepts[-1])
             if slow and i >= keep_from:
                 positions.append(x)
-                gradients.append(grad)
+                gradients.append(grad if precond is None else precond.grad_to_x_numpy(grad))
             done += 1
             if bar is not None:
                 bar.update(done)
@@ -310,25 +304,29 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             precond.set(mu, factor)
             slow_done += 1
             settled = slow_done >= 2 and change < settings.settle
+        refresh = slow  # new coordinates y (or new chains, below): their U and dU/dy afresh
         if not is_final:
             x, n = replace_frozen(x, moved, rng)
             replaced += n
+            refresh = refresh or n > 0
             # Restart the averaging from where it got to (Stan restarts after every window).
             dual = DualAveraging(dual.final_step_size, settings.target_accept, reach=2.0)
+        if refresh:
+            potential, grad = sampler.start_state(x)
     loop_seconds = time.perf_counter() - loop_start
     if bar is not None:
         bar.update(total)
     final_step = dual.final_step_size
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
-    per_iteration = batch_size * (sampler.n_steps + 2)  # T + 1 in the proposal, 1 for the new position
-    gradients = done * per_iteration
+    gradients = done * batch_size * (warmup_n_steps + 1)  # T gradients and U at the proposal
     profile = None
     if sampler.adapt_n_steps:
-        profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps,
-                                           settings.n_steps_repeats)
-        gradients += settings.n_steps_repeats * batch_size * (settings.max_n_steps + 2)
         lo = min(settings.min_n_steps, settings.max_n_steps)
+        profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps,
+                                           settings.n_steps_repeats, min_steps=lo)
+        gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size,
+                                     settings.n_steps_repeats)
         sampler.set_n_steps(lo + int(np.argmax(profile[lo - 1:])))
     info = {
         "step_size": final_step,
@@ -342,10 +340,10 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "settled": bool(settled),
         "last_change": change,
         "replaced": replaced,
-        "failed": failures[0],
+        "failed": failures,
         "loop_seconds": loop_seconds,  # the iterations alone, at T = warmup_n_steps (for the budget)
         "warmup_n_steps": warmup_n_steps,
-        "compile_seconds": sampler.compile_seconds.get("warmup_step", 0.0),
+        "compile_seconds": sampler.compile_seconds.get("hmc_kernel", 0.0),
         "noncentred": sampler.energy_target.noncentring.names if noncentred else [],
         "seconds": time.perf_counter() - start,
     }
