@@ -238,7 +238,7 @@ def run_many_chains(name, seed, draws, tune, quick):
     if model.disc_vars:
         return {"failed": "NotApplicable: l2hmc_theano.sample moves continuous variables only"}
     clear_cache()
-    sampler, setup = timed(lambda: l2hmc_theano.train(model, seed=seed, **AUTO_BUDGET, **l2hmc_kwargs(quick)))
+    sampler, setup = timed(lambda: l2hmc_theano.train(model, seed=seed, **{**AUTO_BUDGET, **l2hmc_kwargs(quick)}))
     chains = len(sampler.history["chains"])
     per_chain = max(100, -(-2 * draws // chains))
     say(f"  setup {setup:.1f} s; sampling {chains} chains x {per_chain} draws")
