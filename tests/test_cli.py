@@ -41,8 +41,11 @@ def run_main(capsys, argv):
         ("import pymc3 as pm\na = pm.Model()\nb = pm.Model()\n", [], r"several models \(a, b\): choose one with --model-name"),
         ("import pymc3 as pm\na = pm.Model()\n", ["--model-name", "c"], "has no pm.Model named 'c'"),
         ("import pymc3 as pm\nwith pm.Model() as model:\n    pm.Normal('m', 0, 1)\n    pm.Bernoulli('z', 0.5)\n",
-         [], "discrete free variable.*'z'.*compound step"),
+         [], r"discrete free variable.*z \(BinaryGibbsMetropolis\).*compound step"),
         ("raise RuntimeError('boom')\n", [], "importing .* failed: RuntimeError: boom"),
+        ("import pymc3 as pm\nwith pm.Model() as model:\n    r = pm.HalfNormal('r', 1)\n"
+         "    pm.Exponential('y', r, observed=[-1.0])\n", ["--no-progressbar"],
+         "L2HMC cannot start: the model's log density is not finite at its initial point: y: log density -inf"),
         (MODEL, ["--out", "{tmp}/no/such/dir/s.npz"], "output directory .* does not exist"),
         (MODEL, ["--scaled-jump"], "--scaled-jump rescales the paper's loss: add --paper-loss"),
     ],

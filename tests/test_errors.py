@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import pymc3 as pm
-from l2hmc_theano import FunctionEnergy, L2HMCSampler
+from l2hmc_theano import FunctionEnergy, L2HMCSampler, ModelEnergy, StartError
 from l2hmc_theano._theano import tt
 
 
@@ -21,8 +21,58 @@ def test_discrete_free_variable_is_named_with_a_fix():
         pm.Normal("mu", 0, 1)
         pm.Bernoulli("z", 0.3)
         pm.Poisson("k", 2.0)
-    with pytest.raises(ValueError, match=r"'z', 'k'.*compound step"):
+    with pytest.raises(ValueError, match=r"z \(BinaryGibbsMetropolis\), k \(Metropolis\).*compound step.*L2HMC "
+                                         r"on the continuous ones \(mu\)"):
         L2HMCSampler(model)
+
+
+def test_a_discrete_only_model_is_told_which_steps_pymc3_would_use():
+    with pm.Model() as model:
+        pm.Poisson("k", 2.0)
+        pm.Bernoulli("z", 0.3)
+    with pytest.raises(ValueError, match=r"no continuous free variables.*pm.sample\(\) samples its discrete ones by "
+                                         r"itself: k \(Metropolis\), z \(BinaryGibbsMetropolis\)"):
+        L2HMCSampler(model)
+
+
+def test_a_start_with_an_infinite_log_density_is_refused_before_warm_up(monkeypatch):
+    """An observed value outside the support: StartError names the variable and its value, before
+    warm-up or any training (which would run at acceptance 0 for minutes)."""
+    from l2hmc_theano import warmup
+
+    with pm.Model() as model:
+        rate = pm.HalfNormal("rate", 1.0)
+        pm.Exponential("y", rate, observed=[-1.0])
+    monkeypatch.setattr(warmup, "warmup", lambda *a, **k: pytest.fail("warm-up ran"))
+    with pytest.raises(StartError, match=r"y: log density -inf at its observed -1"):
+        L2HMCSampler(model, seed=0).train(train_steps=2, batch_size=4)
+
+
+def test_a_start_with_a_non_finite_gradient_names_the_variable():
+    energy = ModelEnergy(_kinked_model())
+    sampler = L2HMCSampler(energy, seed=0)
+    with pytest.raises(StartError, match=r"gradient .* not finite .* in a \(initial values a = 0\)"):
+        sampler.check_start()
+
+
+def _kinked_model():
+    """A model whose log density is finite at its initial point a = 0 but whose gradient is not."""
+    import theano.tensor as tt
+
+    with pm.Model() as model:
+        a = pm.Normal("a", 0, 1, testval=0.0)
+        pm.Potential("kink", -tt.sqrt(tt.abs_(a)))
+    return model
+
+
+def test_warm_up_that_never_accepts_stops_with_its_own_error():
+    """Finite at the start, NaN everywhere else: warm-up says so after its first window."""
+    from l2hmc_theano.warmup import WarmupError
+
+    spike = FunctionEnergy(lambda X: tt.switch(tt.eq(X, 0.0).all(axis=1), 0.0, np.nan) + 0.0 * X.sum(axis=1), 2)
+    sampler = L2HMCSampler(spike, seed=0, n_steps=2)
+    with pytest.raises(WarmupError, match="none of 4 chains accepted a proposal in 15 iterations"):
+        sampler.train(train_steps=2, batch_size=4)
 
 
 def test_model_without_free_variables():

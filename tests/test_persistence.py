@@ -52,8 +52,23 @@ def test_load_against_a_model_with_other_variables_fails(saved):
     _, path = saved
     with pm.Model() as other:
         pm.Normal("mu", 0, 1, shape=4)
-    with pytest.raises(ValueError, match=r"trained on a target with variables mu\(2,\), sigma_log__"):
+    with pytest.raises(ValueError, match=r"trained on a model with variables mu\(2,\), sigma_log__"):
         l2hmc_theano.load(path, model=other)
+
+
+@pytest.mark.parametrize("size", [1, 6])
+def test_load_against_a_model_of_another_size_names_both_models(saved, size):
+    """The model's variables and size against the file's, before anything of the file is used
+    (not "the file is damaged"); the same through L2HMC(sampler=path)."""
+    _, path = saved
+    with pm.Model() as other:
+        pm.Normal("theta", 0, 1, shape=size)
+    message = (rf"trained on a model with variables mu\(2,\), sigma_log__\(\), p_logodds__\(\) \(4 dimensions\); "
+               rf"this model has theta\({size},\) \({size}\)")
+    with pytest.raises(ValueError, match=message):
+        l2hmc_theano.load(path, model=other)
+    with other, pytest.raises(ValueError, match=message):
+        l2hmc_theano.L2HMC(sampler=str(path))
 
 
 def test_load_against_a_model_with_other_data_fails(saved):

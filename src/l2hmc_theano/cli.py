@@ -244,11 +244,15 @@ def compare_with_nuts(model, sampler, draws, seed):
 
 
 def main(argv=None):
+    from .energy import StartError
+    from .training import TrainingError
+    from .warmup import WarmupError
+
     args = _parser().parse_args(argv)
     try:
         _run(args)
-    except CLIError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (CLIError, StartError, TrainingError, WarmupError) as err:  # the model's or the run's fault: one line
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,7 +18,11 @@ import numpy as np
 from ._theano import change_flags, floatX, theano, tt
 from .reparam import flat_slices
 
-__all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy"]
+__all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy", "StartError"]
+
+
+class StartError(ValueError):
+    """The target's energy or gradient is not finite at its initial point: nothing can start there."""
 
 
 class Energy:
@@ -123,19 +127,19 @@ class ModelEnergy(Energy):
                 "are not (pass the variables themselves, e.g. model['mu'], or their transformed "
                 "versions, e.g. model['sigma_log__'])."
             )
-        discrete = [v.name for v in chosen if v.dtype not in pm.theanof.continuous_types]
-        if discrete:
+        discrete = [v for v in chosen if v.dtype not in pm.theanof.continuous_types]
+        continuous = [v.name for v in model.free_RVs if v.dtype in pm.theanof.continuous_types]
+        if discrete and continuous:
             raise ValueError(
-                "L2HMC samples continuous variables only, but the model has discrete free "
-                f"variable(s) {', '.join(map(repr, discrete))}. Use a compound step: "
-                "pm.sample(step=[l2hmc_theano.L2HMC(vars=[...continuous...]), "
-                "pm.BinaryGibbsMetropolis(vars=[...discrete...])])."
-            )
-        if not chosen:
+                f"L2HMC samples continuous variables only, but the model has discrete free variable(s) "
+                f"{_discrete_steps(discrete)}. Sample them in a compound step: pm.sample(step=l2hmc_theano.L2HMC()) "
+                f"puts L2HMC on the continuous ones ({', '.join(continuous)}) and lets PyMC3 assign those steps to "
+                "the discrete ones (the command line cannot run a compound step: use pm.sample).")
+        if discrete or not chosen:
             raise ValueError(
-                "The model has no continuous free variables: there is nothing for L2HMC to "
-                "sample. Add an unobserved continuous random variable to the model."
-            )
+                "The model has no continuous free variables: there is nothing for L2HMC to sample"
+                + (f" (PyMC3's pm.sample() samples its discrete ones by itself: {_discrete_steps(discrete)})."
+                   if discrete else ". Add an unobserved continuous random variable to the model."))
         if batching not in ("vectorize", "map"):
             raise ValueError(f"batching must be 'vectorize' or 'map', got {batching!r}.")
         self.batching = batching
@@ -222,6 +226,33 @@ class ModelEnergy(Energy):
         """The model's test point as a flat ``(dim,)`` sampling vector."""
         return self.point_to_array(self.model.test_point)
 
+    def describe_bad_start(self, grad):
+        """Why the energy is not finite at the model's initial point: each variable whose log
+        density is -inf or NaN there with its value (``model.check_test_point()``, as PyMC3
+        reports it), or else the variables whose entries of ``grad`` ``(dim,)`` (dU there) are not
+        finite."""
+        point = self.model.test_point
+        logps = self.model.check_test_point()
+        bad = [name for name, value in logps.items() if not np.isfinite(value)]
+        if bad:
+            lines = []
+            for name in bad:
+                variable = self.model[name]
+                value = point.get(name, getattr(getattr(variable, "observations", None), "value",
+                                                getattr(variable, "observations", None)))
+                if value is None and hasattr(variable, "tag"):
+                    value = getattr(variable.tag, "test_value", None)
+                kind = "observed" if variable in self.model.observed_RVs else "initial value"
+                lines.append(f"{name}: log density {logps[name]} at its {kind} {_short(value)}")
+            return ("the model's log density is not finite at its initial point: " + "; ".join(lines)
+                    + ". An observed value outside its distribution's support, or a parameter whose initial value "
+                    "(testval=...) is outside it, does this.")
+        names = sorted({name for name, slc, _, _ in self.ordering.vmap
+                        if not np.all(np.isfinite(np.asarray(grad)[slc]))})
+        return (f"the gradient of the model's log density is not finite at its initial point, in "
+                f"{', '.join(names)} (initial values {', '.join(f'{n} = {_short(point[n])}' for n in names)}). "
+                "Give those variables an initial value (testval=...) where the density is smooth.")
+
     # -- graphs ------------------------------------------------------------------------
     def value_and_grad_vector(self, x):
         """``(U(x), dU/dx)`` for one flat ``(dim,)`` vector ``x``."""
@@ -249,6 +280,25 @@ class ModelEnergy(Energy):
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
+
+
+def _discrete_steps(variables):
+    """'x (Metropolis), z (BinaryGibbsMetropolis)': each discrete variable with the step PyMC3's
+    pm.sample would assign it (the most competent of its step methods)."""
+    from pymc3.sampling import STEP_METHODS
+
+    def best(var):
+        return max(STEP_METHODS, key=lambda method: method._competence(var, False)).__name__
+
+    return ", ".join(f"{v.name} ({best(v)})" for v in variables)
+
+
+def _short(value, size=6):
+    """A value for a message: an array's first ``size`` entries."""
+    array = np.asarray(value)
+    if array.size <= size:
+        return np.array2string(array, precision=4) if array.ndim else f"{array.item():.4g}"
+    return np.array2string(array.ravel()[:size], precision=4)[:-1] + f" ... ({array.size} values)]"
 
 
 def cholesky_nan_on_error(output):

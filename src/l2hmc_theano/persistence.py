@@ -258,6 +258,7 @@ def load(path, model=None):
         zero_network=meta["networks"] == "zero", dim=meta["dim"] if callable(model) else None,
         preconditioner=kind, step_jitter=meta.get("step_jitter", 0.0),
     )
+    _check_same_layout(path, meta, sampler)  # first: a model of another size is the model's fault, not the file's
     if kind is not None:
         try:
             sampler.preconditioner.set(arrays["precond/mu"], arrays["precond/factor"])
@@ -294,14 +295,19 @@ def _probe_energy(sampler, x):
     return sampler.energy_and_grad(np.asarray(x, dtype=floatX))[0]
 
 
-def _check_same_target(path, meta, arrays, sampler):
+def _check_same_layout(path, meta, sampler):
+    """The target's variables, shapes and size against the file's."""
     saved, here = meta["layout"], layout(sampler.energy_target)
     if saved != here:
         raise ValueError(
-            f"{os.fspath(path)!r} was trained on a target with variables "
-            f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in saved)}, but this model has "
-            f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in here)}. Load it with the model it was trained on."
-        )
+            f"{os.fspath(path)!r} was trained on a model with variables "
+            f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in saved)} ({meta['dim']} dimensions); this model has "
+            f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in here)} ({sampler.dim}). Load it with the model it was "
+            "trained on, or train a sampler for this one.")
+
+
+def _check_same_target(path, meta, arrays, sampler):
+    """The target's energy at the file's probe points (after the layout: :func:`_check_same_layout`)."""
     energy = _probe_energy(sampler, arrays["probe_x"])
     expected = arrays["probe_energy"]
     same = np.isclose(energy, expected, rtol=1e-7, atol=1e-9) | (~np.isfinite(energy) & (energy == expected))

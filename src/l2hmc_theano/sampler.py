@@ -19,7 +19,7 @@ from .budget import describe as describe_setup
 from .chain_guard import call_by_rows, mark_mh_step, neutralise_step_scale, replace_non_finite_starts
 from .constants import fold_shared
 from .dynamics import draw_masks, time_encoding
-from .energy import as_energy
+from .energy import StartError, as_energy
 from .hmc import hmc_step
 from .kernel import metropolis_hastings, propose
 from .networks import AuxiliaryNetworks, ZeroFunctions
@@ -505,6 +505,18 @@ class L2HMCSampler:
             grad = self.preconditioner.grad_to_y_numpy(grad).astype(floatX)
         return potential, grad
 
+    def check_start(self):
+        """Raise :class:`~l2hmc_theano.energy.StartError` when U or dU/dx is not finite at the target's
+        initial point (a model's test point), naming the variables and values that cause it, as
+        PyMC3's ``pm.sample`` does; nothing for a target without an initial point."""
+        describe = getattr(self.energy_target, "describe_bad_start", None)
+        if describe is None:
+            return
+        x = np.asarray(self.energy_target.start_array(), dtype=floatX)[None, :]
+        potential, grad = self.energy_and_grad(x)
+        if not (np.isfinite(potential[0]) and np.all(np.isfinite(grad))):
+            raise StartError("L2HMC cannot start: " + describe(grad[0]))
+
     def energy_and_grad(self, x):
         """U ``(batch,)`` and dU/dx ``(batch, dim)`` at ``x`` ``(batch, dim)`` (sampling coordinates);
         NaN at a row whose evaluation raises (:mod:`.chain_guard`)."""
@@ -762,6 +774,11 @@ class L2HMCSampler:
             raise ValueError(f"warmup must be 'auto', True or False, got {warmup!r}.")
         if train_networks not in ("auto", True, False):
             raise ValueError(f"train_networks must be 'auto', True or False, got {train_networks!r}.")
+        self._set_announce(progressbar)
+        try:
+            self.check_start()  # before anything else compiles: a model that cannot start fails now
+        finally:
+            self._set_announce(False)
         plan = {"batch_note": f"{batch_size} chains", "train": train_networks is not False,
                 "reason": "train_networks=True" if train_networks is True else "train_networks=False"}
         one_chain_seconds = None

@@ -33,7 +33,11 @@ import numpy as np
 
 from ._theano import floatX
 
-__all__ = ["WarmupSettings", "DualAveraging", "initial_chains", "warmup"]
+__all__ = ["WarmupSettings", "DualAveraging", "WarmupError", "initial_chains", "warmup"]
+
+
+class WarmupError(RuntimeError):
+    """Warm-up cannot adapt: no chain ever accepts a proposal."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +308,11 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             precond.set(mu, factor)
             slow_done += 1
             settled = slow_done >= 2 and change < settings.settle
+        if w == 0 and not moved.any():
+            raise WarmupError(
+                f"L2HMC warm-up: none of {batch_size} chains accepted a proposal in {length} iterations, with step "
+                f"sizes down to {eps:.3g}: the energy is not finite (or not smooth) next to the starts. Check the "
+                "model's log density near its initial point (model.check_test_point()) and its parametrisation.")
         refresh = slow  # new coordinates y (or new chains, below): their U and dU/dy afresh
         if not is_final:
             x, n = replace_frozen(x, moved, rng)
