@@ -14,14 +14,13 @@ always wins):
   links the OpenBLAS that SciPy's wheel bundles (``scipy.libs/libopenblas*.so``,
   already loaded by any process that imports ``scipy.linalg``, as PyMC3 does), so
   Theano's Dot22, Gemm, Gemv and Ger run as C code.  With an empty value they have no
-  C code and run ``perform`` in Python: on a ``pm.sample`` step that is ~40 calls
-  through the interpreter per draw (``benchmarks/step_cost.py``).  Where no such
+  C code and run ``perform`` in Python: dozens of calls through the interpreter per
+  ``pm.sample`` draw (``benchmarks/step_cost.py`` measures it).  Where no such
   library is found (another platform, SciPy from a distribution, a path Theano
   cannot quote) the value is empty, Theano's NumPy C-API fallback.
   ``L2HMC_BLAS=numpy`` chooses the empty value; ``BLAS_LDFLAGS`` says which was chosen.
 * ``gcc__cxxflags=-g0``: Theano runs gcc with ``-g``; debug information serves nobody
-  who does not debug Theano's C code, and leaving it out takes ~12 % off a cold compile
-  (the demo's first training iteration: 68 s against 77 s, one run each).
+  who does not debug Theano's C code, and leaving it out shortens a cold compile.
 * On Python >= 3.11, ``theano.scan.scan_perform_ext`` is made unimportable.
   Its bundled Cython C does not compile against 3.11 headers; Scan falls back
   to its Python outer loop only on ``ImportError``.  The inner graph of every
@@ -34,22 +33,20 @@ none changes a compiled graph or its C code, only the time to get there):
   x_t by a placeholder in the gradient of every inner input with
   ``theano.scan.utils.forced_replace``, which clones the whole gradient graph once per
   input: the backward scan of the training step (one gradient per network parameter)
-  had ~35,000 inner nodes before optimisation for ~900 distinct ones, and merging them
-  back cost ~20 s of its ~40 s compile (eight schools).  The same replacement, made
-  once per node for all inputs of one ``L_op`` call, gives the same graph after
-  optimisation with ~30x fewer nodes before it.
+  holds tens of times more inner nodes before optimisation than distinct ones, and
+  merging them back takes much of its compile.  The same replacement, made once per
+  node for all inputs of one ``L_op`` call, gives the same graph after optimisation.
 * Ops whose ``__props__`` is empty (Shape, Alloc, ViewOp, ScalarFromTensor, ...) no
   longer make their C module "unversioned".  ``CLinker.cmodule_key_`` counts an empty
   ``__props__`` tuple as a missing version, so those modules were compiled again by gcc
-  in every process (~0.6 s each, 9 of them for the training step) and deleted at exit;
+  in every process and deleted at exit;
   their ``c_code_cache_version`` still versions them, and now they are cached.
 * An Op whose C code comes from files (DimShuffle, ...) is versioned by a digest of that
   code, not by Python's per-process salted ``hash()`` of it, so its module is cached
   across processes instead of compiled again by each (:func:`_stable_external_cop_version`).
 * C modules missing from the cache are built on every core (:class:`_ParallelBuild`):
-  Theano runs gcc for one node at a time.  On 2 cores, an empty cache, the demo's
-  warm-up step compiles in ~18 s instead of ~31 s and its training step in ~54 s instead
-  of ~95 s (``benchmarks/compile_time.py``).  ``L2HMC_PARALLEL_BUILD=0`` turns it off.
+  Theano runs gcc for one node at a time (``benchmarks/compile_time.py`` compares).
+  ``L2HMC_PARALLEL_BUILD=0`` turns it off.
 """
 import configparser
 import os
@@ -276,7 +273,7 @@ def _stable_external_cop_version(op_module):
     Theano versions an Op whose C code is read from files (DimShuffle and others) by
     ``hash(tuple(self.func_codes))``, a hash of strings, which Python salts differently in
     every process: the module's cache key never matches a cached one, so each process
-    compiles it again (~0.5 s each) and adds one more entry to the compile directory.
+    compiles it again and adds one more entry to the compile directory.
     """
     import functools
     import hashlib
@@ -299,7 +296,7 @@ class _ParallelBuild:
     """Compile a graph's missing C modules on every core before Theano links it node by node.
 
     Theano's linker makes each node's thunk in turn; a node whose C module is not in the
-    compile cache waits for gcc (~0.5-1 s), all on one core.  Before a VM linker makes its
+    compile cache waits for gcc, all on one core.  Before a VM linker makes its
     thunks, this finds the nodes Theano will compile (the key Theano will look up is not in
     the cache) and runs their gcc in a pool of threads, one per core (``gcc`` is a
     subprocess: the threads wait without the GIL), each into its own temporary directory

@@ -46,7 +46,7 @@ MIN_TRAIN_ITERATIONS = 400
 #: (forward, backward through the T steps, the networks).
 TRAIN_ITERATION_COST = 3.0
 #: The training step's compile plus the selection's MH step's, in units of the warm-up step's
-#: compile (eight schools: 25 s + 6 s against 6 s).
+#: compile (measured on eight schools).
 TRAIN_COMPILE_COST = 5.0
 #: Training runs where its predicted cost is below this share of HMC's time to TARGET_ESS.
 PAYBACK = 0.5

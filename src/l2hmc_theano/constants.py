@@ -8,8 +8,8 @@ variables, and every node computed from them (and constants) alone, replaced by 
 their present values.
 
 Theano's optimiser would fold the same nodes if given the shared variables as constants, but
-it builds (or looks up) a C module for each node it folds, which took ~1 s of the one-chain
-step's ~4 s compile; here they are evaluated together by Python's ``perform`` in one call.
+it builds (or looks up) a C module for each node it folds, a large share of the one-chain
+step's compile; here they are evaluated together by Python's ``perform`` in one call.
 """
 import numpy as np
 

@@ -156,8 +156,7 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
         start, no nested R-hat.
     compute_convergence_checks : as in ``pm.sample``: compute rank R-hat (and, with
         ``superchains``, nested R-hat) and warn when it is above 1.01.  Ranking every draw
-        of every variable is not free: 2.5 s for radon's 89 variables x 100,000 draws, about as
-        long as drawing them.
+        of every variable is not free: about as long as drawing them on a model like radon.
     cache : with ``sampler=None``: load the sampler trained on this model with these arguments
         last time, if any, and cache a newly trained one (default True; :mod:`l2hmc_theano.cache`).
 

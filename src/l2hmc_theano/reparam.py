@@ -23,13 +23,9 @@ per group with that group's indicator: exact when the members are conditionally
 independent given phi, as a hierarchy's are), and lam = 1 where r < 1, else 0
 (:func:`weights_from_ratio`).
 
-Measured with ``benchmarks/real_models.py``'s protocol (min ESS per 1000 gradients, seeds
-0-2 / 0-1): the 0/1 weights against the partial weights of a Normal-Normal model, 1 / (1 + r),
-constant (centred eight schools 15-56, radon 56) or following sigma from state to state
-(eight schools 2.5), and against lam = 1 everywhere (eight schools 81-113, as the 0/1
-weights' 40-116, which set lam = 1 there; radon 36, where the 0/1 weights reach 58-76 and
-the centred model 52).  A fractional lam leaves theta_t a prior mean (1 - lam) mu / sigma^lam
-that runs off as sigma -> 0, a new funnel.  The weights are Theano shared variables:
+Why 0/1 and not the partial weights of a Normal-Normal model, 1 / (1 + r): a fractional lam
+leaves theta_t a prior mean (1 - lam) mu / sigma^lam that runs off as sigma -> 0, a new
+funnel (``benchmarks/real_models.py`` compares the choices in min ESS per gradient).  The weights are Theano shared variables:
 fitting them recompiles nothing.
 """
 import numpy as np

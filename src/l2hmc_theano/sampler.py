@@ -39,10 +39,9 @@ _WHAT = {"hmc_kernel": "HMC's step (warm-up, the choice of T, and the draws whil
 #: The compiled functions that take T as an input or do not use it (kept when T changes).
 _WITHOUT_T = ("hmc_kernel", "energy_grad", "energy")
 # pm.sample's step (one chain per call) writes T <= this many leapfrog steps out instead of scanning
-# them: Scan's Python loop costs ~0.01 ms per step there (benchmarks/step_cost.py).  Their compile
+# them: Scan's Python loop costs a call per step there (benchmarks/step_cost.py).  Their compile
 # leaves out local_fill_sink: it pushes the gradient's fills through every later elementwise op,
-# and with the networks' heads zero (all of the trajectory elementwise) that took the optimiser
-# ~10x longer per step (15 s at T = 3, 166 s at T = 4 on eight schools; 2-3 s without it).
+# and with the networks' heads zero (all of the trajectory elementwise) its time grows steeply with T.
 UNROLL_MAX_STEPS = 6
 UNROLLED_OPT_EXCLUDE = ("local_fill_sink",)
 
@@ -724,8 +723,8 @@ class L2HMCSampler:
         ``lr_decay_steps`` iterations.  With ``start_temperature > 1`` the energy is
         annealed: U / max(1, start_temperature * temperature_decay**i).
         The default ``burn_in_weight=0`` drops the fresh batch: after warm-up the chains
-        are in the posterior already, and it halves the cost per iteration (radon: 137 s
-        of training instead of 381 s, and no worse a sampler); 1 is the paper's loss.
+        are in the posterior already, and it halves the cost per iteration (and on radon
+        gave no worse a sampler); 1 is the paper's loss.
         With a burn-in term, ``fresh_draws="standard"`` (the default) draws the fresh
         batch from the paper's q = N(0, I) in y; ``"chains"`` from the Gaussian fitted to
         the chains' mean and covariance in y (:func:`l2hmc_theano.training.fresh_draws`):

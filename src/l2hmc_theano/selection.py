@@ -15,10 +15,9 @@ with the networks' heads zeroed (exactly HMC's leapfrog).
 
 The networks are kept only if their figure is at least :data:`NETWORKS_MARGIN` times HMC's:
 per gradient the two cost the same, but per second a step through the networks costs more
-than HMC's (at T = 3: ~1.1-1.2x for ``pm.sample``'s one-chain step on the non-centred eight
-schools since it folds the parameters in, ~1.3x before, ``benchmarks/step_cost.py``; ~2.4x for
-radon's 200-chain step, 89 dimensions), so a smaller gain loses per second.  The margin is a fixed number, not a timing, so that the
-choice, like everything else, follows from the seed.
+than HMC's (``benchmarks/step_cost.py`` measures it), so a smaller gain loses per second.
+The margin is a fixed number, not a timing, so that the choice, like everything else, follows
+from the seed.
 """
 import numpy as np
 

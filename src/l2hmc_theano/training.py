@@ -41,10 +41,9 @@ FRESH_DRAWS = ("standard", "chains")
 
 #: Graph optimisations left out when compiling the training step.  Scan's in-place
 #: pass and its push-out passes cost much of the compile time of the
-#: gradient-through-scan graph and buy no run time here (measured in README.rst;
-#: benchmarks/training_speed.py --exclude compares).  scan_eqopt2 spends ~13 s on eight
-#: schools removing 4 nodes and merging nothing; scanOp_save_mem must stay (without it
-#: an iteration is 1.5x slower).  Only the outer graph sees this mode: Scan compiles its
+#: gradient-through-scan graph and buy no run time here (benchmarks/training_speed.py
+#: --exclude compares); scan_eqopt2 removes a few nodes and merges nothing.  scanOp_save_mem
+#: must stay (without it an iteration is much slower).  Only the outer graph sees this mode: Scan compiles its
 #: inner graphs with the default one.
 TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1", "scan_eqopt2")
 
