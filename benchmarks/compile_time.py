@@ -1,113 +1,149 @@
-"""Where the time to a first result goes: Theano compiles, cold and warm (issue 14).
+"""Time to a usable sampler, cold and warm, split by phase.
 
-For each target, a child process times, in order: ``import l2hmc_theano``; building the
-sampler (the model's energy graph); compiling warm-up's HMC step, the energy and its
-gradient, and the training step (default settings, T = 10 as before warm-up picks T);
-for a PyMC3 model also ``pm.sample``'s MH step (T = 10: a scan; and T = 4, written out, with
-the networks and with their heads zeroed: HMC's leapfrog); and the run time of one training
-iteration (batch 200, the best of 20).  "cold" is the first child in an empty Theano
-compile directory (every C module built), "warm" a second child in the same directory
-(only graph optimisation and linking).  Each child gets its own directory, so nothing
-on the machine's own cache is touched or used.
+Two runs as a user makes them, each in a fresh child process:
 
-    python benchmarks/compile_time.py                     # the demo's target and eight schools
-    python benchmarks/compile_time.py --targets schools --warm-only
-    python benchmarks/compile_time.py --blas bundled numpy   # both BLAS choices, side by side
-    python benchmarks/compile_time.py --build parallel serial
+* ``scg``: ``L2HMCSampler(demo's target, n_steps=10, seed=0).train(train_steps=1)``, the demo's
+  first call: warm-up, the training step's compile, one iteration and the trained-or-HMC
+  selection (the 2-d strongly correlated Gaussian, a Theano function).
+* ``schools``: ``l2hmc_theano.L2HMC(seed=0)`` on the non-centred eight schools, the cache of
+  trained samplers off: warm-up, the budget's decision and pm.sample's step, ready to draw.
 
-``--blas``: ``bundled`` is the default (Theano's BLAS Ops linked to SciPy's OpenBLAS, see
-``l2hmc_theano._theano``), ``numpy`` the empty ``blas__ldflags`` (``L2HMC_BLAS=numpy``).
-``--build``: ``parallel`` is the default (missing C modules built on every core),
-``serial`` Theano's one at a time (``L2HMC_PARALLEL_BUILD=0``).
+Phases: ``import l2hmc_theano``; "build" (the target's energy graph); the set-up call in all,
+and within it warm-up (its compile, the HMC step's, included), each compile the sampler
+records (``sampler.compile_seconds``), training (iterations) and "other" (what is left: the
+training step's compile, the selection's runs, the start check).  "cold" is the first child
+in an empty Theano compile directory (every C module built), "warm" a second child in the
+same directory (graph optimisation and linking only).  Each target gets its own directory,
+so the machine's own cache is neither used nor touched.  Writes ``docs/time_to_sampler.md``
+(command, date, commit, machine) unless ``--out`` says otherwise.
+
+    python benchmarks/compile_time.py                       # both targets, cold and warm
+    python benchmarks/compile_time.py --targets schools --warm-only --out /tmp/t.md
 """
 import argparse
+import datetime
 import json
 import os
+import platform
+import shlex
 import subprocess
 import sys
 import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
-import json, sys, time
+import json, sys, time, warnings
 t0 = time.perf_counter()
 import l2hmc_theano
-import numpy as np
 times = {"import": time.perf_counter() - t0}
-from l2hmc_theano import FunctionEnergy, L2HMCSampler, ModelEnergy
+from l2hmc_theano import FunctionEnergy, L2HMC, L2HMCSampler
 from l2hmc_theano.targets import eight_schools, scg_energy
-from l2hmc_theano.training import TrainingSettings, build_training_step
 
-def timed(key, f):
-    start = time.perf_counter()
-    out = f()
-    times[key] = time.perf_counter() - start
-    return out
-
+warnings.simplefilter("ignore")
 target = sys.argv[1]
-energy = timed("build", lambda: FunctionEnergy(scg_energy, 2, name="scg") if target == "scg"
-               else ModelEnergy(eight_schools(centred=False)))
-sampler = L2HMCSampler(energy, seed=0)
-timed("warm-up step", lambda: sampler._function("warmup_step", sampler._build_warmup_step))
-timed("energy", lambda: sampler._function("energy_grad", sampler._build_energy_grad))
-settings = TrainingSettings()
-step = timed("training step", lambda: build_training_step(sampler, settings))
-if target != "scg":
-    timed("pm.sample step", lambda: sampler.compiled_mh_step(model_values=True, networks=True))
-    # At the T warm-up picks on eight schools (3-4) the step is written out, not scanned.
-    written_out = L2HMCSampler(energy, n_steps=4, seed=0)
-    timed("pm.sample step T=4", lambda: written_out.compiled_mh_step(model_values=True))
-    written_out.networks.zero_heads()
-    timed("pm.sample step T=4 HMC", lambda: written_out.compiled_mh_step(model_values=True))
-rng = np.random.default_rng(0)
-B, dim, rows = settings.batch_size, sampler.dim, step.proposals_per_chain * settings.batch_size
-args = (rng.normal(size=(B, dim)), rng.normal(size=(B, dim)), rng.normal(size=(rows, dim)),
-        np.ones(rows), np.log(rng.uniform(size=B)), np.ones(rows))
-best = np.inf
-for _ in range(20):
+start = time.perf_counter()
+if target == "scg":
+    energy = FunctionEnergy(scg_energy, 2, name="scg")
+    times["build"] = time.perf_counter() - start
+    sampler = L2HMCSampler(energy, n_steps=10, seed=0)
     start = time.perf_counter()
-    step(*args)
-    best = min(best, time.perf_counter() - start)
-times["ms per iteration"] = 1e3 * best
+    sampler.train(train_steps=1, check=False, progressbar=False)
+else:
+    model = eight_schools(centred=False)
+    times["build"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with model:
+        sampler = L2HMC(seed=0, cache=False, progressbar=False).sampler
+times["set-up"] = time.perf_counter() - start
+times["warm-up"] = sampler.warmup_info["seconds"]
+times["training"] = (sampler.history or {}).get("seconds", 0.0)
+times["compiles"] = dict(sampler.compile_seconds)
 print("RESULT " + json.dumps(times))
 """
 
-COLUMNS = ("import", "build", "warm-up step", "energy", "training step", "pm.sample step", "pm.sample step T=4",
-           "pm.sample step T=4 HMC", "ms per iteration")
 
-
-def run_child(target, compiledir, blas="bundled", build="parallel"):
+def run_child(target, compiledir):
     env = dict(os.environ)
-    env["L2HMC_BLAS"] = blas
-    env["L2HMC_PARALLEL_BUILD"] = "1" if build == "parallel" else "0"
     flags = env.get("THEANO_FLAGS", "")
     env["THEANO_FLAGS"] = ",".join(filter(None, [flags, f"compiledir={compiledir}"]))
-    out = subprocess.run([sys.executable, "-c", CHILD, target], env=env, capture_output=True, text=True, check=True)
+    env["L2HMC_THEANO_CACHE"] = "off"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CHILD, target], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the {target} child failed:\n{out.stderr[-3000:]}")
     line = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    row = json.loads(line[len("RESULT "):])
+    row["process"] = time.perf_counter() - start
+    return row
+
+
+def row_text(target, cache, row):
+    compiles = row["compiles"]
+    other = row["set-up"] - row["warm-up"] - row["training"] - sum(
+        s for name, s in compiles.items() if name not in ("hmc_kernel",))  # the kernel compiles inside warm-up
+    listed = ", ".join(f"{name} {s:.1f}" for name, s in compiles.items())
+    usable = row["import"] + row["build"] + row["set-up"]
+    return (f"| {target} | {cache} | {row['import']:.1f} | {row['build']:.1f} | {row['warm-up']:.1f} | "
+            f"{row['training']:.1f} | {max(other, 0.0):.1f} | {row['set-up']:.1f} | **{usable:.1f}** | "
+            f"{row['process']:.1f} | {listed} |")
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", nargs="+", choices=("scg", "schools"), default=["scg", "schools"],
-                        help="scg: the demo's 2-d Gaussian (a Theano function); schools: non-centred eight schools")
-    parser.add_argument("--warm-only", action="store_true", help="skip the cold row (fill the cache silently)")
-    parser.add_argument("--blas", nargs="+", choices=("bundled", "numpy"), default=["bundled"],
-                        help="BLAS choices to run (default: bundled, the package's default)")
-    parser.add_argument("--build", nargs="+", choices=("parallel", "serial"), default=["parallel"],
-                        help="C build choices to run (default: parallel, the package's default)")
+                        help="scg: the demo's first train() call; schools: L2HMC() on the non-centred eight schools")
+    parser.add_argument("--warm-only", action="store_true", help="leave the cold row out (its child fills the cache)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "time_to_sampler.md"),
+                        help="the markdown result file (default: docs/time_to_sampler.md)")
     args = parser.parse_args()
-    print("| target | BLAS | build | cache | " + " | ".join(f"{c} s" if c != "ms per iteration" else c for c in COLUMNS) + " |")
-    print("|---|---|---|---|" + "---:|" * len(COLUMNS))
+    started = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")
+    load = os.getloadavg()
+    header = ("| target | Theano cache | import s | build s | warm-up s (its compile included) | training s | "
+              "other s | set-up s | import + build + set-up s | child process s | compiles recorded (s) |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(header, flush=True)
+    rows = []
     for target in args.targets:
-        for blas in args.blas:
-            for build in args.build:
-                with tempfile.TemporaryDirectory(prefix="l2hmc-compiledir-") as compiledir:
-                    for cache in ("cold", "warm"):
-                        row = run_child(target, compiledir, blas, build)
-                        if cache == "cold" and args.warm_only:
-                            continue
-                        cells = [f"{row[c]:.1f}" if c in row else "" for c in COLUMNS]
-                        print(f"| {target} | {blas} | {build} | {cache} | " + " | ".join(cells) + " |", flush=True)
+        with tempfile.TemporaryDirectory(prefix="l2hmc-compiledir-") as compiledir:
+            for cache in ("cold", "warm"):
+                print(f"[{time.strftime('%H:%M:%S')}] {target}, {cache} Theano cache: running ...", file=sys.stderr,
+                      flush=True)
+                row = run_child(target, compiledir)
+                if cache == "cold" and args.warm_only:
+                    continue
+                rows.append(row_text(target, cache, row))
+                print(rows[-1], flush=True)
+    text = "\n".join([
+        "# Time to a usable sampler, cold and warm",
+        "",
+        f"Written by `{shlex.join(['python', 'benchmarks/compile_time.py'] + sys.argv[1:])}`.",
+        "",
+        f"- date: {started} (UTC); git commit: {git_commit()}",
+        f"- machine: {platform.platform()}, os.cpu_count() = {os.cpu_count()}, load average at start "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; Python {platform.python_version()}",
+        "- scg: `L2HMCSampler(demo target, n_steps=10, seed=0).train(train_steps=1)`; schools: "
+        "`L2HMC(seed=0, cache=False)` on the non-centred eight schools (ready to draw). Seed 0, one run each.",
+        "- cold: an empty Theano compile directory; warm: the same directory again, in a new process.",
+        "",
+        header,
+        *rows,
+        "",
+    ])
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
