@@ -12,6 +12,7 @@ $(BIN)/python:
 # Re-install when the package metadata changes.
 $(VENV)/.installed: setup.cfg setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m l2hmc_theano_flags  # the start-up file that lets `import pymc3` come first
 	touch $@
 
 demo: $(VENV)/.installed

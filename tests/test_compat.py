@@ -92,6 +92,22 @@ def test_scan_uses_python_outer_loop_and_runs():
     np.testing.assert_array_equal(f(np.array([1.0, -0.5])), [16.0, -8.0])
 
 
+def test_pymc3_may_be_imported_before_l2hmc_theano():
+    """In an environment where the package is installed (its start-up file in site-packages), a
+    program may import PyMC3 first: Theano gets the flags l2hmc_theano would have set, and
+    l2hmc_theano finds them set."""
+    env = {k: v for k, v in os.environ.items() if k != "THEANO_FLAGS"}
+    code = ("import pymc3, theano; import l2hmc_theano._theano as c; "
+            "print(theano.config.blas__ldflags == c.BLAS_LDFLAGS, c.SCAN_C_DISABLED, 'hook' if "
+            "pymc3.__name__ else '')")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", str(sys.version_info >= (3, 11)), "hook"]
+    bare = subprocess.run([sys.executable, "-S", "-c", "import sys; print('theano' in sys.modules)"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert bare.stdout.strip() == "False"  # the start-up file imports nothing heavy
+
+
 def test_every_module_imports_theano_through_the_compat_layer():
     import pathlib
 

@@ -4,9 +4,10 @@ Every module of the package imports Theano through here::
 
     from ._theano import theano, tt
 
-What this module sets, before Theano is first imported, and only where the
-user has not set it already (a user's own ``THEANO_FLAGS`` or ``.theanorc``
-always wins):
+Before Theano is first imported, :func:`l2hmc_theano_flags.configure` (a top-level module, so
+that the start-up file installed with the package can call it when another program imports
+Theano first) sets these, only where the user has not set them already (a user's own
+``THEANO_FLAGS`` or ``.theanorc`` always wins):
 
 * ``blas__ldflags``: Theano computes its default BLAS link flags from
   ``numpy.distutils.__config__.blas_opt_info``, which NumPy >= 1.22 no longer
@@ -48,130 +49,25 @@ none changes a compiled graph or its C code, only the time to get there):
   Theano runs gcc for one node at a time (``benchmarks/compile_time.py`` compares).
   ``L2HMC_PARALLEL_BUILD=0`` turns it off.
 """
-import configparser
 import os
 import sys
+
+from l2hmc_theano_flags import bundled_openblas_ldflags, configure  # noqa: F401  (no Theano import)
 
 __all__ = [
     "theano", "tt", "change_flags", "floatX", "Scan", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "BLAS_LDFLAGS",
     "NO_DEBUG_INFO", "COMPILE_FIXES", "PARALLEL_BUILD",
 ]
 
-_SCAN_EXT = "theano.scan.scan_perform_ext"
-
-
-def _flag_names_in_theano_flags(text):
-    """Flag names set in a THEANO_FLAGS string, split as Theano splits it (commas, with
-    shell quoting: ``"blas__ldflags=-L/x -Wl,-rpath,/x"`` is one item)."""
-    import shlex
-
-    splitter = shlex.shlex(text, posix=True)
-    splitter.whitespace = ","
-    splitter.whitespace_split = True
-    try:
-        items = list(splitter)
-    except ValueError:  # unbalanced quotes: Theano will complain itself
-        items = text.split(",")
-    return {item.split("=", 1)[0].strip() for item in items if "=" in item}
-
-
-def _flag_names_in_theanorc():
-    """Flag names set in the user's .theanorc files (same search path as Theano)."""
-    default = os.pathsep.join(os.path.expanduser(p) for p in ("~/.theanorc", "~/.theanorc.txt"))
-    paths = [os.path.expanduser(p) for p in os.environ.get("THEANORC", default).split(os.pathsep)]
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read([p for p in paths if os.path.isfile(p)])
-    except configparser.Error:
-        return set()
-    names = set()
-    for section in parser.sections():
-        for key in parser[section]:
-            names.add(key if section == "global" else f"{section}__{key}")
-    return names
-
-
-def _append_theano_flag(item):
-    """Add ``item`` (``name=value``, quoted where the value holds commas) to THEANO_FLAGS."""
-    os.environ["THEANO_FLAGS"] = ",".join(filter(None, [os.environ.get("THEANO_FLAGS", ""), item]))
-
-
-def _user_sets(flag):
-    return flag in _flag_names_in_theano_flags(os.environ.get("THEANO_FLAGS", "")) or (
-        flag in _flag_names_in_theanorc()
-    )
-
-
-#: BLAS routines Theano's C code calls (``blas_headers.blas_header_text``'s declarations).
-_BLAS_SYMBOLS = ("sgemm_", "dgemm_", "sgemv_", "dgemv_", "sger_", "dger_", "sdot_", "ddot_", "sscal_", "dscal_")
-_UNQUOTABLE = frozenset(" \t\n'\",")
-
-
-def bundled_openblas_ldflags():
-    """Link flags for the OpenBLAS in SciPy's Linux wheel, or "" where there is none to use.
-
-    The flags name the file (``-l:<file>``, GNU ld) and set its directory as the
-    compiled modules' run path, so they load the same library SciPy loads.  The
-    library must load and export every routine Theano's C code declares.  It needs
-    the libgfortran beside it, which SciPy's BLAS wrappers load first; Theano
-    imports them too (``theano.tensor.blas``), so every process that runs a compiled
-    module has both.
-    """
-    import ctypes
-    import pathlib
-
-    if not sys.platform.startswith("linux"):
-        return ""
-    try:
-        import scipy.linalg.blas  # noqa: F401  (loads the bundled OpenBLAS and its libgfortran)
-        import scipy
-    except ImportError:
-        return ""
-    libs_dir = pathlib.Path(scipy.__file__).resolve().parent.parent / "scipy.libs"
-    for lib in sorted(libs_dir.glob("libopenblas*.so*")):
-        if _UNQUOTABLE.intersection(str(lib)):
-            continue  # Theano splits ldflags on blanks and THEANO_FLAGS on commas
-        try:
-            handle = ctypes.CDLL(str(lib))
-        except OSError:
-            continue
-        if all(hasattr(handle, name) for name in _BLAS_SYMBOLS):
-            return f"-L{libs_dir} -l:{lib.name} -Wl,-rpath,{libs_dir}"
-    return ""
-
-
-USER_SET_BLAS_FLAGS = _user_sets("blas__ldflags")
-
-#: The ``blas__ldflags`` this module chose (None where the user set their own).
-BLAS_LDFLAGS = None
-if "theano" not in sys.modules and not USER_SET_BLAS_FLAGS:
-    BLAS_LDFLAGS = "" if os.environ.get("L2HMC_BLAS", "").lower() == "numpy" else bundled_openblas_ldflags()
-    _append_theano_flag(f'"blas__ldflags={BLAS_LDFLAGS}"')
-
-#: Whether this module set ``gcc__cxxflags=-g0`` (False where the user set their own).
-NO_DEBUG_INFO = "theano" not in sys.modules and not _user_sets("gcc__cxxflags")
-if NO_DEBUG_INFO:
-    _append_theano_flag("gcc__cxxflags=-g0")
-
-SCAN_C_DISABLED = sys.version_info >= (3, 11) and _SCAN_EXT not in sys.modules
-if SCAN_C_DISABLED:
-    # A None entry makes `from . import scan_perform_ext` raise ImportError.
-    sys.modules[_SCAN_EXT] = None
-
-if not USER_SET_BLAS_FLAGS:
-    import logging
-
-    class _DropChosenBlasNotice(logging.Filter):
-        """Theano's notices about the BLAS flags this module chose are noise: the empty
-        value's, and the bundled library's (Theano looks for a file named after the
-        ``-l`` value, which ``-l:<file>`` is not)."""
-
-        def filter(self, record):
-            message = record.getMessage()
-            return not ("NumPy C-API based implementation for BLAS" in message
-                        or "did not find a dynamic library in the library_dir" in message)
-
-    logging.getLogger("theano.tensor.blas").addFilter(_DropChosenBlasNotice())
+_CHOSEN = configure()
+#: Whether the user set ``blas__ldflags`` themselves (THEANO_FLAGS or .theanorc).
+USER_SET_BLAS_FLAGS = _CHOSEN["user_set_blas_flags"]
+#: The ``blas__ldflags`` chosen here (None where the user set their own).
+BLAS_LDFLAGS = _CHOSEN["blas_ldflags"]
+#: Whether ``gcc__cxxflags=-g0`` was set here (False where the user set their own).
+NO_DEBUG_INFO = _CHOSEN["no_debug_info"]
+#: Whether Scan's C extension was made unimportable (Python >= 3.11).
+SCAN_C_DISABLED = _CHOSEN["scan_c_disabled"]
 
 import theano  # noqa: E402
 import theano.tensor as tt  # noqa: E402
