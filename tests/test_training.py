@@ -591,3 +591,18 @@ def test_training_with_a_progress_bar_says_what_it_compiles(capsys):
         L2HMCSampler(gauss, n_steps=2, seed=0).train(train_steps=3, batch_size=8, warmup_iterations=70,
                                                      progressbar=False, check=False, compare_hmc=False)
     assert "compiling" not in capsys.readouterr().err
+
+
+def test_a_long_compile_prints_a_mark_every_heartbeat(capsys):
+    """No silent stretch: while a compile lasts, a dot every heartbeat, then its seconds."""
+    import time
+
+    from l2hmc_theano.sampler import compiling
+
+    with compiling("something slow", True, heartbeat=0.05):
+        time.sleep(0.32)
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"L2HMC: compiling something slow \.\.\.\.{4,7} 0\.3 s\n", err), err
+    with compiling("something quiet", False, heartbeat=0.05):
+        time.sleep(0.1)
+    assert capsys.readouterr().err == ""

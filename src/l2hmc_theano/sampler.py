@@ -56,16 +56,36 @@ def _fingerprint(shared_variables):
     return digest.hexdigest()
 
 
+#: Seconds between the marks a long compile prints (never a silent stretch longer than this).
+COMPILE_HEARTBEAT = 10.0
+
+
 @contextlib.contextmanager
-def compiling(what, announce):
-    """With ``announce``, one line on stderr around a compile: what, and how long it took."""
+def compiling(what, announce, heartbeat=None):
+    """With ``announce``, one line on stderr around a compile: what, a dot every ``heartbeat``
+    seconds (default :data:`COMPILE_HEARTBEAT`) while it lasts (a first compile on a machine
+    builds C code for a minute or more), and how long it took."""
     if not announce:
         yield
         return
+    import threading
+
     print(f"L2HMC: compiling {what} ...", end="", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    yield
-    print(f" {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    done = threading.Event()
+
+    def beat():
+        while not done.wait(COMPILE_HEARTBEAT if heartbeat is None else heartbeat):
+            print(".", end="", file=sys.stderr, flush=True)
+
+    ticker = threading.Thread(target=beat, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        print(f" {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def _check_count(value, name):
