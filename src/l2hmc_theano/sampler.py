@@ -57,7 +57,7 @@ def _fingerprint(shared_variables):
 
 
 #: Seconds between the marks a long compile prints (never a silent stretch longer than this).
-COMPILE_HEARTBEAT = 10.0
+COMPILE_HEARTBEAT = 5.0
 
 
 @contextlib.contextmanager
