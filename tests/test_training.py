@@ -602,7 +602,8 @@ def test_a_long_compile_prints_a_mark_every_heartbeat(capsys):
     with compiling("something slow", True, heartbeat=0.05):
         time.sleep(0.32)
     err = capsys.readouterr().err
-    assert re.fullmatch(r"L2HMC: compiling something slow \.\.\.\.{4,7} 0\.3 s\n", err), err
+    match = re.fullmatch(r"L2HMC: compiling something slow \.\.\.(\.+) (\d+\.\d) s\n", err)
+    assert match and len(match.group(1)) >= 2 and float(match.group(2)) >= 0.3, err
     with compiling("something quiet", False, heartbeat=0.05):
         time.sleep(0.1)
     assert capsys.readouterr().err == ""
