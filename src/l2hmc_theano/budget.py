@@ -45,7 +45,7 @@ MIN_TRAIN_ITERATIONS = 400
 #: A training iteration costs about this many HMC iterations of the batch at the same T
 #: (forward, backward through the T steps, the networks).
 TRAIN_ITERATION_COST = 3.0
-#: The training step's compile plus the selection's MH step's, in units of the warm-up step's
+#: The training step's compile plus the selection's MH step's, in units of the HMC step's (warm-up's)
 #: compile (measured on eight schools).
 TRAIN_COMPILE_COST = 5.0
 #: Training runs where its predicted cost is below this share of HMC's time to TARGET_ESS.

@@ -24,7 +24,7 @@ from .kernel import finite
 
 __all__ = ["HMCStep", "hmc_step"]
 
-HMCStep = namedtuple("HMCStep", "y_next accept_prob accepted diverging energy energy_error potential grad y_proposal")
+HMCStep = namedtuple("HMCStep", "accept_prob accepted diverging energy energy_error potential grad y_proposal")
 
 
 def leapfrog(energy, y, w, grad, step_size, n_steps):
@@ -49,8 +49,8 @@ def hmc_step(energy, y, v, direction, log_u, step_size, n_steps, potential, grad
     ``energy`` takes y; ``y, v, grad`` ``(batch, dim)``; ``direction, log_u, step_size,
     potential`` ``(batch,)``; ``n_steps`` a symbolic int >= 1.  A non-finite proposal or
     acceptance ratio is a rejection and a divergence, as in :func:`l2hmc_theano.kernel.propose`.
-    Returns an :class:`HMCStep`: the next state ``y_next``, its U ``potential`` and dU/dy
-    ``grad``, H there (``energy``), H(proposal) - H(start) (``energy_error``), the acceptance
+    Returns an :class:`HMCStep`: at the next state (the proposal if accepted, else ``y``) its U
+    ``potential``, dU/dy ``grad`` and H (``energy``); H(proposal) - H(start) (``energy_error``), the acceptance
     probability, ``accepted``, ``diverging`` and the proposal ``y_proposal`` (whether accepted or not).
     """
     sign = tt.shape_padright(tt.cast(direction, floatX))
@@ -64,7 +64,6 @@ def hmc_step(energy, y, v, direction, log_u, step_size, n_steps, potential, grad
     accepted = tt.and_(ok, tt.lt(log_u, -energy_error))
     column = tt.shape_padright(accepted)
     return HMCStep(
-        y_next=tt.switch(column, y1, y),
         accept_prob=accept_prob,
         accepted=accepted,
         diverging=tt.invert(ok),

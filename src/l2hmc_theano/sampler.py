@@ -4,6 +4,7 @@ Numpy in, numpy out.  The symbolic pieces live in :mod:`.dynamics` and
 :mod:`.kernel`; this class owns the parameters and the compiled functions.
 """
 import contextlib
+import functools
 import hashlib
 import math
 import numbers
@@ -281,6 +282,15 @@ class L2HMCSampler:
         if noncentring is not None:
             noncentring.announce = bool(on)
 
+    @contextlib.contextmanager
+    def announcing(self, on=True):
+        """Within the block, say (on stderr) what compiles when ``on`` (:meth:`_set_announce`)."""
+        self._set_announce(on)
+        try:
+            yield
+        finally:
+            self._set_announce(False)
+
     def _function(self, key, build, exclude=(), frozen=()):
         """The compiled function ``key``, built by ``build() -> (inputs, outputs)`` at its first use;
         ``exclude``: graph optimisations left out of its compile.  ``frozen``: shared variables
@@ -420,13 +430,8 @@ class L2HMCSampler:
             if T < 1:
                 raise ValueError(f"n_steps must be >= 1, got {n_steps!r}.")
             args = args[:4] + [eps, args[4], T] + args[5:]
-            outputs, failed = call_by_rows(fn, args, (0, 1, 2, 3, 5, 7, 8), neutralise_step_scale(5))
-            step.failed = failed
-            if failed is not None:  # as mark_mh_step: stays at x with its U and dU/dy, rejected, diverging
-                outputs[0][failed] = args[0][failed]
-                outputs[1][failed], outputs[2][failed], outputs[3][failed] = 0.0, False, True
-                outputs[5][failed] = np.inf
-                outputs[7][failed], outputs[10][failed] = args[7][failed], args[8][failed]
+            outputs, step.failed = call_by_rows(fn, args, (0, 1, 2, 3, 5, 7, 8), neutralise_step_scale(5),
+                                                functools.partial(mark_mh_step, carried=(7, 8), grad_output=10))
             return outputs
 
         step.failed = None
@@ -793,24 +798,20 @@ class L2HMCSampler:
             raise ValueError(f"warmup must be 'auto', True or False, got {warmup!r}.")
         if train_networks not in ("auto", True, False):
             raise ValueError(f"train_networks must be 'auto', True or False, got {train_networks!r}.")
-        self._set_announce(progressbar)
-        try:
-            self.check_start()  # before anything else compiles: a model that cannot start fails now
-        finally:
-            self._set_announce(False)
         plan = {"batch_note": f"{batch_size} chains", "train": train_networks is not False,
                 "reason": "train_networks=True" if train_networks is True else "train_networks=False"}
         one_chain_seconds = None
-        if batch_size == "auto" or train_networks == "auto":
-            start = getattr(self.energy_target, "start_array", None)
-            start = np.asarray(start() if start is not None else np.zeros(self.dim), dtype=floatX)
-            self._set_announce(progressbar)
-            try:
+        with self.announcing(progressbar):
+            if progressbar and not self._compiled:
+                print("L2HMC: compiling Theano functions; the first run on a machine builds their C code on every "
+                      "core (a minute or more), later runs reuse Theano's cache.", file=sys.stderr, flush=True)
+            self.check_start()  # before anything else compiles: a model that cannot start fails now
+            if batch_size == "auto" or train_networks == "auto":
+                start = getattr(self.energy_target, "start_array", None)
+                start = np.asarray(start() if start is not None else np.zeros(self.dim), dtype=floatX)
                 auto_batch, one_chain_seconds, note = choose_batch_size(self, start)
-            finally:
-                self._set_announce(False)
-            if batch_size == "auto":
-                batch_size, plan["batch_note"] = auto_batch, note
+                if batch_size == "auto":
+                    batch_size, plan["batch_note"] = auto_batch, note
         settings = TrainingSettings(
             train_steps=_check_count(train_steps, "train_steps"),
             batch_size=_check_count(batch_size, "batch_size"),
@@ -827,11 +828,7 @@ class L2HMCSampler:
                                          max_iterations=_check_count(warmup_iterations, "warmup_iterations"))
         rng = self._train_rng if seed is None else np.random.default_rng(seed)
         chains = None if self.history is None else self.history.get("chains")
-        self._set_announce(progressbar)
-        try:
-            if progressbar and not self._compiled:
-                print("L2HMC: compiling Theano functions; the first run on a machine builds their C code on every "
-                      "core (a minute or more), later runs reuse Theano's cache.", file=sys.stderr, flush=True)
+        with self.announcing(progressbar):
             warmed = warmup is True or (warmup == "auto" and self.warmup_info is None and chains is None)
             if warmed:
                 chains, self.warmup_info = run_warmup(self, settings.batch_size, rng, warmup_settings, progressbar)
@@ -848,18 +845,13 @@ class L2HMCSampler:
             if key not in self._compiled:
                 with compiling("the training step (the gradient through the leapfrog: the longest)", progressbar):
                     self._compiled[key] = build_training_step(self, settings, self.temperature if anneal else None)
-        finally:
-            self._set_announce(False)
         self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
         self.history = run_training(self, self._compiled[key], settings, rng, progressbar, chains=chains,
                                     temperature=self.temperature if anneal else None)
         self.selection = None
         if compare_hmc and hasattr(self.networks, "zero_heads"):
-            self._set_announce(progressbar)
-            try:
+            with self.announcing(progressbar):
                 self._keep_better_of_trained_and_hmc(trained_from, rng)
-            finally:
-                self._set_announce(False)
         self.training_problems = []
         if check and not (self.selection is not None and self.selection["kept"] == "hmc"):
             from .diagnostics import training_warnings

@@ -109,11 +109,8 @@ class L2HMC(ArrayStepShared):
         self.reset_tuning()  # tune = True, counters at 0
         super().__init__(vars, shared)
         # Compiled now, and said so, rather than silently at the first draw.
-        sampler._set_announce(True)
-        try:
+        with sampler.announcing():
             sampler.model_step_function()
-        finally:
-            sampler._set_announce(False)
 
     def _warm_start(self, q0):
         """At a chain's first tuning step: a random training chain's position (in the sampling
