@@ -10,8 +10,8 @@ Protocol, for each model:
    default diagonal mass-matrix and step-size adaptation), each with the same
    draws, tune, chains=2, cores=1 and random_seed.  Both steps are built and their
    Theano functions compiled before the clock starts; "sample s" is the wall time of
-   the pm.sample call (tuning and draws).  L2HMC adapts nothing in pm.sample: its tuning
-   draws are burn-in.
+   the pm.sample call (tuning and draws).  L2HMC adapts nothing in pm.sample: a chain's
+   first tuning draw starts from a training chain, and its later tuning draws are free.
 3. Over the post-tuning draws: min ESS, the smallest of ArviZ's bulk and tail ESS over
    every scalar in the posterior (deterministics included), and which one it is (bulk ESS
    alone rewards antithetic moves, which help means but not quantiles; the tail ESS does

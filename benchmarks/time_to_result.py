@@ -31,8 +31,8 @@ deterministics such as a GP's f are left out), gradient evaluations (the sum of 
 sample stat: PyMC3's tree_size), min ESS per 1000 gradients, max rank R-hat, divergences;
 "s to draws" = setup + compile + sample s, the wall time to the requested draws; "s to 1000
 ESS" = setup + compile + sample s x 1000 / min ESS: a **linear extrapolation** of the
-sampling phase (tuning included, for both samplers: L2HMC's tuning draws are burn-in, NUTS's
-adapt) to a min bulk ESS of 1000.  With a discrete variable the notes give the min bulk ESS of
+sampling phase (tuning included, for both samplers: NUTS's tuning draws adapt; L2HMC's start a
+chain from a training chain, and those after the first are free) to a min bulk ESS of 1000.  With a discrete variable the notes give the min bulk ESS of
 the continuous ones too (the discrete one is Metropolis's, in both rows).  A sampler that
 raises is recorded as ``failed: Type: message`` and the benchmark goes on.  With several
 seeds, each cell is the median [min, max] over the seeds that did not fail.

@@ -153,6 +153,41 @@ def test_a_chains_first_tuning_step_starts_from_a_training_chain():
     np.testing.assert_allclose(cold.posterior["x"].values, 0.0, atol=1e-3)
 
 
+def _warmup_draws(model, step, draws=20, tune=10):
+    with model:
+        idata = pm.sample(draws=draws, tune=tune, chains=1, cores=1, step=step, random_seed=1,
+                          discard_tuned_samples=False, return_inferencedata=True, progressbar=False,
+                          compute_convergence_checks=False)
+    return idata
+
+
+def test_tuning_draws_after_a_warm_start_cost_nothing_unless_another_step_moves():
+    """A chain that starts from a training chain has nothing left to tune: its later tuning
+    draws stay put with no proposal.  With another step in a compound, they are real steps."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0)
+        pm.Normal("y", 0.0, 1.0)
+    sampler = L2HMCSampler(ModelEnergy(model), step_size=0.5, n_steps=3, zero_network=True, seed=0)
+    sampler.history = {"chains": np.full((3, 2), 0.3)}
+    with model:
+        step = L2HMC(sampler=sampler)
+    idata = _warmup_draws(model, step)
+    tuning, stats = idata.warmup_posterior["x"].values[0], idata.warmup_sample_stats
+    assert stats["n_steps"].values[0, 0] == 3 and np.all(stats["n_steps"].values[0, 1:] == 0)
+    assert np.all(np.isnan(stats["accept"].values[0, 1:])) and np.all(tuning[1:] == tuning[0])
+    assert len(np.unique(idata.posterior["x"].values[0])) > 5  # the draws after tuning move
+    assert step._n_draws == 21
+
+    x = model["x"]
+    with model:
+        part = L2HMC(vars=[x], sampler=L2HMCSampler(ModelEnergy(model, vars=[x]), step_size=0.5, n_steps=3,
+                                                     zero_network=True, seed=0))
+        part.sampler.history = {"chains": np.full((3, 1), 0.3)}
+        idata = _warmup_draws(model, [part, pm.Metropolis(vars=[model["y"]])])
+    assert np.all(idata.warmup_sample_stats["n_steps"].values[0] == 3)
+    assert len(np.unique(idata.warmup_posterior["x"].values[0])) > 3
+
+
 def _step_with_transitions(logp, accept, diverging):
     """An L2HMC step whose record of post-tuning transitions is the given one."""
     with pm.Model() as model:
@@ -271,7 +306,7 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     assert compiled_names(step.sampler) == {"mh_step_model", "energy_grad"}  # energy_grad: the first draw's start
     sampler.networks.zero_heads()  # shared with the step's (retargeted) sampler
     sample(model, step, draws=5, tune=0, chains=1, cores=1, random_seed=0)
-    assert compiled_names(step.sampler) == {"mh_step_model", "hmc_kernel", "energy_grad"}
+    assert compiled_names(step.sampler) == {"mh_step_model", "energy_grad"}  # HMC: no compile of its own
     x = ModelEnergy(model).start_array()[None, :] + 0.3 * rng.normal(size=(5, sampler.dim))
     v, d, log_u, scale = sampler.draw_step_inputs(rng, 5)
     inputs = (v, d, log_u, scale * np.array([6.0, 6.0, 1.0, 1.0, 1.0]))  # two far too long steps: rejected

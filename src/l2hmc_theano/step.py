@@ -7,12 +7,16 @@ Each ``astep`` draws a fresh momentum v ~ N(0, I) and direction d with NumPy's
 global generator (which ``pm.sample(random_seed=...)`` seeds, per chain and per
 worker) and makes one Metropolis-Hastings step with the learned dynamics on the
 flat vector of the step's variables.  Other free variables of the model (in a
-compound step) enter as shared values, as in PyMC3's own step methods.  Nothing
-adapts during tuning: tuning draws are ordinary L2HMC steps (burn-in), except that
-a chain's first tuning step starts from one of the sampler's training chains (drawn
-with the same seeded generator), which sit in the posterior already, rather than from
-the model's initial point: a step size adapted to the posterior can be far too large
-out there.
+compound step) enter as shared values, as in PyMC3's own step methods.
+
+Nothing adapts during ``pm.sample``'s tuning draws: the sampler arrives tuned.  A chain's
+first tuning step starts from one of the sampler's training chains (drawn with the same
+seeded generator), which sit in the posterior already, rather than from the model's
+initial point (a step size adapted to the posterior can be far too large out there).
+When the step moves every free variable of the model, that start is all tuning has to
+do, so the chain's later tuning draws are free: the chain stays where it is, with no
+proposal (``accept`` NaN, ``tree_size`` 0 in the discarded tuning stats).  In a compound
+step the other steps' variables move during tuning, so its tuning draws are real steps.
 """
 import os
 
@@ -114,13 +118,23 @@ class L2HMC(ArrayStepShared):
 
     def _warm_start(self, q0):
         """At a chain's first tuning step: a random training chain's position (in the sampling
-        coordinates), if there are any; else ``q0``'s."""
+        coordinates), if there are any; else ``q0``'s.  A warm start with no other step's variables
+        makes the chain's remaining tuning draws free."""
         self._fresh_chain = False
         self._last_logp = np.nan
         chains = (self.sampler.history or {}).get("chains")
         if not self.tune or chains is None or len(chains) == 0:
             return self._to_sampling(q0)
+        self._tuned_start = not self.shared
         return np.asarray(chains[np.random.randint(len(chains))], dtype=floatX)[None, :]
+
+    def _free_tuning_draw(self, q0):
+        """A tuning draw after a warm start: the chain stays at ``q0``, no proposal is made."""
+        nan = float("nan")
+        stats = {"accept": nan, "accepted": False, "diverging": False, "energy": nan, "energy_error": nan,
+                 "step_size": self.sampler.step_size, "log_jacobian": nan, "direction": 0, "tree_size": 0.0,
+                 "model_logp": self._last_logp, "tune": True}
+        return q0, [stats]
 
     def _to_sampling(self, q0):
         """The sampling coordinates ``(1, dim)`` of the model's flat vector ``q0``: those of the
@@ -144,6 +158,8 @@ class L2HMC(ArrayStepShared):
         return (x, *self.sampler.start_state(x))
 
     def astep(self, q0):
+        if self.tune and self._tuned_start and self._last is not None:
+            return self._free_tuning_draw(q0)
         if self._mh_step is None:  # once per run: the networks do not change while it draws
             self._mh_step = self.sampler.model_step_function()
         x, potential, grad = self._start(q0)
@@ -194,6 +210,7 @@ class L2HMC(ArrayStepShared):
         """Nothing is adapted; a new run starts with tuning draws again (and a warm start)."""
         self.tune = True
         self._fresh_chain = True
+        self._tuned_start = False  # set by a warm start that leaves tuning nothing to do
         self._n_draws = self._n_divergent = 0
         self._accept_sum = 0.0
         self._last_logp = np.nan
