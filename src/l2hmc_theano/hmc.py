@@ -1,11 +1,12 @@
-"""Plain HMC's Metropolis-Hastings step, symbolic, with the number of leapfrog steps an input.
+"""Plain HMC's Metropolis-Hastings step, in NumPy around the compiled energy and gradient.
 
 The L2HMC dynamics with zero auxiliary functions are HMC's leapfrog (the masks then only
 split each position update in two halves that move disjoint coordinates by the same
-x + eps v).  Written without the networks, masks and time encodings, one compiled function
-of this step serves every use of plain HMC: warm-up's iterations, its trajectories of
-t = 2..20 steps to choose T, and the draws of a sampler that kept HMC (``pm.sample``'s one
-chain per call and :func:`l2hmc_theano.sample`'s batch), instead of one compile each.
+x + eps v).  Every use of plain HMC (warm-up's iterations, its trajectories of t = 2..20
+steps to choose T, the draws of a sampler that kept HMC) runs this loop, which needs no
+compile of its own: it calls the batched U and dU/dx that the sampler compiles anyway
+(:meth:`L2HMCSampler.energy_and_grad`'s function).  A scanned Theano step ran no faster
+(Scan's outer loop is Python on this stack) and cost 1-3 s of compile per model.
 
 For chains at y (whitened coordinates, ``(batch, dim)``) that carry U(y) ``(batch,)`` and
 dU/dy ``(batch, dim)``, with momenta v, directions d = +1/-1 and step sizes eps ``(batch,)``:
@@ -15,61 +16,78 @@ w = d v runs T leapfrog steps
 
 and the proposal is (y_T, d w_T).  A chain with d = -1 thus runs the inverse map of the
 d = +1 trajectory of its momentum (as the generalized leapfrog's backward direction does);
-log|det J| = 0.  T gradients are evaluated in the scan and U once, at y_T.
+log|det J| = 0.  Each step evaluates U and dU/dy together, so a proposal costs T evaluations.
 """
 from collections import namedtuple
 
-from ._theano import floatX, theano, tt
-from .kernel import finite
+import numpy as np
 
-__all__ = ["HMCStep", "hmc_step"]
+__all__ = ["HMCStep", "hmc_step", "leapfrog"]
 
-HMCStep = namedtuple("HMCStep", "accept_prob accepted diverging energy energy_error potential grad y_proposal")
+HMCStep = namedtuple("HMCStep", "accept_prob accepted diverging energy energy_error potential grad y_proposal failed")
 
 
 def leapfrog(energy, y, w, grad, step_size, n_steps):
-    """``n_steps`` (symbolic int) leapfrog steps of HMC from ``y``, ``w``, ``grad`` ``(batch, dim)``
-    with per-chain ``step_size`` ``(batch,)``: ``(y_T, w_T, dU/dy at y_T)``."""
-    eps = tt.shape_padright(step_size)
-
-    def step(y, w, grad, eps):
-        w = w - 0.5 * eps * grad
+    """``n_steps`` (>= 1) leapfrog steps from ``y``, ``w``, ``grad`` ``(batch, dim)`` with per-chain
+    ``step_size`` ``(batch,)``.  ``energy(y, rows) -> (U, dU/dy, failed)`` evaluates the chains
+    ``rows`` (an index array, or None for all) and marks those whose evaluation raised; a chain
+    whose position or gradient is not finite is not evaluated again (its trajectory is lost).
+    Returns ``(y_T, w_T, U(y_T), dU/dy at y_T, failed)``, ``failed`` ``(batch,)`` bool."""
+    eps = np.asarray(step_size)[:, None]
+    half = 0.5 * eps
+    failed = np.zeros(len(y), dtype=bool)
+    alive = None  # every chain, until one turns non-finite
+    potential = None
+    for _ in range(n_steps):
+        w = w - half * grad
         y = y + eps * w
-        _, grad = energy.value_and_grad(y)
-        return y, w - 0.5 * eps * grad, grad
-
-    (ys, ws, grads), _ = theano.scan(step, outputs_info=[y, w, grad], non_sequences=[eps], n_steps=n_steps,
-                                     strict=False, name="hmc_leapfrog")
-    return ys[-1], ws[-1], grads[-1]
+        if alive is None:
+            potential, grad, bad = energy(y, None)
+            if bad is not None:
+                failed |= bad
+        else:
+            potential, grad = np.full(len(y), np.nan, dtype=y.dtype), np.full_like(y, np.nan)
+            if len(alive):
+                potential[alive], grad[alive], bad = energy(y[alive], alive)
+                if bad is not None:
+                    failed[alive] |= bad
+        w = w - half * grad
+        finite = np.isfinite(potential) & np.all(np.isfinite(grad), axis=1)
+        if not finite.all():
+            alive = np.flatnonzero(finite)
+    return y, w, potential, grad, failed
 
 
 def hmc_step(energy, y, v, direction, log_u, step_size, n_steps, potential, grad):
     """One MH step of HMC for chains carrying their U and dU/dy (see the module docstring).
 
-    ``energy`` takes y; ``y, v, grad`` ``(batch, dim)``; ``direction, log_u, step_size,
-    potential`` ``(batch,)``; ``n_steps`` a symbolic int >= 1.  A non-finite proposal or
+    ``energy`` as for :func:`leapfrog`; ``y, v, grad`` ``(batch, dim)``; ``direction, log_u,
+    step_size, potential`` ``(batch,)``; ``n_steps`` an int >= 1.  A non-finite proposal or
     acceptance ratio is a rejection and a divergence, as in :func:`l2hmc_theano.kernel.propose`.
     Returns an :class:`HMCStep`: at the next state (the proposal if accepted, else ``y``) its U
-    ``potential``, dU/dy ``grad`` and H (``energy``); H(proposal) - H(start) (``energy_error``), the acceptance
-    probability, ``accepted``, ``diverging`` and the proposal ``y_proposal`` (whether accepted or not).
+    ``potential``, dU/dy ``grad`` and H (``energy``); H(proposal) - H(start) (``energy_error``, inf
+    for a chain whose evaluation raised), the acceptance probability, ``accepted``,
+    ``diverging``, the proposal ``y_proposal`` (whether accepted or not) and ``failed``, the
+    chains whose evaluation raised (rejected and diverging).
     """
-    sign = tt.shape_padright(tt.cast(direction, floatX))
-    y1, w1, grad1 = leapfrog(energy, y, sign * v, grad, step_size, n_steps)
-    potential1, _ = energy.value_and_grad(y1)
-    kinetic0 = 0.5 * tt.sqr(v).sum(axis=1)
-    kinetic1 = 0.5 * tt.sqr(w1).sum(axis=1)
-    energy_error = potential1 + kinetic1 - (potential + kinetic0)
-    ok = tt.and_(finite(energy_error), tt.all(finite(y1), axis=1))
-    accept_prob = tt.switch(ok, tt.exp(tt.minimum(-tt.switch(ok, energy_error, 1.0), 0.0)), 0.0)
-    accepted = tt.and_(ok, tt.lt(log_u, -energy_error))
-    column = tt.shape_padright(accepted)
+    sign = np.asarray(direction)[:, None]
+    y1, w1, potential1, grad1, failed = leapfrog(energy, y, sign * v, grad, step_size, n_steps)
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverging chain's overflow is its rejection
+        kinetic0 = 0.5 * np.sum(np.square(v), axis=1)
+        kinetic1 = 0.5 * np.sum(np.square(w1), axis=1)
+        energy_error = potential1 + kinetic1 - (potential + kinetic0)
+        energy_error[failed] = np.inf
+        ok = np.isfinite(energy_error) & np.all(np.isfinite(y1), axis=1)
+        accept_prob = np.where(ok, np.exp(np.minimum(-np.where(ok, energy_error, 1.0), 0.0)), 0.0)
+        accepted = ok & (log_u < -energy_error)
     return HMCStep(
         accept_prob=accept_prob,
         accepted=accepted,
-        diverging=tt.invert(ok),
-        energy=tt.switch(accepted, potential1 + kinetic1, potential + kinetic0),
+        diverging=~ok,
+        energy=np.where(accepted, potential1 + kinetic1, potential + kinetic0),
         energy_error=energy_error,
-        potential=tt.switch(accepted, potential1, potential),
-        grad=tt.switch(column, grad1, grad),
+        potential=np.where(accepted, potential1, potential),
+        grad=np.where(accepted[:, None], grad1, grad),
         y_proposal=y1,
+        failed=failed,
     )

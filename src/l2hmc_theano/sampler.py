@@ -17,7 +17,7 @@ import numpy as np
 from ._theano import Scan, change_flags, floatX, theano, tt
 from .budget import choose_batch_size, training_decision
 from .budget import describe as describe_setup
-from .chain_guard import call_by_rows, mark_mh_step, neutralise_step_scale, replace_non_finite_starts
+from .chain_guard import FAILURES, call_by_rows, mark_mh_step, neutralise_step_scale, replace_non_finite_starts
 from .constants import fold_shared
 from .dynamics import draw_masks, time_encoding
 from .energy import StartError, as_energy
@@ -29,8 +29,8 @@ from .preconditioner import Preconditioner, WhitenedEnergy
 __all__ = ["L2HMCSampler"]
 
 #: What each compiled function is, for the messages shown while it compiles.
-_WHAT = {"hmc_kernel": "HMC's step (warm-up, the choice of T, and the draws while the networks are zero)",
-         "energy_grad": "the energy and its gradient",
+_WHAT = {"energy_grad": "the energy and its gradient (and with it HMC's step: warm-up, the choice of T, "
+                        "the draws while the networks are zero)",
          "mh_step_stats": "the MH step", "mh_step_model": "pm.sample's MH step", "energy": "the energy",
          "mh_step_stats_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
          "mh_step_model_hmc": "pm.sample's MH step (HMC's leapfrog: the networks' heads are zero)",
@@ -38,7 +38,7 @@ _WHAT = {"hmc_kernel": "HMC's step (warm-up, the choice of T, and the draws whil
          "mh_step_carry_hmc": "the MH step (HMC's leapfrog: the networks' heads are zero)",
          "transition": "the leapfrog map"}
 #: The compiled functions that take T as an input or do not use it (kept when T changes).
-_WITHOUT_T = ("hmc_kernel", "energy_grad", "energy")
+_WITHOUT_T = ("energy_grad", "energy")
 # pm.sample's step (one chain per call) writes T <= this many leapfrog steps out instead of scanning
 # them: Scan's Python loop costs a call per step there (benchmarks/step_cost.py).  Their compile
 # leaves out local_fill_sink: it pushes the gradient's fills through every later elementwise op,
@@ -381,58 +381,71 @@ class L2HMCSampler:
         U, dU = self.energy_target.value_and_grad(x)
         return [x], [U, dU]
 
-    def _build_hmc_kernel(self):
-        """Plain HMC's MH step (:func:`.hmc.hmc_step`) for chains that carry U and dU/dy, with the step
-        size and T as inputs: ``x, v, direction, log_u, step_size`` (scalar), ``step_scale,
-        n_steps`` (int), ``potential, grad``.  Outputs: :meth:`model_step_function`'s (next x,
-        acceptance probability, accepted, diverging, H, energy error, log-det (0), U, the model's
-        flat vector, log|det dx/du|, dU/dy), then the proposal in y ``(batch, dim)``."""
-        x, v, d = self._inputs()
-        log_u = tt.vector("log_u", dtype=floatX)
-        eps = tt.scalar("step_size", dtype=floatX)
-        step_scale = tt.vector("step_scale", dtype=floatX)
-        n_steps = tt.iscalar("n_steps")
-        potential, grad = tt.vector("potential", dtype=floatX), tt.matrix("grad", dtype=floatX)
+    def _energy_in_y(self):
+        """``f(y, rows) -> (U (n,), dU/dy (n, dim), failed (n,) bool)`` at whitened positions ``y``
+        ``(n, dim)`` (numpy; ``rows`` unused: :func:`.hmc.leapfrog`'s signature), from
+        :meth:`energy_and_grad`'s compiled function.  A row whose evaluation raises is NaN and
+        ``failed`` (:mod:`.chain_guard`), every row if all raise: the chains' starts evaluated
+        (they carry U and dU/dy), so a proposal that cannot is that chain's divergence."""
+        fn = self._function("energy_grad", self._build_energy_grad)
+        fn.trust_input = True  # x is made a floatX (n, dim) array here and in energy_and_grad
         precond = self.preconditioner
-        y = x if precond is None else precond.to_y(x)
-        s = hmc_step(self.whitened(), y, v, d, log_u, eps * step_scale, n_steps, potential, grad)
-        proposal = s.y_proposal if precond is None else precond.to_x(s.y_proposal)
-        x_next = tt.switch(tt.shape_padright(s.accepted), proposal, x)
-        to_model = getattr(self.energy_target, "to_model_graph", None)
-        q, log_jacobian = to_model(x_next) if to_model is not None else (x_next, tt.zeros_like(potential))
-        outputs = [x_next, s.accept_prob, s.accepted, s.diverging, s.energy, s.energy_error, tt.zeros_like(potential),
-                   s.potential, q, log_jacobian, s.grad, s.y_proposal]
-        return [x, v, d, log_u, eps, step_scale, n_steps, potential, grad], outputs
+        mu, factor = (None, None) if precond is None else precond.values()
+        dense = precond is not None and precond.kind != "diag"
 
-    def hmc_kernel(self):
-        """Plain HMC's step for chains that carry U and dU/dy (as :meth:`mh_step_carrying`), whatever
-        the networks: ``f(x, v, direction, log_u, step_scale, potential, grad, step_size=None,
-        n_steps=None)`` -> the twelve outputs of :meth:`_build_hmc_kernel` (numpy).  The step size
-        and T default to the sampler's; the preconditioner and non-centring are read as they stand
-        at each call, so one compile serves warm-up (which changes them), its choice of T and the
-        draws.  A chain whose evaluation raises stays where it is, rejected and diverging
-        (:mod:`.chain_guard`); ``f.failed`` is then the ``(batch,)`` bool of such chains in the last
-        call (else None)."""
-        fn = self._function("hmc_kernel", self._build_hmc_kernel)
-        fn.trust_input = True  # the arguments are converted and checked here
+        def energy(y, rows):
+            x = y if precond is None else (y @ factor.T if dense else y * factor) + mu
+            try:
+                (potential, grad), failed = call_by_rows(fn, [np.asarray(x, dtype=floatX)], [0])
+            except FAILURES:
+                return np.full(len(y), np.nan, dtype=floatX), np.full_like(y, np.nan), np.ones(len(y), dtype=bool)
+            if precond is not None:
+                grad = grad @ factor if dense else grad * factor
+            return potential, grad, failed
+
+        return energy
+
+    def hmc_kernel(self, model_values=False):
+        """Plain HMC's MH step (:func:`.hmc.hmc_step`) for chains that carry U and dU/dy (as
+        :meth:`mh_step_carrying`), whatever the networks: ``f(x, v, direction, log_u, step_scale,
+        potential, grad, step_size=None, n_steps=None)`` -> twelve arrays: :meth:`model_step_function`'s
+        outputs (next x, acceptance probability, accepted, diverging, H, energy error, log-det (0),
+        U, the model's flat vector, log|det dx/du|, dU/dy), then the proposal in y ``(batch, dim)``;
+        without ``model_values`` the model's flat vector and log|det dx/du| are None (not computed).
+        The step size and T default to the sampler's; the preconditioner and non-centring are read
+        as they stand at each call, so it serves warm-up (which changes them), its choice of T and
+        the draws, with no compile but :meth:`energy_and_grad`'s.  A chain whose evaluation raises
+        is rejected and diverging (:mod:`.chain_guard`); ``f.failed`` is then the ``(batch,)`` bool
+        of such chains in the last call (else None)."""
+        self._function("energy_grad", self._build_energy_grad)
         dim = self.dim
+        to_model = getattr(self.energy_target, "to_model_with_jacobian", None)
 
         def step(x, v, direction, log_u, step_scale, potential, grad, step_size=None, n_steps=None):
-            args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential, grad)]
-            batch = args[0].shape[0] if args[0].ndim == 2 else -1
-            if (any(a.shape != (batch, dim) for a in (args[0], args[1], args[6]))
-                    or any(a.shape != (batch,) for a in args[2:6])):
+            args = [np.ascontiguousarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential,
+                                                                     grad)]
+            x, v, direction, log_u, step_scale, potential, grad = args
+            batch = x.shape[0] if x.ndim == 2 else -1
+            if (any(a.shape != (batch, dim) for a in (x, v, grad))
+                    or any(a.shape != (batch,) for a in (direction, log_u, step_scale, potential))):
                 raise ValueError(
                     f"The HMC step takes x, v and grad of shape (batch, {dim}) and direction, log_u, step_scale and "
                     f"potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
-            eps = np.asarray(self.step_size if step_size is None else step_size, dtype=floatX)
-            T = np.asarray(self.n_steps if n_steps is None else n_steps, dtype=np.int32)
+            eps = float(self.step_size if step_size is None else step_size)
+            T = int(self.n_steps if n_steps is None else n_steps)
             if T < 1:
                 raise ValueError(f"n_steps must be >= 1, got {n_steps!r}.")
-            args = args[:4] + [eps, args[4], T] + args[5:]
-            outputs, step.failed = call_by_rows(fn, args, (0, 1, 2, 3, 5, 7, 8), neutralise_step_scale(5),
-                                                functools.partial(mark_mh_step, carried=(7, 8), grad_output=10))
-            return outputs
+            precond = self.preconditioner
+            y = x if precond is None else precond.to_y_numpy(x).astype(floatX)
+            s = hmc_step(self._energy_in_y(), y, v, direction, log_u, eps * step_scale, T, potential, grad)
+            proposal = s.y_proposal if precond is None else precond.to_x_numpy(s.y_proposal).astype(floatX)
+            x_next = np.where(s.accepted[:, None], proposal, x)
+            q, log_jacobian = None, None
+            if model_values:
+                q, log_jacobian = to_model(x_next) if to_model is not None else (x_next, np.zeros(batch, dtype=floatX))
+            step.failed = s.failed if s.failed.any() else None
+            return [x_next, s.accept_prob, s.accepted, s.diverging, s.energy, s.energy_error,
+                    np.zeros(batch, dtype=floatX), s.potential, q, log_jacobian, s.grad, s.y_proposal]
 
         step.failed = None
         return step
@@ -576,7 +589,10 @@ class L2HMCSampler:
         once for warm-up and the draws alike)."""
         self._function("energy_grad", self._build_energy_grad)  # start_state's, for a chain's first draw
         if self.networks_are_zero():
-            kernel = self.hmc_kernel()
+            to_model = getattr(self.energy_target, "to_model_with_jacobian", None)
+            if to_model is not None:  # compiles the non-centring's map, if any, now rather than at a draw
+                to_model(np.zeros((1, self.dim), dtype=floatX))
+            kernel = self.hmc_kernel(model_values=True)
             return lambda *args: kernel(*args)[:11]
         fn = self.compiled_mh_step(model_values=True)
         fn.trust_input = True

@@ -239,8 +239,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     ``scale_min, scale_max, iterations, gradients, settled, last_change, replaced,
     seconds, n_steps`` and ``ess_per_gradient`` (the profile T was chosen by, or None);
     ``failed`` (chain steps whose evaluation raised), ``loop_seconds`` (the iterations alone, at
-    ``warmup_n_steps`` leapfrog steps) and ``compile_seconds`` (the HMC step's compile:
-    :meth:`L2HMCSampler.hmc_kernel`, which the iterations and the profile share).
+    ``warmup_n_steps`` leapfrog steps) and ``compile_seconds`` (the compile of the energy and
+    gradient, which :meth:`L2HMCSampler.hmc_kernel`'s iterations and profile call).
     Sets ``sampler.log_step_size``, the preconditioner's values and (with
     ``sampler.adapt_n_steps``) ``sampler.n_steps``.
     """
@@ -352,7 +352,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "failed": failures,
         "loop_seconds": loop_seconds,  # the iterations alone, at T = warmup_n_steps (for the budget)
         "warmup_n_steps": warmup_n_steps,
-        "compile_seconds": sampler.compile_seconds.get("hmc_kernel", 0.0),
+        "compile_seconds": sampler.compile_seconds.get("energy_grad", 0.0),
         "noncentred": sampler.energy_target.noncentring.names if noncentred else [],
         "seconds": time.perf_counter() - start,
     }
