@@ -204,10 +204,10 @@ def run_l2hmc(name, seed, draws, tune, quick):
     with model:
         step, setup = timed(lambda: L2HMC(vars=model.cont_vars, seed=seed, **l2hmc_kwargs(quick)))
     sampler = step.sampler
-    # A sampler loaded from a cache may carry the seconds of the run that trained it: then they are not this setup's.
+    # A sampler loaded from the cache carries the seconds of the run that trained it: not this setup's.
     warm = (sampler.warmup_info or {}).get("seconds", 0.0)
     train = (sampler.history or {}).get("seconds", 0.0)
-    if warm + train > setup:
+    if sampler.loaded_from is not None:
         warm = train = float("nan")
     say(f"  setup {setup:.1f} s (warm-up {warm:.1f}, training {train:.1f}); compiling the draw")
 

@@ -32,6 +32,7 @@ def test_load_gives_identical_transitions(saved, small_model, rng):
     np.testing.assert_array_equal(loaded.masks, sampler.masks)
     assert loaded.preconditioner.kind == "diag" and loaded.warmup_info == sampler.warmup_info
     assert loaded.step_jitter == sampler.step_jitter == 0.3
+    assert (loaded.loaded_from, sampler.loaded_from) == (str(path), None)
     np.testing.assert_array_equal(loaded.history["chains"], sampler.history["chains"])
     for a, b in zip(loaded.preconditioner.values(), sampler.preconditioner.values()):
         np.testing.assert_array_equal(a, b)

@@ -286,6 +286,7 @@ def load(path, model=None):
             raise ValueError(f"{os.fspath(path)!r}: network parameter {p.name!r} is missing or has the "
                              "wrong shape.")
         p.set_value(arrays[key].astype(floatX))
+    sampler.loaded_from = os.fspath(path)
     return sampler
 
 

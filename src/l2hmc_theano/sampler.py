@@ -236,6 +236,7 @@ class L2HMCSampler:
         self.training_problems = []
         self.setup = None  # what the last train() decided (l2hmc_theano.budget)
         self.compile_seconds = {}  # each compiled function's compile time, by name
+        self.loaded_from = None  # the file load() read it from (its seconds of set-up are that run's)
 
     # -- parameters -------------------------------------------------------------------
     @property
