@@ -94,7 +94,7 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
     T = sampler.n_steps
     p = float(profile[min(T, len(profile)) - 1])
     hmc_seconds = TARGET_ESS / max(p, 1e-12) * one_chain_seconds
-    iteration = warmup_info["loop_seconds"] / warmup_info["iterations"] * (T + 1) / (warmup_info["warmup_n_steps"] + 1)
+    iteration = warmup_info["loop_seconds"] / warmup_info["iterations"] * T / warmup_info["warmup_n_steps"]
     train_seconds = (TRAIN_COMPILE_COST * warmup_info.get("compile_seconds", 0.0)
                      + (MIN_TRAIN_ITERATIONS * TRAIN_ITERATION_COST + 100) * iteration)
     train = train_seconds < PAYBACK * hmc_seconds

@@ -22,22 +22,22 @@ from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["HMCStep", "hmc_step", "leapfrog"]
+__all__ = ["HMCStep", "hmc_step", "leapfrog", "trajectory"]
 
 HMCStep = namedtuple("HMCStep", "accept_prob accepted diverging energy energy_error potential grad y_proposal failed")
 
 
-def leapfrog(energy, y, w, grad, step_size, n_steps):
-    """``n_steps`` (>= 1) leapfrog steps from ``y``, ``w``, ``grad`` ``(batch, dim)`` with per-chain
-    ``step_size`` ``(batch,)``.  ``energy(y, rows) -> (U, dU/dy, failed)`` evaluates the chains
-    ``rows`` (an index array, or None for all) and marks those whose evaluation raised; a chain
-    whose position or gradient is not finite is not evaluated again (its trajectory is lost).
-    Returns ``(y_T, w_T, U(y_T), dU/dy at y_T, failed)``, ``failed`` ``(batch,)`` bool."""
+def trajectory(energy, y, w, grad, step_size, n_steps):
+    """The leapfrog trajectory from ``y``, ``w``, ``grad`` ``(batch, dim)`` with per-chain
+    ``step_size`` ``(batch,)``: yields ``(y_t, w_t, U(y_t), dU/dy at y_t, failed)`` after each of
+    the ``n_steps`` steps (the arrays are new each step).  ``energy(y, rows) -> (U, dU/dy, failed)``
+    evaluates the chains ``rows`` (an index array, or None for all) and marks those whose
+    evaluation raised; ``failed`` ``(batch,)`` accumulates them.  A chain whose position or
+    gradient is not finite is not evaluated again (its trajectory is lost: NaN)."""
     eps = np.asarray(step_size)[:, None]
     half = 0.5 * eps
     failed = np.zeros(len(y), dtype=bool)
     alive = None  # every chain, until one turns non-finite
-    potential = None
     for _ in range(n_steps):
         w = w - half * grad
         y = y + eps * w
@@ -55,13 +55,21 @@ def leapfrog(energy, y, w, grad, step_size, n_steps):
         finite = np.isfinite(potential) & np.all(np.isfinite(grad), axis=1)
         if not finite.all():
             alive = np.flatnonzero(finite)
-    return y, w, potential, grad, failed
+        yield y, w, potential, grad, failed
+
+
+def leapfrog(energy, y, w, grad, step_size, n_steps):
+    """``n_steps`` (>= 1) leapfrog steps (:func:`trajectory`): ``(y_T, w_T, U(y_T), dU/dy at y_T,
+    failed)``, ``failed`` ``(batch,)`` bool."""
+    for state in trajectory(energy, y, w, grad, step_size, n_steps):
+        pass
+    return state
 
 
 def hmc_step(energy, y, v, direction, log_u, step_size, n_steps, potential, grad):
     """One MH step of HMC for chains carrying their U and dU/dy (see the module docstring).
 
-    ``energy`` as for :func:`leapfrog`; ``y, v, grad`` ``(batch, dim)``; ``direction, log_u,
+    ``energy`` as for :func:`trajectory`; ``y, v, grad`` ``(batch, dim)``; ``direction, log_u,
     step_size, potential`` ``(batch,)``; ``n_steps`` an int >= 1.  A non-finite proposal or
     acceptance ratio is a rejection and a divergence, as in :func:`l2hmc_theano.kernel.propose`.
     Returns an :class:`HMCStep`: at the next state (the proposal if accepted, else ``y``) its U

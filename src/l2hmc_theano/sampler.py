@@ -382,7 +382,7 @@ class L2HMCSampler:
         U, dU = self.energy_target.value_and_grad(x)
         return [x], [U, dU]
 
-    def _energy_in_y(self):
+    def energy_in_y(self):
         """``f(y, rows) -> (U (n,), dU/dy (n, dim), failed (n,) bool)`` at whitened positions ``y``
         ``(n, dim)`` (numpy; ``rows`` unused: :func:`.hmc.leapfrog`'s signature), from
         :meth:`energy_and_grad`'s compiled function.  A row whose evaluation raises is NaN and
@@ -438,7 +438,7 @@ class L2HMCSampler:
                 raise ValueError(f"n_steps must be >= 1, got {n_steps!r}.")
             precond = self.preconditioner
             y = x if precond is None else precond.to_y_numpy(x).astype(floatX)
-            s = hmc_step(self._energy_in_y(), y, v, direction, log_u, eps * step_scale, T, potential, grad)
+            s = hmc_step(self.energy_in_y(), y, v, direction, log_u, eps * step_scale, T, potential, grad)
             proposal = s.y_proposal if precond is None else precond.to_x_numpy(s.y_proposal).astype(floatX)
             x_next = np.where(s.accepted[:, None], proposal, x)
             q, log_jacobian = None, None

@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 
 from ._theano import floatX
+from .hmc import trajectory
 
 __all__ = ["WarmupSettings", "DualAveraging", "WarmupError", "initial_chains", "warmup"]
 
@@ -145,10 +146,10 @@ def _ess_per_draw(rho):
 def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min_steps=1):
     """Predicted ESS per gradient of HMC with t = 1..``max_steps`` leapfrog steps, ``(max_steps,)``.
 
-    From HMC proposals (:meth:`L2HMCSampler.hmc_kernel`, jittered step sizes) of t steps, for t on
+    From HMC proposals (:func:`.hmc.trajectory`, jittered step sizes) of t steps, for t on
     :func:`trajectory_lengths` from ``min_steps``, started at the chains ``x`` ``(B, dim)`` with
-    ``repeats`` fresh momenta each (the same momenta for every t: each proposal is the t-th point of
-    one trajectory), in whitened and standardised coordinates z: the lag-1 autocorrelation of one MH
+    ``repeats`` fresh momenta each (each proposal is the t-th point of one trajectory per chain and
+    repeat, so the profile costs ``repeats`` trajectories of the longest length), in whitened and standardised coordinates z: the lag-1 autocorrelation of one MH
     step from its expected squared jump, rho = 1 - E[A (z_t - z_0)^2] / (2 E[z_0^2]) (A the acceptance
     probability; at stationarity the same as E[z_0 z_1] / E[z_0^2], and far less noisy over a few
     chains: it never exceeds 1), per coordinate, for z and for its square (z^2 - 1); each gives an
@@ -158,25 +159,27 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     before the first it is the first's).  The square guards against trajectories that swing to the
     opposite side: antithetic for the mean, useless for the variance.
     """
-    kernel = sampler.hmc_kernel()
+    energy = sampler.energy_in_y()
     lengths = trajectory_lengths(min_steps, max_steps)
+    at = {t: j for j, t in enumerate(lengths)}
     batch = len(x)
     potential, grad = sampler.start_state(x)
-    y0 = x if sampler.preconditioner is None else sampler.preconditioner.to_y_numpy(x)
+    y0 = x if sampler.preconditioner is None else sampler.preconditioner.to_y_numpy(x).astype(floatX)
     sd = y0.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     z0 = (y0 - y0.mean(axis=0)) / sd
     jumps = np.zeros((2, len(lengths), sampler.dim))
     norms = np.zeros((2, sampler.dim))
-    ones = np.ones(batch, dtype=floatX)
     for _ in range(repeats):
         v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
-        scale = sampler.draw_step_scale(rng, batch)
-        for j, t in enumerate(lengths):
-            out = kernel(x, v, ones, np.zeros(batch, dtype=floatX), scale, potential, grad, step_size=step_size,
-                         n_steps=t)
-            dH, y_t = out[5], out[11]
+        eps = step_size * sampler.draw_step_scale(rng, batch)
+        h0 = potential + 0.5 * np.sum(np.square(v), axis=1)
+        for t, (y_t, w_t, potential_t, _, failed) in enumerate(trajectory(energy, y0, v, grad, eps, lengths[-1]), 1):
+            if t not in at:
+                continue
+            j = at[t]
             with np.errstate(over="ignore", invalid="ignore"):
+                dH = np.where(failed, np.inf, potential_t + 0.5 * np.sum(np.square(w_t), axis=1) - h0)
                 accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, None]
                 zt = np.where(accept > 0, (y_t - y0.mean(axis=0)) / sd, 0.0)
                 for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
@@ -201,8 +204,9 @@ def trajectory_lengths(min_steps, max_steps):
 
 
 def _gradient_count(lengths, batch, repeats):
-    """Energy evaluations of :func:`ess_per_gradient_profile`: t gradients and one energy per proposal."""
-    return repeats * batch * sum(t + 1 for t in lengths)
+    """Energy-and-gradient evaluations of :func:`ess_per_gradient_profile`: one trajectory of the
+    longest length per chain and repeat (the shorter ones are its first points)."""
+    return repeats * batch * max(lengths)
 
 
 def _largest_change(preconditioner, new_factor):
@@ -328,7 +332,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     final_step = dual.final_step_size
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
-    gradients = done * batch_size * (warmup_n_steps + 1)  # T gradients and U at the proposal
+    gradients = done * batch_size * warmup_n_steps  # T evaluations of U and dU together
     profile = None
     if sampler.adapt_n_steps:
         lo = min(settings.min_n_steps, settings.max_n_steps)
