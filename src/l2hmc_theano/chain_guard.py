@@ -111,24 +111,21 @@ def neutralise_step_scale(index):
     return neutralise
 
 
-def mark_mh_step(outputs, failed, args, carried=None, grad_output=-1):
+def mark_mh_step(outputs, failed, args):
     """Mark ``failed`` chains in an MH step's outputs ``[x_next, accept_prob, accepted,
-    diverging, energy, energy_error, logdet, potential, ..., grad, ...]`` of inputs ``[x, v, d,
+    diverging, energy, energy_error, logdet, potential, ..., grad]`` of inputs ``[x, v, d,
     log_u, step_scale, potential, grad]`` (:meth:`L2HMCSampler.mh_step_carrying`; the last two
     of each only when carried): the chain stays at ``x`` (with its carried U and dU/dy), not
     accepted, acceptance 0, diverging, energy error inf.  With step size 0 the energy and
-    log-det are the start's already.  ``carried``: the positions of U and dU/dy among ``args``
-    (default: 5 and 6 when there are seven); ``grad_output``: dU/dy's among ``outputs``."""
+    log-det are the start's already."""
     outputs[0][failed] = args[0][failed]
     outputs[1][failed] = 0.0
     outputs[2][failed] = False
     outputs[3][failed] = True
     outputs[5][failed] = np.inf
-    if carried is None and len(args) == 7:
-        carried = (5, 6)
-    if carried is not None:
-        outputs[7][failed] = args[carried[0]][failed]
-        outputs[grad_output][failed] = args[carried[1]][failed]
+    if len(args) == 7:
+        outputs[7][failed] = args[5][failed]
+        outputs[-1][failed] = args[6][failed]
     return outputs
 
 

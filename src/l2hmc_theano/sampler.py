@@ -4,7 +4,6 @@ Numpy in, numpy out.  The symbolic pieces live in :mod:`.dynamics` and
 :mod:`.kernel`; this class owns the parameters and the compiled functions.
 """
 import contextlib
-import functools
 import hashlib
 import math
 import numbers
