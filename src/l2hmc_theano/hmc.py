@@ -30,9 +30,10 @@ HMCStep = namedtuple("HMCStep", "accept_prob accepted diverging energy energy_er
 def trajectory(energy, y, w, grad, step_size, n_steps):
     """The leapfrog trajectory from ``y``, ``w``, ``grad`` ``(batch, dim)`` with per-chain
     ``step_size`` ``(batch,)``: yields ``(y_t, w_t, U(y_t), dU/dy at y_t, failed)`` after each of
-    the ``n_steps`` steps (the arrays are new each step).  ``energy(y, rows) -> (U, dU/dy, failed)``
-    evaluates the chains ``rows`` (an index array, or None for all) and marks those whose
-    evaluation raised; ``failed`` ``(batch,)`` accumulates them.  A chain whose position or
+    the ``n_steps`` steps (new arrays each step, but ``failed``, which accumulates in place).
+    ``energy(y, rows) -> (U, dU/dy, failed)`` evaluates the chains ``rows`` (an index array, or
+    None for all) and marks those whose evaluation raised; ``failed`` ``(batch,)`` is every chain
+    whose evaluation raised so far.  A chain whose position or
     gradient is not finite is not evaluated again (its trajectory is lost: NaN)."""
     eps = np.asarray(step_size)[:, None]
     half = 0.5 * eps
