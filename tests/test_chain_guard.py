@@ -140,6 +140,33 @@ def test_non_finite_starts_are_replaced_by_finite_ones():
 
 
 @pytest.mark.slow
+def test_an_hmc_chain_whose_trajectory_raises_diverges_and_the_others_step_exactly():
+    """HMC's NumPy step (zero networks): chain 1 crosses x_0 = 1 mid-trajectory, where the energy
+    raises; it stays where it was, rejected and diverging, and the other chains' outputs are
+    those of a step without it."""
+    sampler = L2HMCSampler(FunctionEnergy(truncated_gaussian_energy, 2), n_steps=3, step_size=0.5, seed=0,
+                           preconditioner=None, zero_network=True)
+    x = np.array([[0.0, 0.0], [0.9, 0.1], [-1.0, 1.0], [0.3, -0.4]], dtype=floatX)
+    v = np.array([[0.1, 0.0], [6.0, 0.0], [0.2, 0.3], [-0.5, 0.2]], dtype=floatX)
+    d = np.array([1.0, 1.0, -1.0, 1.0], dtype=floatX)
+    log_u = np.full(4, -0.1, dtype=floatX)
+    scale = np.ones(4, dtype=floatX)
+    potential, grad = sampler.start_state(x)
+    kernel = sampler.hmc_kernel()
+    out = kernel(x, v, d, log_u, scale, potential, grad)
+    np.testing.assert_array_equal(kernel.failed, [False, True, False, False])
+    x_next, accept, accepted, diverging, energy, energy_error = out[:6]
+    np.testing.assert_array_equal(x_next[1], x[1])
+    assert accept[1] == 0 and not accepted[1] and diverging[1] and energy_error[1] == np.inf
+    assert out[7][1] == potential[1] and np.array_equal(out[10][1], grad[1])
+    healthy = [0, 2, 3]
+    alone = kernel(*(a[healthy] for a in (x, v, d, log_u, scale, potential, grad)))
+    assert kernel.failed is None
+    for k in (0, 1, 2, 3, 4, 5, 7, 10, 11):
+        np.testing.assert_array_equal(out[k][healthy], alone[k])
+    assert not np.any(diverging[healthy]) and accepted[healthy].any()
+
+
 def test_sampling_through_failing_evaluations_keeps_the_truncated_target():
     """Where the energy raises the density is 0: a chain that proposes there is rejected, and the
     chains sample N(0, I) restricted to x_0 < 1 (moments within Monte Carlo error)."""
