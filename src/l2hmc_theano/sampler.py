@@ -585,8 +585,8 @@ class L2HMCSampler:
         ``f`` converts and checks its inputs, and the compiled function trusts them (Theano's
         own per-call checks of every input, shared variables included, cost about as much as a
         leapfrog step of a small model).  Compiles :meth:`start_state`'s function too, for the
-        state a chain starts from.  With the networks' heads zero it is :meth:`hmc_kernel`'s step (compiled
-        once for warm-up and the draws alike)."""
+        state a chain starts from.  With the networks' heads zero it is :meth:`hmc_kernel`'s step (NumPy
+        around that same function: nothing more to compile)."""
         self._function("energy_grad", self._build_energy_grad)  # start_state's, for a chain's first draw
         if self.networks_are_zero():
             to_model = getattr(self.energy_target, "to_model_with_jacobian", None)

@@ -23,7 +23,8 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
 
 Chains that accepted nothing during a window are replaced by copies of others
 (warm-up draws are not samples).  Everything random comes from one
-``numpy.random.Generator``; the compiled step is built once per sampler.
+``numpy.random.Generator``; the only compile is the energy and gradient's (HMC's step is
+NumPy around it, :mod:`.hmc`).
 """
 import dataclasses
 import time
