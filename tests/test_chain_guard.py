@@ -67,6 +67,24 @@ def guarded_sampler(**kwargs):
                         preconditioner=None, **kwargs)
 
 
+def crossing_batch():
+    """Four chains' ``x, v, d, log_u, step_scale``; chain 1's momentum carries it across x_0 = 1."""
+    x = np.array([[0.0, 0.0], [0.9, 0.1], [-1.0, 1.0], [0.3, -0.4]], dtype=floatX)
+    v = np.array([[0.1, 0.0], [6.0, 0.0], [0.2, 0.3], [-0.5, 0.2]], dtype=floatX)
+    d = np.array([1.0, 1.0, -1.0, 1.0], dtype=floatX)
+    return x, v, d, np.full(4, -0.1, dtype=floatX), np.ones(4, dtype=floatX)
+
+
+def assert_chain_1_stays(out, x, potential, grad, grad_output):
+    """Chain 1 of an MH step's outputs ``out`` stayed at ``x[1]`` with its U and dU/dy (``out[7]``,
+    ``out[grad_output]``), rejected and diverging, energy error inf; returns ``diverging``."""
+    x_next, accept, accepted, diverging, _, energy_error = out[:6]
+    np.testing.assert_array_equal(x_next[1], x[1])
+    assert accept[1] == 0 and not accepted[1] and diverging[1] and energy_error[1] == np.inf
+    assert out[7][1] == potential[1] and np.array_equal(out[grad_output][1], grad[1])
+    return diverging
+
+
 def test_failing_rows_finds_exactly_the_rows_that_raise():
     bad = {3, 4, 17}
 
@@ -101,20 +119,13 @@ def test_call_by_rows_fills_failed_rows_with_nan_and_leaves_others():
 def test_a_chain_whose_trajectory_raises_diverges_and_the_others_step_exactly():
     sampler = L2HMCSampler(FunctionEnergy(truncated_gaussian_energy, 2), n_steps=3, step_size=0.5, seed=0,
                            preconditioner=None, networks=HandWrittenAux(2, seed=1, scale=0.5))
-    x = np.array([[0.0, 0.0], [0.9, 0.1], [-1.0, 1.0], [0.3, -0.4]], dtype=floatX)
-    v = np.array([[0.1, 0.0], [6.0, 0.0], [0.2, 0.3], [-0.5, 0.2]], dtype=floatX)
-    d = np.array([1.0, 1.0, -1.0, 1.0], dtype=floatX)
-    log_u = np.full(4, -0.1, dtype=floatX)
-    scale = np.ones(4, dtype=floatX)
+    x, v, d, log_u, scale = crossing_batch()
     potential, grad = sampler.start_state(x)
     raw = sampler.compiled_mh_step(carry=True)
     with pytest.raises(Exception, match="positive definite"):
         raw(x, v, d, log_u, scale, potential, grad)  # the batch as one call: chain 1 crosses x_0 = 1
     out = sampler.mh_step_carrying(x, potential, grad, v, d, log_u, scale)
-    x_next, accept, accepted, diverging, energy, energy_error = out[:6]
-    np.testing.assert_array_equal(x_next[1], x[1])
-    assert accept[1] == 0 and not accepted[1] and diverging[1] and energy_error[1] == np.inf
-    assert out[7][1] == potential[1] and np.array_equal(out[8][1], grad[1])
+    diverging = assert_chain_1_stays(out, x, potential, grad, grad_output=8)
     healthy = [0, 2, 3]
     alone = raw(*(a[healthy] for a in (x, v, d, log_u, scale, potential, grad)))
     for got, expected in zip(out, alone):
@@ -139,26 +150,18 @@ def test_non_finite_starts_are_replaced_by_finite_ones():
     assert np.all(potential == 1.0)
 
 
-@pytest.mark.slow
 def test_an_hmc_chain_whose_trajectory_raises_diverges_and_the_others_step_exactly():
     """HMC's NumPy step (zero networks): chain 1 crosses x_0 = 1 mid-trajectory, where the energy
     raises; it stays where it was, rejected and diverging, and the other chains' outputs are
     those of a step without it."""
     sampler = L2HMCSampler(FunctionEnergy(truncated_gaussian_energy, 2), n_steps=3, step_size=0.5, seed=0,
                            preconditioner=None, zero_network=True)
-    x = np.array([[0.0, 0.0], [0.9, 0.1], [-1.0, 1.0], [0.3, -0.4]], dtype=floatX)
-    v = np.array([[0.1, 0.0], [6.0, 0.0], [0.2, 0.3], [-0.5, 0.2]], dtype=floatX)
-    d = np.array([1.0, 1.0, -1.0, 1.0], dtype=floatX)
-    log_u = np.full(4, -0.1, dtype=floatX)
-    scale = np.ones(4, dtype=floatX)
+    x, v, d, log_u, scale = crossing_batch()
     potential, grad = sampler.start_state(x)
     kernel = sampler.hmc_kernel()
     out = kernel(x, v, d, log_u, scale, potential, grad)
     np.testing.assert_array_equal(kernel.failed, [False, True, False, False])
-    x_next, accept, accepted, diverging, energy, energy_error = out[:6]
-    np.testing.assert_array_equal(x_next[1], x[1])
-    assert accept[1] == 0 and not accepted[1] and diverging[1] and energy_error[1] == np.inf
-    assert out[7][1] == potential[1] and np.array_equal(out[10][1], grad[1])
+    diverging, accepted = assert_chain_1_stays(out, x, potential, grad, grad_output=10), out[2]
     healthy = [0, 2, 3]
     alone = kernel(*(a[healthy] for a in (x, v, d, log_u, scale, potential, grad)))
     assert kernel.failed is None
@@ -167,6 +170,7 @@ def test_an_hmc_chain_whose_trajectory_raises_diverges_and_the_others_step_exact
     assert not np.any(diverging[healthy]) and accepted[healthy].any()
 
 
+@pytest.mark.slow
 def test_sampling_through_failing_evaluations_keeps_the_truncated_target():
     """Where the energy raises the density is 0: a chain that proposes there is rejected, and the
     chains sample N(0, I) restricted to x_0 < 1 (moments within Monte Carlo error)."""
