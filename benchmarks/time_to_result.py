@@ -66,7 +66,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -92,6 +91,7 @@ import pymc3 as pm  # noqa: E402
 import models  # noqa: E402
 from real_models import MODELS as REAL_MODELS, QUICK, flat_scalars, min_ess  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
+from l2hmc_theano.sampler import every  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: pm.sample's own defaults: what a user gets.
@@ -130,19 +130,9 @@ def say(message):
 def phase(message):
     """Say ``message``, then every ``HEARTBEAT_S`` seconds for as long as the block runs."""
     say(message)
-    start, done = time.perf_counter(), threading.Event()
-
-    def beat():
-        while not done.wait(HEARTBEAT_S):
-            say(f"  ... still running ({time.perf_counter() - start:.0f} s): {message}")
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
+    start = time.perf_counter()
+    with every(HEARTBEAT_S, lambda: say(f"  ... still running ({time.perf_counter() - start:.0f} s): {message}")):
         yield
-    finally:
-        done.set()
-        thread.join()
 
 
 def timed(f):
