@@ -53,6 +53,18 @@ def test_training_runs_only_where_it_costs_less_than_half_of_hmcs_time_to_a_usab
     assert not train and f"{train_seconds:.3g} s" in reason
 
 
+def test_with_a_measured_draw_cost_hmcs_time_counts_draws_of_c0_plus_t_c1_seconds():
+    c0, c1 = 2e-4, 2e-5
+    iteration = 1.0 / 100 * 3 / 10
+    train_seconds = budget.TRAIN_COMPILE_COST * 2.0 + (budget.MIN_TRAIN_ITERATIONS * budget.TRAIN_ITERATION_COST
+                                                       + 100) * iteration
+    # HMC's time: TARGET_ESS / (3 p) draws of c0 + 3 c1 seconds, = train_seconds / PAYBACK at the crossing.
+    crossing = budget.TARGET_ESS * (c0 + 3 * c1) / 3 / (train_seconds / budget.PAYBACK)
+    for factor, trains in ((0.9, True), (1.1, False)):
+        info = dict(_info(factor * crossing), draw_cost=[c0, c1])
+        assert budget.training_decision(_Sampler(), info, 1e-9)[0] is trains
+
+
 def test_without_a_prediction_it_trains():
     assert budget.training_decision(_Sampler(), None, 1e-4)[0]
     assert budget.training_decision(_Sampler(), {"ess_per_gradient": None}, 1e-4)[0]

@@ -1,4 +1,5 @@
 """Warm-up: the Fisher-divergence preconditioner estimates, dual averaging, and the warm-up loop."""
+import time
 import warnings
 
 import numpy as np
@@ -8,6 +9,7 @@ import pymc3 as pm
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
 from l2hmc_theano.preconditioner import Preconditioner, fisher_dense, fisher_diagonal
+from l2hmc_theano.budget import choose_n_steps
 from l2hmc_theano.warmup import DualAveraging, WarmupSettings, initial_chains, warmup
 
 SCALES = np.array([0.01, 0.3, 1.0, 7.0, 100.0])
@@ -163,6 +165,31 @@ def test_ess_per_gradient_profile_prefers_long_trajectories_of_small_steps_and_s
     assert np.argmax(large) <= 2 and large[np.argmax(large)] > 3 * large[-1], large
 
 
+def test_n_steps_maximises_ess_per_second_of_a_draw():
+    """Per draw, t steps give profile[t - 1] x t ESS for c0 + t c1 seconds: where a step's cost c1
+    dominates, T is the profile's best per gradient; where the call's c0 does, the best per draw."""
+    profile = [0.30, 0.25, 0.20, 0.10]  # ESS per gradient at t = 1..4; per draw 0.30, 0.50, 0.60, 0.40
+    assert choose_n_steps(profile, 1) == 1
+    assert choose_n_steps(profile, 1, (1e-6, 1e-3)) == 1
+    assert choose_n_steps(profile, 2, (1e-6, 1e-3)) == 2
+    assert choose_n_steps(profile, 1, (1e-3, 1e-6)) == 3
+    # c0 / c1 = 2 (rounded from 2.2): per second 0.30/3, 0.50/4, 0.60/5, 0.40/6 -> t = 2
+    assert choose_n_steps(profile, 1, (2.2e-4, 1e-4)) == 2
+
+
+def test_draw_cost_separates_the_call_from_the_steps():
+    """A kernel that takes 2 ms + 1 ms per step: c1 ~1 ms, c0 ~(1 + DRAW_OVERHEAD) x 2 ms."""
+    from l2hmc_theano import budget
+
+    def kernel(x, v, direction, log_u, scale, potential, grad, step_size, n_steps):
+        time.sleep(2e-3 + 1e-3 * n_steps)
+
+    x = np.zeros((1, 3))
+    c0, c1 = budget.draw_cost(kernel, x, np.zeros(1), x, 0.1)
+    assert c1 == pytest.approx(1e-3, rel=0.3)
+    assert c0 == pytest.approx((1.0 + budget.DRAW_OVERHEAD) * 2e-3, rel=0.3)
+
+
 def test_warmup_chooses_n_steps_only_when_asked():
     model = diagonal_gaussian_model()
     auto = L2HMCSampler(model, zero_network=True, seed=1)
@@ -170,7 +197,9 @@ def test_warmup_chooses_n_steps_only_when_asked():
     settings = WarmupSettings(max_n_steps=12)
     _, info = warmup(auto, 50, np.random.default_rng(0), settings)
     assert 2 <= info["n_steps"] == auto.n_steps <= 12 and len(info["ess_per_gradient"]) == 12
-    assert info["n_steps"] == 2 + int(np.argmax(info["ess_per_gradient"][1:]))
+    assert info["n_steps"] == choose_n_steps(info["ess_per_gradient"], 2, info["draw_cost"])
+    c0, c1 = info["draw_cost"]
+    assert c0 > 0 and c1 > 0
     assert auto.masks.shape == (auto.n_steps, 5) and auto.taus.shape == (auto.n_steps, 2)
     again = L2HMCSampler(model, zero_network=True, seed=1)
     again.set_n_steps(auto.n_steps)

@@ -14,9 +14,18 @@ measured costs, each stated in one line (:func:`describe`):
 Both follow measured costs, so another machine (or a busy one) can decide otherwise for the
 same seed; the decision is saved with the sampler, and ``batch_size=`` and
 ``train_networks=`` given explicitly make a run follow the seed alone.
+* **T, by ESS per second of a draw.**  A draw of one chain (pm.sample's step) costs
+  c(T) = c0 + T c1: c1 a leapfrog step (the energy and gradient of one chain and the update),
+  c0 the rest (the call, the MH test, PyMC3's loop and the step's bookkeeping).  For a small
+  model c0 is most of it (eight schools: c0 ~0.2 ms, c1 ~0.02 ms), so a longer trajectory
+  costs little more than a short one and T is chosen by ESS per draw; for a model with much
+  data c1 dominates and T is chosen by ESS per gradient, as before (:func:`draw_cost`,
+  :func:`choose_n_steps`).  The ratio c0 / c1 is rounded to a power of 2, so that timing noise
+  seldom changes T.
 * **Training.**  After warm-up, HMC with the adapted step size, preconditioner and T has a
   predicted ESS per gradient p (warm-up's profile, :func:`.warmup.ess_per_gradient_profile`),
-  so it reaches :data:`TARGET_ESS` in t_hmc = TARGET_ESS / p gradients of one chain.
+  so it reaches :data:`TARGET_ESS` in t_hmc = TARGET_ESS / (p T) draws of c(T) seconds (without
+  a measured c: TARGET_ESS / p gradients of one chain).
   Training costs a compile (~:data:`TRAIN_COMPILE_COST` x the energy's, measured) and at
   least :data:`MIN_TRAIN_ITERATIONS` iterations of the batch (~:data:`TRAIN_ITERATION_COST`
   warm-up iterations each, gradient through the trajectory).  With a gain g in ESS per
@@ -30,7 +39,7 @@ import numpy as np
 
 from .chain_guard import FAILURES
 
-__all__ = ["TARGET_ESS", "choose_batch_size", "training_decision", "describe"]
+__all__ = ["TARGET_ESS", "choose_batch_size", "draw_cost", "choose_n_steps", "training_decision", "describe"]
 
 #: A usable posterior: this min ESS over the model's variables.
 TARGET_ESS = 1000
@@ -51,6 +60,10 @@ TRAIN_ITERATION_COST = 3.0
 TRAIN_COMPILE_COST = 14.0
 #: Training runs where its predicted cost is below this share of HMC's time to TARGET_ESS.
 PAYBACK = 0.5
+#: pm.sample's loop and the L2HMC step's bookkeeping per draw, in units of the fixed part of the
+#: HMC kernel's call (measured on a 50-d Gaussian: 0.10 ms beside the kernel's 0.10 ms; 0.25 ms a
+#: draw at T = 2 in all).
+DRAW_OVERHEAD = 1.0
 
 
 def gradient_seconds(sampler, x, repeats=5):
@@ -84,6 +97,43 @@ def choose_batch_size(sampler, x0):
     return batch, one, note
 
 
+def draw_cost(kernel, x, potential, grad, step_size, lengths=(1, 4), repeats=5):
+    """``(c0, c1)``: seconds of one chain's draw that do not depend on T, and seconds per leapfrog
+    step, from the least of ``repeats`` timed calls of the HMC ``kernel`` (:meth:`L2HMCSampler.hmc_kernel`)
+    at each of two ``lengths``, for the chain ``x`` ``(1, dim)`` carrying ``potential`` ``(1,)`` and
+    ``grad`` ``(1, dim)``; c0 includes :data:`DRAW_OVERHEAD`.  Momenta come from a fixed seed (the
+    caller's random stream is not touched)."""
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(x.shape).astype(x.dtype)
+    ones = np.ones(len(x), dtype=x.dtype)
+    log_u = np.full(len(x), -np.inf, dtype=x.dtype)  # accept: the path a draw usually takes
+    best = []
+    for T in lengths:
+        kernel(x, v, ones, log_u, ones, potential, grad, step_size=step_size, n_steps=T)  # warm
+        seconds = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            kernel(x, v, ones, log_u, ones, potential, grad, step_size=step_size, n_steps=T)
+            seconds = min(seconds, time.perf_counter() - start)
+        best.append(seconds)
+    per_step = max((best[1] - best[0]) / (lengths[1] - lengths[0]), 1e-9)
+    fixed = max(best[0] - lengths[0] * per_step, 0.0)
+    return (1.0 + DRAW_OVERHEAD) * fixed, per_step
+
+
+def choose_n_steps(ess_per_gradient, min_steps, cost=None):
+    """T in ``min_steps..len(ess_per_gradient)`` with the most predicted ESS per second: the profile
+    ``ess_per_gradient[t - 1]`` x t ESS per draw over a draw's cost c0 + t c1 (``cost`` = (c0, c1)
+    of :func:`draw_cost`, the ratio c0 / c1 rounded to a power of 2); without ``cost``, per gradient."""
+    profile = np.asarray(ess_per_gradient, dtype=float)
+    t = np.arange(1, len(profile) + 1)
+    ratio = 0.0
+    if cost is not None and cost[1] > 0 and cost[0] > 0:
+        ratio = 2.0 ** np.round(np.log2(cost[0] / cost[1]))
+    per_second = profile * t / (ratio + t)
+    return min_steps + int(np.argmax(per_second[min_steps - 1:]))
+
+
 def training_decision(sampler, warmup_info, one_chain_seconds):
     """Whether training should run after a warm-up that gave ``warmup_info`` (see the module
     docstring), and why: ``(train, reason)``.  Without warm-up's ESS profile (a fixed T) it
@@ -93,7 +143,11 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
         return True, "no prediction of HMC's time to a usable posterior (T not chosen by warm-up, or no timing)"
     T = sampler.n_steps
     p = float(profile[min(T, len(profile)) - 1])
-    hmc_seconds = TARGET_ESS / max(p, 1e-12) * one_chain_seconds
+    cost = warmup_info.get("draw_cost")
+    if cost is not None:
+        hmc_seconds = TARGET_ESS / max(p * T, 1e-12) * (cost[0] + T * cost[1])
+    else:
+        hmc_seconds = TARGET_ESS / max(p, 1e-12) * one_chain_seconds
     iteration = warmup_info["loop_seconds"] / warmup_info["iterations"] * T / warmup_info["warmup_n_steps"]
     train_seconds = (TRAIN_COMPILE_COST * warmup_info.get("compile_seconds", 0.0)
                      + (MIN_TRAIN_ITERATIONS * TRAIN_ITERATION_COST + 100) * iteration)

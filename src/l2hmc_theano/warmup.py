@@ -17,9 +17,10 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
 * warm-up stops early once the scales change by less than ``settle`` (relative)
   between two windows, after a last window that adapts the step size alone;
 * then, for a sampler with ``n_steps="auto"``, the number of leapfrog steps T is the one
-  with the largest predicted ESS per gradient over t = ``min_n_steps``..``max_n_steps``, from HMC
-  trajectories started at the chains (:func:`ess_per_gradient_profile`: the lag-1
-  autocorrelations of the coordinates and of their squares, as AR(1) processes).
+  with the largest predicted ESS per second over t = ``min_n_steps``..``max_n_steps``: the ESS
+  per gradient from HMC trajectories started at the chains (:func:`ess_per_gradient_profile`:
+  the lag-1 autocorrelations of the coordinates and of their squares, as AR(1) processes) over
+  the measured cost of a draw of t steps (:func:`.budget.draw_cost`, :func:`.budget.choose_n_steps`).
 
 Chains that accepted nothing during a window are replaced by copies of others
 (warm-up draws are not samples).  Everything random comes from one
@@ -33,6 +34,7 @@ import warnings
 import numpy as np
 
 from ._theano import floatX
+from .budget import choose_n_steps, draw_cost
 from .hmc import trajectory
 
 __all__ = ["WarmupSettings", "DualAveraging", "WarmupError", "initial_chains", "warmup"]
@@ -334,14 +336,17 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     gradients = done * batch_size * warmup_n_steps  # T evaluations of U and dU together
-    profile = None
+    profile = cost = None
     if sampler.adapt_n_steps:
         lo = min(settings.min_n_steps, settings.max_n_steps)
         profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps,
                                            settings.n_steps_repeats, min_steps=lo)
         gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size,
                                      settings.n_steps_repeats)
-        sampler.set_n_steps(lo + int(np.argmax(profile[lo - 1:])))
+        one = np.flatnonzero(np.isfinite(potential))[:1]
+        if len(one):
+            cost = draw_cost(kernel, x[one], potential[one], grad[one], final_step)
+        sampler.set_n_steps(choose_n_steps(profile, lo, cost))
     info = {
         "step_size": final_step,
         "accept": float(np.mean(accepts)),
@@ -351,6 +356,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "gradients": gradients,
         "n_steps": sampler.n_steps,
         "ess_per_gradient": None if profile is None else [float(c) for c in profile],
+        "draw_cost": None if cost is None else [float(c) for c in cost],  # (c0, c1) s: a draw costs c0 + T c1
         "settled": bool(settled),
         "last_change": change,
         "replaced": replaced,
