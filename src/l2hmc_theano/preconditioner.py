@@ -73,9 +73,9 @@ class Preconditioner:
         self.factor.set_value(factor)
         self.factor_inv.set_value(inverse.astype(floatX))
 
-    def values(self):
-        """(mu, factor) as numpy arrays."""
-        return self.mu.get_value(), self.factor.get_value()
+    def values(self, borrow=False):
+        """(mu, factor) as numpy arrays (``borrow``: the stored arrays themselves, not to be changed)."""
+        return self.mu.get_value(borrow=borrow), self.factor.get_value(borrow=borrow)
 
     def copy(self):
         """An independent preconditioner with the same values."""
@@ -109,20 +109,20 @@ class Preconditioner:
 
     # -- numpy maps -------------------------------------------------------------------------
     def to_x_numpy(self, y):
-        mu, factor = self.values()
+        mu, factor = self.values(borrow=True)
         return y * factor + mu if self.kind == "diag" else y @ factor.T + mu
 
     def to_y_numpy(self, x):
-        mu, inverse = self.mu.get_value(), self.factor_inv.get_value()
+        mu, inverse = self.mu.get_value(borrow=True), self.factor_inv.get_value(borrow=True)
         return (x - mu) * inverse if self.kind == "diag" else (x - mu) @ inverse.T
 
     def grad_to_y_numpy(self, g):
-        factor = self.factor.get_value()
+        factor = self.factor.get_value(borrow=True)
         return g * factor if self.kind == "diag" else g @ factor
 
     def grad_to_x_numpy(self, g):
         """dU/dx = L^{-T} dU/dy for each row of ``g`` ``(batch, dim)``."""
-        inverse = self.factor_inv.get_value()
+        inverse = self.factor_inv.get_value(borrow=True)
         return g * inverse if self.kind == "diag" else g @ inverse
 
     # -- estimates --------------------------------------------------------------------------

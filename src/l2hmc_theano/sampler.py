@@ -401,7 +401,7 @@ class L2HMCSampler:
         fn = self._function("energy_grad", self._build_energy_grad)
         fn.trust_input = True  # x is made a floatX (n, dim) array here and in energy_and_grad
         precond = self.preconditioner
-        mu, factor = (None, None) if precond is None else precond.values()
+        mu, factor = (None, None) if precond is None else precond.values(borrow=True)
         dense = precond is not None and precond.kind != "diag"
 
         def energy(y, rows):
