@@ -19,7 +19,7 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
 * then, for a sampler with ``n_steps="auto"``, the number of leapfrog steps T is the one
   with the largest predicted ESS per second over t = ``min_n_steps``..``max_n_steps``: the ESS
   per gradient from HMC trajectories started at the chains (:func:`ess_per_gradient_profile`:
-  the lag-1 autocorrelations of the coordinates and of their squares, as AR(1) processes) over
+  the lag-1 autocorrelations of the coordinates, as AR(1) processes, for bulk and tail ESS) over
   the measured cost of a draw of t steps (:func:`.budget.draw_cost`, :func:`.budget.choose_n_steps`).
 
 Chains that accepted nothing during a window are replaced by copies of others
@@ -141,9 +141,43 @@ def initial_chains(sampler, batch_size, rng, jitter, tries=20):
 
 
 def _ess_per_draw(rho):
-    """ESS per draw of an AR(1) sequence with lag-1 autocorrelation ``rho``: (1 - rho) / (1 + rho)."""
+    """Bulk ESS per draw of an AR(1) sequence with lag-1 autocorrelation ``rho``: (1 - rho) / (1 + rho)."""
     rho = np.clip(rho, -0.99, 0.999)
     return (1.0 - rho) / (1.0 + rho)
+
+
+#: The quantile ArviZ's tail ESS takes (its indicators of the 5 % and 95 % quantiles).
+TAIL_PROBABILITY = 0.05
+_TAIL_TABLE = None
+
+
+def _tail_ess_per_draw(rho):
+    """Tail ESS per draw of a Gaussian AR(1) sequence with lag-1 autocorrelation ``rho`` (any
+    shape): the ESS of the indicator of z above its 95 % quantile (or, the same, below its 5 %),
+    1 / (1 + 2 sum_k g(rho^k)), where g(r) is the indicator's correlation between two points whose
+    correlation is r (the bivariate normal orthant probability, by Owen's T function).  An
+    antithetic sequence (rho < 0) has negative odd lags but positive even ones (rho^2k): where
+    rho is near -1 its tail ESS is low although its bulk ESS is high.  Interpolated from a table."""
+    global _TAIL_TABLE
+    if _TAIL_TABLE is None:
+        from scipy.special import ndtr, ndtri, owens_t
+
+        h, p = -ndtri(TAIL_PROBABILITY), TAIL_PROBABILITY
+        slope = np.exp(-h * h) / (2.0 * np.pi) / (p * (1.0 - p))  # g(r) ~ slope r for small r
+
+        def g(r):
+            return (ndtr(-h) - 2.0 * owens_t(h, np.sqrt((1.0 - r) / (1.0 + r))) - p * p) / (p * (1.0 - p))
+
+        grid = np.concatenate([np.linspace(-0.99, 0.9, 400), 1.0 - np.logspace(-1, -3, 100)[1:]])
+        ess = np.empty_like(grid)
+        for i, r1 in enumerate(grid):  # r1: a lag-1 autocorrelation
+            lags = np.arange(1, int(np.log(1e-3) / np.log(abs(r1))) + 2) if r1 != 0 else np.arange(1, 2)
+            rk = np.sign(r1) ** lags * abs(r1) ** lags
+            tail = slope * r1 ** (lags[-1] + 1) / (1.0 - r1)  # the lags beyond, where g is linear
+            ess[i] = 1.0 / (1.0 + 2.0 * (np.sum(g(rk)) + tail))
+        _TAIL_TABLE = grid, ess
+    grid, ess = _TAIL_TABLE
+    return np.interp(np.clip(rho, grid[0], grid[-1]), grid, ess)
 
 
 def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min_steps=1):
@@ -152,15 +186,16 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     From HMC proposals (:func:`.hmc.trajectory`, jittered step sizes) of t steps, for t on
     :func:`trajectory_lengths` from ``min_steps``, started at the chains ``x`` ``(B, dim)`` with
     ``repeats`` fresh momenta each (each proposal is the t-th point of one trajectory per chain and
-    repeat, so the profile costs ``repeats`` trajectories of the longest length), in whitened and standardised coordinates z: the lag-1 autocorrelation of one MH
-    step from its expected squared jump, rho = 1 - E[A (z_t - z_0)^2] / (2 E[z_0^2]) (A the acceptance
-    probability; at stationarity the same as E[z_0 z_1] / E[z_0^2], and far less noisy over a few
-    chains: it never exceeds 1), per coordinate, for z and for its square (z^2 - 1); each gives an
-    AR(1) ESS per draw (1 - rho) / (1 + rho), and the
-    smallest over coordinates and the two, over t gradients, is the figure (the slowest coordinate,
-    as a minimum ESS over parameters sees it); between the lengths tried it is interpolated (and
-    before the first it is the first's).  The square guards against trajectories that swing to the
-    opposite side: antithetic for the mean, useless for the variance.
+    repeat, so the profile costs ``repeats`` trajectories of the longest length), in whitened and
+    standardised coordinates z: the lag-1 autocorrelation of one MH step from its expected squared
+    jump, rho = 1 - E[A (z_t - z_0)^2] / (2 E[z_0^2]) (A the acceptance probability; at stationarity
+    the same as E[z_0 z_1] / E[z_0^2], and far less noisy over a few chains: it never exceeds 1), per
+    coordinate.  As an AR(1) sequence each coordinate has a bulk ESS per draw (1 - rho) / (1 + rho)
+    and a tail ESS per draw (:func:`_tail_ess_per_draw`): the two ESS ArviZ reports.  The smaller of
+    the two, at the slowest coordinate, over t gradients, is the figure (as a minimum ESS over
+    parameters sees it); between the lengths tried it is interpolated (and before the first it is
+    the first's).  The tail ESS guards against trajectories that swing to the opposite side:
+    antithetic for the mean, not for the quantiles.
     """
     energy = sampler.energy_in_y()
     lengths = trajectory_lengths(min_steps, max_steps)
@@ -171,8 +206,8 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     sd = y0.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     z0 = (y0 - y0.mean(axis=0)) / sd
-    jumps = np.zeros((2, len(lengths), sampler.dim))
-    norms = np.zeros((2, sampler.dim))
+    jumps = np.zeros((len(lengths), sampler.dim))
+    norms = np.zeros(sampler.dim)
     for _ in range(repeats):
         v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
         eps = step_size * sampler.draw_step_scale(rng, batch)
@@ -180,17 +215,15 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
         for t, (y_t, w_t, potential_t, _, failed) in enumerate(trajectory(energy, y0, v, grad, eps, lengths[-1]), 1):
             if t not in at:
                 continue
-            j = at[t]
             with np.errstate(over="ignore", invalid="ignore"):
                 dH = np.where(failed, np.inf, potential_t + 0.5 * np.sum(np.square(w_t), axis=1) - h0)
                 accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, None]
                 zt = np.where(accept > 0, (y_t - y0.mean(axis=0)) / sd, 0.0)
-                for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
-                    jumps[k, j] += np.mean(accept * (b - a) ** 2, axis=0)
-        for k, a in enumerate((z0, z0 ** 2 - 1.0)):
-            norms[k] += np.mean(a ** 2, axis=0)
-    rho = 1.0 - jumps / (2.0 * np.where(norms > 0, norms, 1.0)[:, None, :])
-    at_lengths = np.min(_ess_per_draw(rho), axis=(0, 2)) / np.asarray(lengths)
+                jumps[at[t]] += np.mean(accept * (zt - z0) ** 2, axis=0)
+        norms += np.mean(z0 ** 2, axis=0)
+    rho = 1.0 - jumps / (2.0 * np.where(norms > 0, norms, 1.0))
+    per_draw = np.minimum(_ess_per_draw(rho), _tail_ess_per_draw(rho))
+    at_lengths = np.min(per_draw, axis=1) / np.asarray(lengths)
     return np.interp(np.arange(1, max_steps + 1), lengths, at_lengths)
 
 
