@@ -40,10 +40,25 @@ def _info(ess_per_gradient_at_3):
             "compile_seconds": 2.0}
 
 
+def _train_seconds(iteration, compile_seconds=2.0):
+    """The training cost the budget predicts (its floors included)."""
+    return (max(budget.TRAIN_COMPILE_COST * compile_seconds, budget.TRAIN_COMPILE_FLOOR)
+            + budget.MIN_TRAIN_ITERATIONS * max(budget.TRAIN_ITERATION_COST * iteration, budget.TRAIN_ITERATION_FLOOR)
+            + 100 * iteration)
+
+
+def test_training_cost_has_floors_for_small_models():
+    """A cheap energy compiles fast and iterates fast, but the training step does neither: at least
+    TRAIN_COMPILE_FLOOR s of compile and TRAIN_ITERATION_FLOOR s per iteration."""
+    cheap = dict(_info(1e-9), compile_seconds=0.01, loop_seconds=1e-3)
+    train, reason = budget.training_decision(_Sampler(), cheap, 1.0)
+    floor = budget.TRAIN_COMPILE_FLOOR + budget.MIN_TRAIN_ITERATIONS * budget.TRAIN_ITERATION_FLOOR
+    assert train and f">= {floor + 100 * 1e-3 / 100 * 3 / 10:.3g} s" in reason
+
+
 def test_training_runs_only_where_it_costs_less_than_half_of_hmcs_time_to_a_usable_posterior():
     iteration = 1.0 / 100 * 3 / 10  # T evaluations of U and dU per HMC step
-    train_seconds = budget.TRAIN_COMPILE_COST * 2.0 + (budget.MIN_TRAIN_ITERATIONS * budget.TRAIN_ITERATION_COST
-                                                       + 100) * iteration
+    train_seconds = _train_seconds(iteration)
     one_chain = 1e-4
     # HMC's time to TARGET_ESS = TARGET_ESS / p * one_chain: p at the crossing makes it 2 x train_seconds.
     crossing = budget.TARGET_ESS * one_chain / (train_seconds / budget.PAYBACK)
@@ -56,8 +71,7 @@ def test_training_runs_only_where_it_costs_less_than_half_of_hmcs_time_to_a_usab
 def test_with_a_measured_draw_cost_hmcs_time_counts_draws_of_c0_plus_t_c1_seconds():
     c0, c1 = 2e-4, 2e-5
     iteration = 1.0 / 100 * 3 / 10
-    train_seconds = budget.TRAIN_COMPILE_COST * 2.0 + (budget.MIN_TRAIN_ITERATIONS * budget.TRAIN_ITERATION_COST
-                                                       + 100) * iteration
+    train_seconds = _train_seconds(iteration)
     # HMC's time: TARGET_ESS / (3 p) draws of c0 + 3 c1 seconds, = train_seconds / PAYBACK at the crossing.
     crossing = budget.TARGET_ESS * (c0 + 3 * c1) / 3 / (train_seconds / budget.PAYBACK)
     for factor, trains in ((0.9, True), (1.1, False)):

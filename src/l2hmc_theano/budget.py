@@ -26,9 +26,10 @@ same seed; the decision is saved with the sampler, and ``batch_size=`` and
   predicted ESS per gradient p (warm-up's profile, :func:`.warmup.ess_per_gradient_profile`),
   so it reaches :data:`TARGET_ESS` in t_hmc = TARGET_ESS / (p T) draws of c(T) seconds (without
   a measured c: TARGET_ESS / p gradients of one chain).
-  Training costs a compile (~:data:`TRAIN_COMPILE_COST` x the energy's, measured) and at
-  least :data:`MIN_TRAIN_ITERATIONS` iterations of the batch (~:data:`TRAIN_ITERATION_COST`
-  warm-up iterations each, gradient through the trajectory).  With a gain g in ESS per
+  Training costs a compile (~:data:`TRAIN_COMPILE_COST` x the energy's, measured, and at least
+  :data:`TRAIN_COMPILE_FLOOR`) and at least :data:`MIN_TRAIN_ITERATIONS` iterations of the batch
+  (~:data:`TRAIN_ITERATION_COST` warm-up iterations each, gradient through the trajectory, and at
+  least :data:`TRAIN_ITERATION_FLOOR`).  With a gain g in ESS per
   gradient the networks save t_hmc (1 - 1/g); they are kept only from g = 1.25
   (:mod:`.selection`) and seldom reach g = 2, so training runs only where its cost is below
   :data:`PAYBACK` x t_hmc: where HMC alone would take long to a usable posterior.
@@ -58,6 +59,14 @@ TRAIN_ITERATION_COST = 3.0
 #: and gradient (warm-up's only compile): 5x that of a scanned HMC step, which took 2.4-2.8x the
 #: energy's on eight schools, radon and the latent GP.
 TRAIN_COMPILE_COST = 14.0
+#: The least a training step's compile takes, whatever the energy (the networks and the gradient through
+#: the scanned leapfrog; measured with a warm Theano cache: 9-10 s on banana, eight schools and a 50-d
+#: Gaussian, whose energies compile in 0.15-0.5 s).
+TRAIN_COMPILE_FLOOR = 8.0
+#: The least a training iteration takes, whatever the batch (Scan's Python loop forward and back, the
+#: networks' small ops; measured: 9 ms on banana at T = 8, 9.4 ms on eight schools at T = 5, 17 ms on a
+#: 50-d Gaussian at T = 3, where an HMC iteration of the same 200 chains takes 0.4 ms).
+TRAIN_ITERATION_FLOOR = 8e-3
 #: Training runs where its predicted cost is below this share of HMC's time to TARGET_ESS.
 PAYBACK = 0.5
 #: pm.sample's loop and the L2HMC step's bookkeeping per draw, in units of the fixed part of the
@@ -149,8 +158,9 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
     else:
         hmc_seconds = TARGET_ESS / max(p, 1e-12) * one_chain_seconds
     iteration = warmup_info["loop_seconds"] / warmup_info["iterations"] * T / warmup_info["warmup_n_steps"]
-    train_seconds = (TRAIN_COMPILE_COST * warmup_info.get("compile_seconds", 0.0)
-                     + (MIN_TRAIN_ITERATIONS * TRAIN_ITERATION_COST + 100) * iteration)
+    train_seconds = (max(TRAIN_COMPILE_COST * warmup_info.get("compile_seconds", 0.0), TRAIN_COMPILE_FLOOR)
+                     + MIN_TRAIN_ITERATIONS * max(TRAIN_ITERATION_COST * iteration, TRAIN_ITERATION_FLOOR)
+                     + 100 * iteration)
     train = train_seconds < PAYBACK * hmc_seconds
     reason = (f"HMC (T = {T}) predicts {p:.3g} ESS per gradient, {TARGET_ESS} ESS in ~{hmc_seconds:.3g} s; "
               f"training would cost >= {train_seconds:.3g} s")

@@ -80,8 +80,8 @@ def hmc_step(energy, y, v, direction, log_u, step_size, n_steps, potential, grad
     chains whose evaluation raised (rejected and diverging).
     """
     sign = np.asarray(direction)[:, None]
-    y1, w1, potential1, grad1, failed = leapfrog(energy, y, sign * v, grad, step_size, n_steps)
     with np.errstate(invalid="ignore", over="ignore"):  # a diverging chain's overflow is its rejection
+        y1, w1, potential1, grad1, failed = leapfrog(energy, y, sign * v, grad, step_size, n_steps)
         kinetic0 = 0.5 * np.sum(np.square(v), axis=1)
         kinetic1 = 0.5 * np.sum(np.square(w1), axis=1)
         energy_error = potential1 + kinetic1 - (potential + kinetic0)

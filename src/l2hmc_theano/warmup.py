@@ -212,10 +212,11 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
         v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
         eps = step_size * sampler.draw_step_scale(rng, batch)
         h0 = potential + 0.5 * np.sum(np.square(v), axis=1)
-        for t, (y_t, w_t, potential_t, _, failed) in enumerate(trajectory(energy, y0, v, grad, eps, lengths[-1]), 1):
-            if t not in at:
-                continue
-            with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging trajectory's overflow: A = 0
+            for t, (y_t, w_t, potential_t, _, failed) in enumerate(trajectory(energy, y0, v, grad, eps, lengths[-1]),
+                                                                     1):
+                if t not in at:
+                    continue
                 dH = np.where(failed, np.inf, potential_t + 0.5 * np.sum(np.square(w_t), axis=1) - h0)
                 accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, None]
                 zt = np.where(accept > 0, (y_t - y0.mean(axis=0)) / sd, 0.0)
