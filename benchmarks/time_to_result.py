@@ -112,12 +112,17 @@ NEW_MODELS = {
 }
 MODELS = {**NEW_MODELS, **REAL_MODELS}
 FIRST, SECOND, NUTS, MANY = "L2HMC first run", "L2HMC second run", "NUTS", "l2hmc_theano.sample"
-COLUMNS = [  # (key, header, format)
+def seconds(value):
+    """Two significant figures below 10 s (0.66, 4.1), whole seconds above (48, 624)."""
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+COLUMNS = [  # (key, header, format: a format spec, or a function of the value)
     ("setup_s", "setup s", ".1f"), ("warmup_s", "warm-up s", ".1f"), ("train_s", "train s", ".1f"),
     ("other_s", "other s", ".1f"), ("compile_s", "compile s", ".1f"), ("sample_s", "sample s", ".1f"),
     ("min_ess", "min bulk ESS", ".0f"), ("grads", "grad evals", ".0f"), ("ess_per_kgrad", "ESS / 1k grads", ".2f"),
-    ("max_rhat", "max R-hat", ".3f"), ("divergences", "divergences", ".0f"), ("total_s", "s to draws", ".0f"),
-    ("s_to_target", f"s to {TARGET_ESS} ESS", ".0f"),
+    ("max_rhat", "max R-hat", ".3f"), ("divergences", "divergences", ".0f"), ("total_s", "s to draws", seconds),
+    ("s_to_target", f"s to {TARGET_ESS} ESS", seconds),
 ]
 
 
@@ -329,9 +334,10 @@ def cell(values, fmt):
     values = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
     if not len(values):
         return ""
+    show = fmt if callable(fmt) else (lambda value: format(value, fmt))
     if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{np.median(values):{fmt}} [{values.min():{fmt}}, {values.max():{fmt}}]"
+        return show(values[0])
+    return f"{show(np.median(values))} [{show(values.min())}, {show(values.max())}]"
 
 
 def table_row(name, label, rows):
