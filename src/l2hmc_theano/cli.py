@@ -104,8 +104,8 @@ def _parser():
     parser.add_argument("--batch-size", type=_positive_int, default=200, metavar="B",
                         help="chains trained in parallel (default: %(default)s)")
     parser.add_argument("--n-steps", type=_n_steps, default="auto", metavar="T",
-                        help="leapfrog steps T per proposal, or 'auto': warm-up chooses T by the predicted "
-                        "ESS per gradient of HMC (default: %(default)s)")
+                        help="leapfrog steps T per proposal, or 'auto': warm-up chooses T by HMC's predicted "
+                        "bulk and tail ESS per second of a draw (default: %(default)s)")
     parser.add_argument("--step-size", type=_positive_float, default=0.1, metavar="EPS",
                         help="initial leapfrog step size; warm-up adapts it and training trains it (default: %(default)s)")
     parser.add_argument("--hidden", type=_hidden, default=(10, 10), metavar="H1,H2",

@@ -752,7 +752,7 @@ class L2HMCSampler:
         size adapts by dual averaging to ``target_accept`` and the preconditioner (if any)
         is fitted to the chains' positions and gradients, for at most
         ``warmup_iterations`` iterations (it stops early once the scales settle); with
-        ``n_steps="auto"`` it then chooses T by the predicted ESS per gradient.  What it adapted is in
+        ``n_steps="auto"`` it then chooses T by the predicted ESS per second of a draw.  What it adapted is in
         ``self.warmup_info``.
 
         **Training**: each of at most ``train_steps`` iterations makes one MH step of
