@@ -75,17 +75,21 @@ PAYBACK = 0.5
 DRAW_OVERHEAD = 1.0
 
 
-def gradient_seconds(sampler, x, repeats=5):
-    """Seconds per call of the sampler's energy and gradient on ``x`` ``(B, dim)`` (the least of
-    ``repeats`` calls after one to warm up, which compiles it if needed)."""
-    fn = sampler.energy_and_grad
-    fn(x)
+def least_seconds(call, repeats=5):
+    """Seconds of ``call()``: the least of ``repeats`` timed calls after one to warm up (which
+    compiles what it needs)."""
+    call()
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        fn(x)
+        call()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def gradient_seconds(sampler, x, repeats=5):
+    """Seconds per call of the sampler's energy and gradient on ``x`` ``(B, dim)`` (:func:`least_seconds`)."""
+    return least_seconds(lambda: sampler.energy_and_grad(x), repeats)
 
 
 def choose_batch_size(sampler, x0):
@@ -108,7 +112,7 @@ def choose_batch_size(sampler, x0):
 
 def draw_cost(kernel, x, potential, grad, step_size, lengths=(1, 4), repeats=5):
     """``(c0, c1)``: seconds of one chain's draw that do not depend on T, and seconds per leapfrog
-    step, from the least of ``repeats`` timed calls of the HMC ``kernel`` (:meth:`L2HMCSampler.hmc_kernel`)
+    step, from :func:`least_seconds` of the HMC ``kernel`` (:meth:`L2HMCSampler.hmc_kernel`)
     at each of two ``lengths``, for the chain ``x`` ``(1, dim)`` carrying ``potential`` ``(1,)`` and
     ``grad`` ``(1, dim)``; c0 includes :data:`DRAW_OVERHEAD`.  Momenta come from a fixed seed (the
     caller's random stream is not touched)."""
@@ -116,15 +120,8 @@ def draw_cost(kernel, x, potential, grad, step_size, lengths=(1, 4), repeats=5):
     v = rng.standard_normal(x.shape).astype(x.dtype)
     ones = np.ones(len(x), dtype=x.dtype)
     log_u = np.full(len(x), -np.inf, dtype=x.dtype)  # accept: the path a draw usually takes
-    best = []
-    for T in lengths:
-        kernel(x, v, ones, log_u, ones, potential, grad, step_size=step_size, n_steps=T)  # warm
-        seconds = np.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            kernel(x, v, ones, log_u, ones, potential, grad, step_size=step_size, n_steps=T)
-            seconds = min(seconds, time.perf_counter() - start)
-        best.append(seconds)
+    best = [least_seconds(lambda: kernel(x, v, ones, log_u, ones, potential, grad, step_size=step_size, n_steps=T),
+                          repeats) for T in lengths]
     per_step = max((best[1] - best[0]) / (lengths[1] - lengths[0]), 1e-9)
     fixed = max(best[0] - lengths[0] * per_step, 0.0)
     return (1.0 + DRAW_OVERHEAD) * fixed, per_step

@@ -20,8 +20,8 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   with the largest predicted ESS per second over t = ``min_n_steps``..``max_n_steps``: the ESS
   per gradient from HMC trajectories started at the chains (:func:`ess_per_gradient_profile`:
   the lag-1 autocorrelations of the coordinates and their squares, as AR(1) processes, for bulk,
-  tail and spread ESS) over
-  the measured cost of a draw of t steps (:func:`.budget.draw_cost`, :func:`.budget.choose_n_steps`).
+  tail and spread ESS) over the measured cost of a draw of t steps (:func:`.budget.draw_cost`,
+  :func:`.budget.choose_n_steps`).
 
 Chains that accepted nothing during a window are replaced by copies of others
 (warm-up draws are not samples).  Everything random comes from one
@@ -173,9 +173,8 @@ def _tail_ess_per_draw(rho):
         ess = np.empty_like(grid)
         for i, r1 in enumerate(grid):  # r1: a lag-1 autocorrelation
             lags = np.arange(1, int(np.log(1e-3) / np.log(abs(r1))) + 2) if r1 != 0 else np.arange(1, 2)
-            rk = np.sign(r1) ** lags * abs(r1) ** lags
             tail = slope * r1 ** (lags[-1] + 1) / (1.0 - r1)  # the lags beyond, where g is linear
-            ess[i] = 1.0 / (1.0 + 2.0 * (np.sum(g(rk)) + tail))
+            ess[i] = 1.0 / (1.0 + 2.0 * (np.sum(g(r1 ** lags)) + tail))
         _TAIL_TABLE = grid, ess
     grid, ess = _TAIL_TABLE
     return np.interp(np.clip(rho, grid[0], grid[-1]), grid, ess)
@@ -212,7 +211,8 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     y0 = x if sampler.preconditioner is None else sampler.preconditioner.to_y_numpy(x).astype(floatX)
     sd = y0.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
-    z0 = (y0 - y0.mean(axis=0)) / sd
+    centre = y0.mean(axis=0)
+    z0 = (y0 - centre) / sd
     jumps = np.zeros((2, len(lengths), sampler.dim))  # of z and of z^2 - 1
     norms = np.zeros((2, sampler.dim))
     for _ in range(repeats):
@@ -226,7 +226,7 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
                     continue
                 dH = np.where(failed, np.inf, potential_t + 0.5 * np.sum(np.square(w_t), axis=1) - h0)
                 accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, None]
-                zt = np.where(accept > 0, (y_t - y0.mean(axis=0)) / sd, 0.0)
+                zt = np.where(accept > 0, (y_t - centre) / sd, 0.0)
                 for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
                     jumps[k, at[t]] += np.mean(accept * (b - a) ** 2, axis=0)
         for k, a in enumerate((z0, z0 ** 2 - 1.0)):
