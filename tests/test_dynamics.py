@@ -82,8 +82,12 @@ def preconditioned(kind):
 
     sampler = L2HMCSampler(FunctionEnergy(energy, 3), n_steps=3, step_size=0.3, seed=2,
                            networks=HandWrittenAux(3, seed=4), preconditioner=kind)
-    factor = np.array([0.5, 1.7, 0.8]) if kind == "diag" else np.array([[0.5, 0, 0], [0.6, 1.7, 0], [-0.3, 0.4, 0.8]])
-    sampler.preconditioner.set(np.array([0.3, -0.2, 0.1]), factor)
+    factor = np.array([0.5, 1.7, 0.8]) if kind != "dense" else np.array([[0.5, 0, 0], [0.6, 1.7, 0], [-0.3, 0.4, 0.8]])
+    extra = {}
+    if kind == "lowrank":  # two directions, stretched 4x and squeezed 1/9
+        basis = np.linalg.qr(np.array([[1.0, 0.5], [-0.7, 1.0], [0.2, 0.3]]))[0]
+        extra = dict(basis=basis, eigenvalues=np.array([4.0, 1.0 / 9.0]))
+    sampler.preconditioner.set(np.array([0.3, -0.2, 0.1]), factor, **extra)
     return sampler
 
 
@@ -97,7 +101,13 @@ def dense_preconditioned_sampler():
     return preconditioned("dense")
 
 
-SAMPLERS = ["network_sampler", "handwritten_sampler", "diag_preconditioned_sampler", "dense_preconditioned_sampler"]
+@pytest.fixture(scope="module")
+def lowrank_preconditioned_sampler():
+    return preconditioned("lowrank")
+
+
+SAMPLERS = ["network_sampler", "handwritten_sampler", "diag_preconditioned_sampler", "dense_preconditioned_sampler",
+            "lowrank_preconditioned_sampler"]
 
 
 @pytest.mark.parametrize("which", SAMPLERS)
@@ -204,7 +214,7 @@ def test_logdet_matches_numerical_jacobian(which, direction, request, rng):
         assert logdet[0] == pytest.approx(numeric, abs=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["diag", "dense"])
+@pytest.mark.parametrize("kind", ["diag", "dense", "lowrank"])
 def test_preconditioned_map_is_the_whitened_targets_map_in_x(kind, rng):
     """FL_x(x, v) = (mu + L y', v') where (y', v') = FL_y(L^-1 (x - mu), v) on U_y(y) = U(mu + L y),
     with the same log-det; and it differs from the unpreconditioned map."""

@@ -64,14 +64,15 @@ def test_check_detects_a_kernel_that_ignores_the_jacobian():
     assert max(abs(v) for v in z.values()) > 3 * Z_MAX, z
 
 
-@pytest.mark.parametrize("kind", ["diag", "dense"])
+@pytest.mark.parametrize("kind", ["diag", "dense", "lowrank"])
 def test_preconditioned_kernel_with_step_jitter_keeps_correlated_gaussian(kind):
     """The dynamics in y = L^-1 (x - mu) of a preconditioner that is not the target's own
     (shifted, and for dense rotated), with the step size jittered per chain and step."""
     sampler = L2HMCSampler(gaussian_energy, n_steps=5, step_size=0.25, seed=0, dim=2,
                            networks=HandWrittenAux(2, seed=1), preconditioner=kind, step_jitter=0.4)
-    factor = np.array([1.3, 0.7]) if kind == "diag" else np.array([[1.3, 0.0], [0.5, 0.6]])
-    sampler.preconditioner.set(MEAN + np.array([0.4, -0.3]), factor)
+    factor = np.array([1.3, 0.7]) if kind != "dense" else np.array([[1.3, 0.0], [0.5, 0.6]])
+    extra = dict(basis=np.array([[0.6], [0.8]]), eigenvalues=np.array([3.0])) if kind == "lowrank" else {}
+    sampler.preconditioner.set(MEAN + np.array([0.4, -0.3]), factor, **extra)
     x0 = np.random.default_rng(0).multivariate_normal(MEAN, COV, size=100)
     draws, accept = sampler.sample(1000, n_chains=100, x0=x0, seed=1)
     assert 0.2 < accept.mean() < 0.95

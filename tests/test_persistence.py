@@ -242,6 +242,24 @@ def test_damaged_preconditioner_is_refused_clearly(saved, tmp_path, small_model)
         l2hmc_theano.load(tmp_path / "missing.npz", model=small_model)
 
 
+def test_lowrank_preconditioner_round_trips_and_a_damaged_basis_is_refused(tmp_path, small_model, rng):
+    sampler = L2HMCSampler(small_model, n_steps=3, hidden=(6, 5), seed=4, preconditioner="lowrank")
+    basis = np.linalg.qr(rng.normal(size=(sampler.dim, 2)))[0]
+    sampler.preconditioner.set(rng.normal(size=sampler.dim), rng.uniform(0.2, 3.0, size=sampler.dim), basis,
+                               np.array([5.0, 0.1]))
+    path = tmp_path / "lowrank.npz"
+    sampler.save(path)
+    loaded = l2hmc_theano.load(path, model=small_model)
+    assert loaded.preconditioner.kind == "lowrank" and loaded.preconditioner.rank == 2
+    x = rng.normal(size=(5, sampler.dim))
+    v = rng.normal(size=(5, sampler.dim))
+    for a, b in zip(sampler.transition(x, v, 1), loaded.transition(x, v, 1)):
+        np.testing.assert_array_equal(a, b)
+    _rewrite(path, tmp_path / "skewed.npz", **{"precond/basis": basis + 0.1})
+    with pytest.raises(ValueError, match="its lowrank preconditioner is missing or damaged .*orthonormal"):
+        l2hmc_theano.load(tmp_path / "skewed.npz", model=small_model)
+
+
 def test_training_problems_and_with_history_the_whole_history_round_trip(saved, tmp_path, small_model):
     sampler, path = saved
     plain = l2hmc_theano.load(path, model=small_model)

@@ -8,7 +8,8 @@ import pytest
 import pymc3 as pm
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
-from l2hmc_theano.preconditioner import Preconditioner, fisher_dense, fisher_diagonal
+from l2hmc_theano.preconditioner import (EIGENVALUE_CUTOFF, Preconditioner, fisher_dense, fisher_diagonal,
+                                         fisher_lowrank, fitted)
 from l2hmc_theano.budget import choose_n_steps
 from l2hmc_theano.warmup import DualAveraging, WarmupSettings, initial_chains, warmup
 
@@ -56,8 +57,73 @@ def test_preconditioner_rejects_bad_values():
         p.set(np.zeros(2), np.array([[1.0, 0.0], [0.5, -1.0]]))
     with pytest.raises(ValueError, match="finite"):
         Preconditioner(2).set(np.array([0.0, np.nan]), np.ones(2))
-    with pytest.raises(ValueError, match="preconditioner must be one of 'diag', 'dense' or None"):
+    with pytest.raises(ValueError, match="preconditioner must be one of 'auto', 'diag', 'lowrank', 'dense' or None"):
         L2HMCSampler(lambda X: tt.sqr(X).sum(axis=1), dim=2, preconditioner="full")
+
+
+def _lowrank(rng, dim=6):
+    p = Preconditioner(dim, "lowrank")
+    basis = np.linalg.qr(rng.normal(size=(dim, 3)))[0]
+    p.set(rng.normal(size=dim), rng.uniform(0.3, 3.0, size=dim), basis, np.array([50.0, 0.02, 3.0]))
+    return p, basis
+
+
+def test_lowrank_maps_invert_and_are_the_matrix_they_stand_for(rng):
+    """L = D^(1/2) (I + Q diag(sqrt(lambda) - 1) Q^T): its maps (NumPy and Theano) are x = mu + L y,
+    y = L^-1 (x - mu), dU/dy = L^T dU/dx and back; L L^T = D^(1/2) (I + Q (Lambda - I) Q^T) D^(1/2),
+    whose diagonal's root is scales()."""
+    from l2hmc_theano._theano import theano
+
+    p, basis = _lowrank(rng)
+    mu, sigma = p.values()
+    cov = (sigma[:, None] * (np.eye(6) + (basis * (np.array([50.0, 0.02, 3.0]) - 1.0)) @ basis.T)) * sigma[None, :]
+    factor = p.to_x_numpy(np.eye(6)) - mu  # rows: L e_i, so this is L^T
+    np.testing.assert_allclose(factor.T @ factor, cov, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(p.scales(), np.sqrt(np.diag(cov)), rtol=1e-10)
+    y = rng.normal(size=(5, 6))
+    g = rng.normal(size=(5, 6))
+    np.testing.assert_allclose(p.to_y_numpy(p.to_x_numpy(y)), y, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(p.grad_to_y_numpy(g), g @ factor.T, rtol=1e-10)
+    np.testing.assert_allclose(p.grad_to_x_numpy(p.grad_to_y_numpy(g)), g, rtol=0, atol=1e-10)
+    Y = tt.matrix()
+    symbolic = theano.function([Y], [p.to_x(Y), p.to_y(Y), p.grad_to_y(Y)])
+    for a, b in zip(symbolic(y), (p.to_x_numpy(y), p.to_y_numpy(y), p.grad_to_y_numpy(y))):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    copy = p.copy()
+    np.testing.assert_array_equal(copy.to_x_numpy(y), p.to_x_numpy(y))
+
+
+def test_lowrank_preconditioner_rejects_bad_values(rng):
+    p = Preconditioner(3, "lowrank")
+    with pytest.raises(ValueError, match="orthonormal"):
+        p.set(np.zeros(3), np.ones(3), np.ones((3, 1)), np.array([2.0]))
+    with pytest.raises(ValueError, match="eigenvalues finite and > 0"):
+        p.set(np.zeros(3), np.ones(3), np.eye(3, 1), np.array([-2.0]))
+    with pytest.raises(ValueError, match="basis and eigenvalues are given for a low rank"):
+        Preconditioner(3, "diag").set(np.zeros(3), np.ones(3), np.eye(3, 1), np.array([2.0]))
+
+
+def rotated_gaussian(rng, dim, low, high):
+    """A covariance with scales ``low..high`` along random orthogonal directions."""
+    q = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
+    return (q * np.geomspace(low, high, dim) ** 2) @ q.T
+
+
+def test_fisher_lowrank_leaves_a_gaussian_within_the_cutoff(rng):
+    """For a Gaussian (g = P (x - m), any cloud) the fitted L whitens the covariance up to the cut-off:
+    L^-1 C L^-T has every eigenvalue within [1 / c, c]; an axis-aligned Gaussian needs no direction."""
+    cov = rotated_gaussian(rng, 12, 0.01, 100.0)
+    x = rng.normal(size=(3000, 12)) * 5.0 + 2.0
+    p = fitted(12, x, (x - 1.0) @ np.linalg.inv(cov))
+    assert p.kind == "lowrank" and 1 <= p.rank <= 12
+    inverse_factor = p.to_y_numpy(np.eye(12) + p.values()[0])  # rows: L^-1 e_i, so this is L^-T
+    whitened = np.linalg.eigvalsh(inverse_factor.T @ cov @ inverse_factor)
+    assert whitened.min() > 1.0 / EIGENVALUE_CUTOFF - 1e-6 and whitened.max() < EIGENVALUE_CUTOFF + 1e-6, whitened
+    scales = np.geomspace(0.01, 100.0, 12)
+    sigma, basis, eigenvalues = fisher_lowrank(x, (x - 1.0) / scales ** 2)
+    np.testing.assert_allclose(sigma, scales, rtol=1e-8)
+    assert basis.shape == (12, 0) and eigenvalues.shape == (0,)
+    assert fitted(12, x, (x - 1.0) / scales ** 2).kind == "diag"
 
 
 def test_dual_averaging_converges_on_a_known_acceptance_curve():
@@ -86,12 +152,32 @@ def test_warmup_reaches_its_target_acceptance_and_the_scales(target_accept):
     rng = np.random.default_rng(0)
     x, info = warmup(sampler, 100, rng, WarmupSettings(target_accept=target_accept))
     assert info["settled"] and info["iterations"] < 600
+    assert info["preconditioner"] == "diag", "an axis-aligned posterior needs no low rank correction"
     np.testing.assert_allclose(sampler.preconditioner.scales(), SCALES, rtol=0.03)
     mu = sampler.preconditioner.values()[0]
     assert np.all(np.abs(mu - 2.0) < 0.2 * SCALES), mu
     _, accept = sampler.sample(200, n_chains=100, x0=x, seed=2)
     # 20,000 acceptance probabilities; the step size is the averaged one, so allow its wobble.
     assert accept.mean() == pytest.approx(target_accept, abs=0.05)
+
+
+def test_warmup_picks_a_low_rank_correction_on_a_rotated_gaussian(rng):
+    """A rotated 10-d Gaussian (scales 0.1..10; the diagonal leaves its whitened condition number in
+    the thousands): with the default preconditioner warm-up keeps a low rank one, which leaves the
+    covariance within about the cut-off of the identity."""
+    cov = rotated_gaussian(rng, 10, 0.1, 10.0)
+    precision = np.linalg.inv(cov)
+    sampler = L2HMCSampler(FunctionEnergy(lambda X: 0.5 * (tt.dot(X, precision) * X).sum(axis=1), 10),
+                           zero_network=True, seed=1)
+    _, info = warmup(sampler, 100, np.random.default_rng(0))
+    p = sampler.preconditioner
+    assert info["preconditioner"] == p.kind == "lowrank" and info["rank"] == p.rank >= 2
+    inverse_factor = p.to_y_numpy(np.eye(10) + p.values()[0])
+    whitened = np.linalg.eigvalsh(inverse_factor.T @ cov @ inverse_factor)
+    assert 1.0 / 3.0 < whitened.min() and whitened.max() < 3.0, whitened
+    diagonal = np.diag(cov) ** -0.5
+    as_diagonal = np.linalg.eigvalsh(diagonal[:, None] * cov * diagonal[None, :])
+    assert as_diagonal.max() / as_diagonal.min() > 1e3
 
 
 def test_warmup_without_preconditioner_adapts_the_step_size_only():

@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 
-from .preconditioner import KINDS
+from .preconditioner import CHOICES
 from .sampler import _check_count, _check_fraction, _check_hidden, _check_non_negative, _check_positive
 from .training import FRESH_DRAWS, TrainingSettings
 
@@ -92,9 +92,10 @@ def _parser():
                         "training stops earlier once the expected squared jump stops improving (default: %(default)s)")
     parser.add_argument("--train-all-steps", action="store_true",
                         help="train for all --train-steps iterations, even when the jump has stopped improving")
-    parser.add_argument("--preconditioner", choices=(*KINDS, "none"), default="diag",
+    parser.add_argument("--preconditioner", choices=(*CHOICES, "none"), default="auto",
                         help="the affine map x = mu + L y fitted during warm-up, in whose coordinates the "
-                        "networks work: diagonal, dense (for correlated posteriors), or none (the paper's "
+                        "networks work: auto (diagonal, corrected along the directions where the posterior is "
+                        "correlated when warm-up finds such), diag, lowrank, dense, or none (the paper's "
                         "sampler) (default: %(default)s)")
     parser.add_argument("--target-accept", type=_fraction, default=0.8, metavar="A",
                         help="mean acceptance probability that warm-up tunes the step size to (default: %(default)s)")

@@ -133,7 +133,8 @@ def save(sampler, path, history=False):
         "probe_energy": _probe_energy(sampler, probes),
     }
     if sampler.preconditioner is not None:
-        arrays["precond/mu"], arrays["precond/factor"] = sampler.preconditioner.values()
+        for name, a in sampler.preconditioner.arrays().items():
+            arrays["precond/" + name] = a
     for name, h in _weights(sampler).items():
         arrays["noncentring/" + name] = h
     chains = None if sampler.history is None else sampler.history.get("chains")
@@ -261,7 +262,8 @@ def load(path, model=None):
     _check_same_layout(path, meta, sampler)  # first: a model of another size is the model's fault, not the file's
     if kind is not None:
         try:
-            sampler.preconditioner.set(arrays["precond/mu"], arrays["precond/factor"])
+            names = ("mu", "factor") + (("basis", "eigenvalues") if kind == "lowrank" else ())
+            sampler.preconditioner.set(**{name: arrays["precond/" + name] for name in names})
         except (KeyError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)!r}: its {kind} preconditioner is missing or damaged ({err}).") from None
     _set_noncentring(path, meta, arrays, sampler)

@@ -183,10 +183,11 @@ class L2HMCSampler:
         step is still exact).  A fixed T and eps make HMC resonate on well-preconditioned
         targets (the trajectory comes back near its start); the jitter breaks that.
         0 gives the paper's fixed eps.
-    preconditioner : "diag", "dense", None or a :class:`~l2hmc_theano.preconditioner.Preconditioner`
+    preconditioner : "auto", "diag", "lowrank", "dense", None or a :class:`~l2hmc_theano.preconditioner.Preconditioner`
         The affine map x = mu + L y in whose coordinates y the dynamics and networks run
-        (identity until warm-up fits it; see :meth:`train`).  None: the paper's sampler,
-        dynamics in x.
+        (identity until warm-up fits it; see :meth:`train`).  "auto": warm-up fits a diagonal
+        and a low rank correction, and keeps the correction where it finds directions the
+        diagonal leaves stretched (correlated posteriors).  None: the paper's sampler, dynamics in x.
     """
 
     def __init__(
@@ -199,7 +200,7 @@ class L2HMCSampler:
         zero_network=False,
         dim=None,
         networks=None,
-        preconditioner="diag",
+        preconditioner="auto",
         step_jitter=0.3,
     ):
         self.adapt_n_steps = isinstance(n_steps, str) and n_steps == "auto"
@@ -228,10 +229,11 @@ class L2HMCSampler:
             self.networks = ZeroFunctions()
         else:
             self.networks = AuxiliaryNetworks(self.dim, self.hidden, np.random.default_rng(weight_seed))
+        self.auto_preconditioner = isinstance(preconditioner, str) and preconditioner == "auto"
         if preconditioner is None or isinstance(preconditioner, Preconditioner):
             self.preconditioner = preconditioner
         else:
-            self.preconditioner = Preconditioner(self.dim, preconditioner)
+            self.preconditioner = Preconditioner(self.dim, "diag" if self.auto_preconditioner else preconditioner)
         if self.preconditioner is not None and self.preconditioner.dim != self.dim:
             raise ValueError(f"The preconditioner has dimension {self.preconditioner.dim}, the target {self.dim}.")
         self.warmup_info = None
@@ -261,6 +263,15 @@ class L2HMCSampler:
         self.masks = draw_masks(self.n_steps, self.dim, np.random.default_rng(self._mask_seed))
         self.taus = time_encoding(self.n_steps)
         self._compiled = {k: f for k, f in self._compiled.items() if k in _WITHOUT_T}
+
+    def set_preconditioner(self, preconditioner):
+        """Use ``preconditioner`` (a :class:`~l2hmc_theano.preconditioner.Preconditioner` of this
+        dimension) from now on, dropping the compiled functions that read the old one."""
+        if preconditioner.dim != self.dim:
+            raise ValueError(f"The preconditioner has dimension {preconditioner.dim}, the target {self.dim}.")
+        if preconditioner is not self.preconditioner:
+            self.preconditioner = preconditioner
+            self._compiled = {k: f for k, f in self._compiled.items() if k in _WITHOUT_T}
 
     # -- input checks -----------------------------------------------------------------
     def _as_batch(self, array, name):
@@ -331,7 +342,7 @@ class L2HMCSampler:
         shared data, nor the training's learning rate and temperature)."""
         params = list(getattr(self.networks, "params", [])) + [self.log_step_size]
         if self.preconditioner is not None:
-            params += [self.preconditioner.mu, self.preconditioner.factor, self.preconditioner.factor_inv]
+            params += self.preconditioner.shared_variables()
         noncentring = getattr(self.energy_target, "noncentring", None)
         if noncentring is not None:
             params += list(noncentring.weights.values())
@@ -401,17 +412,15 @@ class L2HMCSampler:
         fn = self._function("energy_grad", self._build_energy_grad)
         fn.trust_input = True  # x is made a floatX (n, dim) array here and in energy_and_grad
         precond = self.preconditioner
-        mu, factor = (None, None) if precond is None else precond.values(borrow=True)
-        dense = precond is not None and precond.kind != "diag"
 
         def energy(y, rows):
-            x = y if precond is None else (y @ factor.T if dense else y * factor) + mu
+            x = y if precond is None else precond.to_x_numpy(y)
             try:
                 (potential, grad), failed = call_by_rows(fn, [np.asarray(x, dtype=floatX)], [0])
             except FAILURES:
                 return np.full(len(y), np.nan, dtype=floatX), np.full_like(y, np.nan), np.ones(len(y), dtype=bool)
             if precond is not None:
-                grad = grad @ factor if dense else grad * factor
+                grad = precond.grad_to_y_numpy(grad)
             return potential, grad, failed
 
         return energy

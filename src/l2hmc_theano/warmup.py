@@ -9,7 +9,9 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   target mean acceptance probability of the batch;
 * the preconditioner is fitted to the positions and gradients of the chains: first to
   the jittered starting cloud, then at the end of each slow window (25, 50, 100, ...
-  iterations, Stan's doubling windows) to the second half of that window's draws;
+  iterations, Stan's doubling windows) to the second half of that window's draws (with
+  ``preconditioner="auto"`` the starting cloud gets a diagonal, each window's draws the low rank
+  correction too where it has directions beyond the cut-off: :func:`.preconditioner.fitted`);
   the dual averaging restarts after every change;
 * a model's non-centred groups (:mod:`.reparam`) get their weights fitted to the
   starting cloud and again at the end of each slow window, before the preconditioner (the
@@ -37,6 +39,7 @@ import numpy as np
 from ._theano import floatX
 from .budget import choose_n_steps, draw_cost
 from .hmc import trajectory
+from .preconditioner import fitted
 
 __all__ = ["WarmupSettings", "DualAveraging", "WarmupError", "initial_chains", "warmup"]
 
@@ -256,13 +259,6 @@ def _gradient_count(lengths, batch, repeats):
     return repeats * batch * max(lengths)
 
 
-def _largest_change(preconditioner, new_factor):
-    """max |log(new scale / old scale)| over coordinates (marginal scales for a dense factor)."""
-    old = preconditioner.scales()
-    new = new_factor if preconditioner.kind == "diag" else np.sqrt(np.sum(new_factor ** 2, axis=1))
-    return float(np.max(np.abs(np.log(new / old))))
-
-
 def replace_frozen(x, moved, rng):
     """Chains that never moved in a window (``moved`` ``(B,)`` False) become copies of chains that
     did; returns (chains, number replaced)."""
@@ -310,7 +306,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         grad = sampler.energy_and_grad(x)[1]
         finite = np.all(np.isfinite(grad), axis=1)
         if finite.sum() > 1:
-            precond.set(*precond.estimate(x[finite], grad[finite]))
+            precond.set(**precond.estimate(x[finite], grad[finite]))
     potential, grad = sampler.start_state(x)  # carried from step to step, in y: evaluated anew after a refit
     dual = DualAveraging(sampler.step_size, settings.target_accept)
     windows = settings.windows(precond is not None)
@@ -354,9 +350,13 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
                 xs, x = _refit_noncentring(sampler, xs, x)
                 gs = sampler.energy_and_grad(xs)[1]
             finite = np.all(np.isfinite(gs), axis=1) & np.all(np.isfinite(xs), axis=1)
-            mu, factor = precond.estimate(xs[finite], gs[finite])
-            change = _largest_change(precond, factor)
-            precond.set(mu, factor)
+            old = precond.scales()
+            if sampler.auto_preconditioner:
+                precond = fitted(sampler.dim, xs[finite], gs[finite])
+                sampler.set_preconditioner(precond)
+            else:
+                precond.set(**precond.estimate(xs[finite], gs[finite]))
+            change = float(np.max(np.abs(np.log(precond.scales() / old))))
             slow_done += 1
             settled = slow_done >= 2 and change < settings.settle
         if w == 0 and not moved.any():
@@ -396,6 +396,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "accept": float(np.mean(accepts)),
         "scale_min": float(np.min(scales)),
         "scale_max": float(np.max(scales)),
+        "preconditioner": None if precond is None else precond.kind,
+        "rank": None if precond is None else precond.rank,  # directions a low rank one corrects
         "iterations": done,
         "gradients": gradients,
         "n_steps": sampler.n_steps,
@@ -426,6 +428,14 @@ def describe(info):
     """One line on what warm-up adapted."""
     return (f"warm-up: {info['iterations']} iterations ({info['seconds']:.1f} s), T = {info['n_steps']}, step size "
             f"{info['step_size']:.3g}, acceptance {info['accept']:.2f}, scales {info['scale_min']:.3g}.."
-            f"{info['scale_max']:.3g}" + ("" if info["settled"] else " (not settled)")
+            f"{info['scale_max']:.3g}" + _describe_preconditioner(info)
+            + ("" if info["settled"] else " (not settled)")
             + (f", non-centred: {', '.join(info['noncentred'])}" if info.get("noncentred") else "")
             + (f", {info['failed']} chain steps failed to evaluate (rejected)" if info.get("failed") else ""))
+
+
+def _describe_preconditioner(info):
+    kind = info.get("preconditioner")
+    if kind == "lowrank":
+        return f" (low rank: {info['rank']} direction{'s' * (info['rank'] != 1)} beyond the diagonal)"
+    return f" ({kind})" if kind in ("diag", "dense") else ""
