@@ -40,7 +40,8 @@ import numpy as np
 
 from .chain_guard import FAILURES
 
-__all__ = ["TARGET_ESS", "choose_batch_size", "draw_cost", "choose_n_steps", "training_decision", "describe"]
+__all__ = ["TARGET_ESS", "choose_batch_size", "draw_cost", "choose_n_steps", "training_decision", "describe",
+           "predicted_ess_per_draw"]
 
 #: A usable posterior: this min ESS over the model's variables.
 TARGET_ESS = 1000
@@ -162,6 +163,20 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
     reason = (f"HMC (T = {T}) predicts {p:.3g} ESS per gradient, {TARGET_ESS} ESS in ~{hmc_seconds:.3g} s; "
               f"training would cost >= {train_seconds:.3g} s")
     return train, reason
+
+
+def predicted_ess_per_draw(sampler):
+    """The min ESS (over the model's variables) one chain's draw is predicted to give: with the
+    trained networks kept, the selection's measured figure (:mod:`.selection`: min ESS over its
+    chains x draws); else warm-up's profile at T times T (HMC); None when neither is known."""
+    selection = sampler.selection
+    if selection is not None and selection.get("kept") == "trained" and selection.get("draws"):
+        return float(selection["trained"]) / (selection["draws"] * selection["chains"])
+    profile = (sampler.warmup_info or {}).get("ess_per_gradient")
+    if not profile:
+        return None
+    T = sampler.n_steps
+    return float(profile[min(T, len(profile)) - 1]) * T
 
 
 def describe(plan):

@@ -27,6 +27,7 @@ from pymc3.backends.report import SamplerWarning, WarningType
 from pymc3.step_methods.arraystep import ArrayStepShared, Competence
 
 from ._theano import floatX
+from .budget import predicted_ess_per_draw
 from .cache import trained_sampler
 from .chain_guard import FAILURES
 from .energy import ModelEnergy
@@ -254,7 +255,24 @@ class L2HMC(ArrayStepShared):
             else:
                 message += ". Reduce step_size and retrain, or use NUTS."
             out.append(SamplerWarning(WarningType.DIVERGENCES, message, "error"))
+        short = self._too_few_draws()
+        if short is not None:
+            out.append(SamplerWarning(WarningType.CONVERGENCE, short, "warn"))
         return out
+
+    def _too_few_draws(self):
+        """A message when the draws after tuning are predicted to give this chain less than
+        :data:`MIN_CHAIN_ESS` min ESS (:func:`.budget.predicted_ess_per_draw`), else None."""
+        per_draw = predicted_ess_per_draw(self.sampler)
+        draws = len(self._transitions)
+        if per_draw is None or not draws or draws * per_draw >= MIN_CHAIN_ESS:
+            return None
+        needed = int(np.ceil(MIN_CHAIN_ESS / max(per_draw, 1e-12)))
+        return (f"L2HMC's warm-up predicts {per_draw:.3g} ESS per draw for the slowest parameter: this chain's "
+                f"{draws} draws give about {draws * per_draw:.3g}, under the {MIN_CHAIN_ESS} per chain a usable "
+                f"posterior needs (its R-hat and ESS cannot be trusted). About {needed} draws would reach it; "
+                "a posterior this slow to mix may also need another parameterization (or preconditioner='dense' "
+                "for strongly correlated parameters).")
 
     def _regions(self):
         from .diagnostics import acceptance_by_region
@@ -271,6 +289,9 @@ class L2HMC(ArrayStepShared):
             return Competence.COMPATIBLE
         return Competence.INCOMPATIBLE
 
+
+#: The least min ESS per chain that counts as usable (Vehtari et al. 2021 ask 100 per chain).
+MIN_CHAIN_ESS = 100
 
 _LOCAL_ADVICE = ("A constant step size cannot follow the posterior's scale there (e.g. a funnel, as in a centred "
                  "hierarchy); NUTS diverges in such regions too, and a non-centred parameterization helps both.")
