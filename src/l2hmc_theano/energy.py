@@ -91,7 +91,7 @@ class ModelEnergy(Energy):
         axis by :func:`l2hmc_theano.vectorize.vectorize` (default), or
         ``theano.map`` over rows (for comparison, and as an escape hatch).
     noncentre : bool
-        Sample the model's Normal groups whose sigma depends on other variables (funnels,
+        Sample the model's location-scale groups (Normal, StudentT, Cauchy, Laplace, Logistic) whose scale depends on other variables (funnels,
         centred hierarchies) non-centred where the prior dominates
         (:mod:`l2hmc_theano.reparam`; default True).  The flat vector the energy takes is
         then in the sampling coordinates u; :meth:`to_model` and :meth:`to_sampling` map

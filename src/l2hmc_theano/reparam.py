@@ -1,15 +1,16 @@
-"""Non-centring of a PyMC3 model's Normal groups where the prior dominates: the geometry of
-funnels and centred hierarchies, which no constant mass matrix (and no constant step
-size) fits.
+"""Non-centring of a PyMC3 model's location-scale groups where the prior dominates: the
+geometry of funnels and centred hierarchies, which no constant mass matrix (and no constant
+step size) fits.
 
-A free variable theta ~ Normal(mu, sigma) whose sigma depends on other free variables
-phi (a funnel; a centred hierarchy's group effects) is sampled as theta_t, with,
-elementwise and for constant weights lam in [0, 1],
+A free variable theta from a location-scale family (Normal, StudentT, Cauchy, Laplace,
+Logistic: :data:`LOCATION_SCALE`) with location mu and scale sigma, whose sigma depends on
+other free variables phi (a funnel; a centred hierarchy's group effects), is sampled as
+theta_t, with, elementwise and for constant weights lam in [0, 1],
 
     theta = lam mu + sigma^lam theta_t.
 
-lam = 1 is the non-centred parameterization (theta_t ~ N(0, 1) a priori), lam = 0 the
-centred one (theta_t = theta).  Since lam is constant and mu and sigma depend on phi only,
+lam = 1 is the non-centred parameterization (theta_t from the standard member of the family
+a priori: N(0, 1), a Student-t of the same nu, ...), lam = 0 the centred one (theta_t = theta).  Since lam is constant and mu and sigma depend on phi only,
 the map u = (phi, theta_t) -> x = (phi, theta) is triangular, with
 
     log|det dx/du| = sum(lam log sigma),       U_u(u) = U(x(u)) - sum(lam log sigma),
@@ -18,9 +19,10 @@ and sampling U_u in u is exact for U in x.  Which members to non-centre follows 
 classical advice (Papaspiliopoulos, Roberts & Skold 2007; Betancourt & Girolami 2015):
 those the prior informs more than the data.  The weights start at 1 and are fitted to
 points of the chains (:meth:`NonCentring.fit`): r, the median over points of sigma^2 h with
-h = -d2 log p / d theta_i2 - 1 / sigma_i^2 the data's precision (one Hessian-vector product
-per group with that group's indicator: exact when the members are conditionally
-independent given phi, as a hierarchy's are), and lam = 1 where r < 1, else 0
+h = -d2 log p / d theta_i2 + d2 log prior / d theta_i2 the data's precision (for a Normal
+prior, -d2 log p / d theta_i2 - 1 / sigma_i^2; one Hessian-vector product of the density and
+one of the prior per group, with that group's indicator: exact when the members are
+conditionally independent given phi, as a hierarchy's are), and lam = 1 where r < 1, else 0
 (:func:`weights_from_ratio`).
 
 Why 0/1 and not the partial weights of a Normal-Normal model, 1 / (1 + r): a fractional lam
@@ -36,6 +38,9 @@ __all__ = ["NonCentring", "find_groups"]
 
 #: Points of a cloud used to fit the weights (evenly spaced through the cloud).
 FIT_POINTS = 64
+#: The location-scale families non-centred, by class name: (location attribute, scale attribute).
+LOCATION_SCALE = {"Normal": ("mu", "sigma"), "StudentT": ("mu", "sigma"), "Cauchy": ("alpha", "beta"),
+                  "Laplace": ("mu", "b"), "Logistic": ("mu", "s")}
 
 
 def _ancestors(variables):
@@ -43,19 +48,22 @@ def _ancestors(variables):
 
 
 def find_groups(model, chosen):
-    """The variables among ``chosen`` (free variables) that are ``pm.Normal`` with a sigma
-    depending on another of ``chosen``: ``[(var, mu, sigma)]`` in ``model.free_RVs`` order."""
+    """The variables among ``chosen`` (free variables) from a family of :data:`LOCATION_SCALE`
+    whose scale depends on another of ``chosen``: ``[(var, location, scale)]`` in
+    ``model.free_RVs`` order."""
     import pymc3 as pm
 
     chosen = set(chosen)
     groups = []
     for var in model.free_RVs:
         dist = getattr(var, "distribution", None)
-        if var not in chosen or type(dist) is not pm.Normal:
+        name = type(dist).__name__
+        if var not in chosen or name not in LOCATION_SCALE or type(dist) is not getattr(pm, name):
             continue
-        parents = _ancestors([dist.sigma]) & chosen
+        location, scale = (getattr(dist, attribute) for attribute in LOCATION_SCALE[name])
+        parents = _ancestors([scale]) & chosen
         if parents and var not in parents:
-            groups.append((var, dist.mu, dist.sigma))
+            groups.append((var, tt.as_tensor_variable(location), tt.as_tensor_variable(scale)))
     return groups
 
 
@@ -195,8 +203,8 @@ class NonCentring:
 
     # -- weights -----------------------------------------------------------------------
     def _ratio_function(self):
-        """x ``(dim,)`` (model space) -> per group, sigma^2 h = sigma^2 (-d2 log p / d theta2) - 1
-        (theta's shape): the data's precision over the prior's."""
+        """x ``(dim,)`` (model space) -> per group, sigma^2 h with h = -d2 log p / d theta2 + d2 log
+        prior / d theta2 (theta's shape): the data's precision, in units of the prior scale's."""
         if "ratio" not in self._compiled:
             from .sampler import compiling
 
@@ -213,8 +221,10 @@ class NonCentring:
                     indicator = np.zeros(self.ordering.size, dtype=floatX)
                     indicator[slc] = 1.0
                     hv = tt.grad(tt.sum(grad * indicator), x)[slc].reshape(shp)
+                    prior = tt.sum(theano.clone(var.distribution.logp(var), values, strict=False)).astype(floatX)
+                    prior_hv = tt.grad(tt.sum(tt.grad(prior, x) * indicator), x)[slc].reshape(shp)
                     sigma = theano.clone(sigma, values, strict=False)
-                    outputs.append(-hv * tt.sqr(sigma) - 1.0)
+                    outputs.append((prior_hv - hv) * tt.sqr(sigma))
                 self._compiled["ratio"] = theano.function([x], outputs, name="noncentring_ratio")
         return self._compiled["ratio"]
 
