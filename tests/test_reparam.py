@@ -9,15 +9,15 @@ import pytest
 import pymc3 as pm
 from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy, load
 from l2hmc_theano._theano import floatX, theano, tt
-from l2hmc_theano.reparam import find_groups
+from l2hmc_theano.reparam import find_groups, find_walks
 from l2hmc_theano.targets import EIGHT_SCHOOLS_SE, eight_schools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from models import banana, funnel, radon  # noqa: E402
+from models import banana, funnel, radon, stochastic_volatility  # noqa: E402
 
 
 def _names(model):
-    return [var.name for var, _, _ in find_groups(model, model.free_RVs)]
+    return [var.name for var, _, _ in find_groups(model, model.free_RVs) + find_walks(model, model.free_RVs)]
 
 
 def _energy_function(energy):
@@ -105,8 +105,32 @@ def test_heavy_tailed_groups_are_non_centred_exactly(family):
     _check_maps(model, energy)
 
 
-def _check_maps(model, energy):
-    u = np.random.default_rng(3).normal(size=(5, energy.dim)).astype(floatX)
+def test_a_random_walk_under_an_unknown_scale_is_non_centred_in_its_increments():
+    """The stochastic-volatility model's walk s (scale sigma free): sampled as (s_0, increments /
+    sigma); its data (one return per s_t, precision ~0.5) is weak beside the walk's prior precision
+    2 / sigma^2, so every increment is non-centred; the maps and log|det| are exact."""
+    model = stochastic_volatility(n=12)
+    assert _names(model) == ["s"]
+    energy = ModelEnergy(model)
+    cloud = energy.to_model(np.random.default_rng(1).normal(size=(20, energy.dim)))
+    cloud[:, 0] = np.log(0.15)  # sigma_log__
+    energy.noncentring.fit(cloud)
+    lam = energy.noncentring.weight_values()["s"]
+    np.testing.assert_array_equal(lam, np.r_[0.0, np.ones(11)])
+    u = np.random.default_rng(2).normal(size=(3, energy.dim))
+    x = energy.to_model(u)
+    sigma = np.exp(u[:, :1])
+    np.testing.assert_allclose(x[:, 1:], u[:, 1:2] + np.cumsum(np.c_[np.zeros(3), sigma * u[:, 2:]], axis=1),
+                               rtol=1e-12)
+    u[:, :2] = [np.log(0.15), -1.0]  # where the returns' energy is moderate (else its gradient drowns in it)
+    _check_maps(model, energy, u)
+
+
+def _check_maps(model, energy, u=None):
+    """At sampling points ``u`` (default: standard normal ones): the maps invert, U(u) is the model's
+    energy at x(u) less log|det dx/du|, which matches a numerical Jacobian, as dU/du matches U's
+    central differences."""
+    u = np.random.default_rng(3).normal(size=(5, energy.dim)).astype(floatX) if u is None else u
     x, log_jacobian = energy.to_model_with_jacobian(u)
     np.testing.assert_allclose(energy.to_sampling(x), u, atol=1e-12)
     centred = ModelEnergy(model, noncentre=False)

@@ -15,7 +15,12 @@ the map u = (phi, theta_t) -> x = (phi, theta) is triangular, with
 
     log|det dx/du| = sum(lam log sigma),       U_u(u) = U(x(u)) - sum(lam log sigma),
 
-and sampling U_u in u is exact for U in x.  Which members to non-centre follows the
+and sampling U_u in u is exact for U in x.  A ``GaussianRandomWalk`` whose sigma depends on
+other free variables is non-centred the same way in its increments (its innovations):
+s_0 stays, s_t = s_0 + sum_{k <= t} (lam mu + sigma^lam e_k) with e_k sampled; the map is
+triangular with the same log|det| over the increments, and one lam for all of them.
+
+Which members to non-centre follows the
 classical advice (Papaspiliopoulos, Roberts & Skold 2007; Betancourt & Girolami 2015):
 those the prior informs more than the data.  The weights start at 1 and are fitted to
 points of the chains (:meth:`NonCentring.fit`): r, the median over points of sigma^2 h with
@@ -34,7 +39,7 @@ import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
 
-__all__ = ["NonCentring", "find_groups"]
+__all__ = ["NonCentring", "find_groups", "find_walks"]
 
 #: Points of a cloud used to fit the weights (evenly spaced through the cloud).
 FIT_POINTS = 64
@@ -65,6 +70,24 @@ def find_groups(model, chosen):
         if parents and var not in parents:
             groups.append((var, tt.as_tensor_variable(location), tt.as_tensor_variable(scale)))
     return groups
+
+
+def find_walks(model, chosen):
+    """The variables among ``chosen`` that are ``pm.GaussianRandomWalk`` with a sigma depending on
+    another of ``chosen``: ``[(var, mu, sigma)]`` with the increments' drift and scale (as its
+    logp reads them: time-varying ones from their second element), in ``model.free_RVs`` order."""
+    import pymc3 as pm
+
+    chosen = set(chosen)
+    walks = []
+    for var in model.free_RVs:
+        dist = getattr(var, "distribution", None)
+        if var not in chosen or type(dist) is not pm.GaussianRandomWalk or var.ndim == 0:
+            continue
+        parents = _ancestors([dist.sigma]) & chosen
+        if parents and var not in parents:
+            walks.append((var, *dist._mu_and_sigma(dist.mu, dist.sigma)))
+    return walks
 
 
 def flat_slices(flat, variables, vmap):
@@ -100,7 +123,10 @@ class NonCentring:
         self.shared = dict(shared)
         self._variables = self._vars()
         shapes = {var: shp for var, (_, _, shp, _) in zip(self._variables, ordering.vmap)}
-        self.groups = find_groups(model, self._variables)
+        walks = find_walks(model, self._variables)
+        self.walks = {var for var, _, _ in walks}
+        order = {var: i for i, var in enumerate(model.free_RVs)}
+        self.groups = sorted(find_groups(model, self._variables) + walks, key=lambda group: order[group[0]])
         self.weights = {
             var.name: theano.shared(np.ones(shapes[var], dtype=floatX), name=f"noncentring/{var.name}/lam")
             for var, _, _ in self.groups
@@ -124,10 +150,12 @@ class NonCentring:
         return flat_slices(flat, self._variables, self.ordering.vmap)
 
     def _lam_mu_log_sigma(self, var, mu, sigma, values):
-        """lam, mu and log sigma of one group, at model-space ``values`` of its parents."""
+        """lam, mu and log sigma of one group (of a walk: of its increments, lam from the second
+        element), at model-space ``values`` of its parents."""
         mu = theano.clone(mu, values, strict=False)
         sigma = theano.clone(sigma, values, strict=False)
-        return self.weights[var.name], mu, tt.log(sigma)
+        lam = self.weights[var.name]
+        return (lam[1:] if var in self.walks else lam), mu, tt.log(sigma)
 
     # -- symbolic maps of one flat vector -----------------------------------------------
     def model_values(self, u):
@@ -143,8 +171,12 @@ class NonCentring:
                 continue
             if var in groups:
                 lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
-                value = lam * mu + tt.exp(lam * log_sigma) * slices[var]
+                u_var = slices[var][1:] if var in self.walks else slices[var]
+                value = lam * mu + tt.exp(lam * log_sigma) * u_var
                 log_jacobian = log_jacobian + tt.sum(tt.ones_like(value) * lam * log_sigma)
+                if var in self.walks:  # value: the increments; the walk starts at its first element
+                    start = tt.shape_padleft(slices[var][0])  # (1, ...), broadcastable
+                    value = tt.concatenate([start, start + tt.cumsum(value, axis=0)], axis=0)
                 values[var] = value.astype(slices[var].dtype)
             else:
                 values[var] = slices[var]
@@ -164,7 +196,12 @@ class NonCentring:
         for var in self._variables:
             if var in groups:
                 lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
-                parts.append(tt.flatten((values[var] - lam * mu) * tt.exp(-lam * log_sigma)))
+                value = values[var]
+                if var in self.walks:
+                    steps = (value[1:] - value[:-1] - lam * mu) * tt.exp(-lam * log_sigma)
+                    parts.append(tt.concatenate([tt.flatten(value[:1]), tt.flatten(steps)]))
+                else:
+                    parts.append(tt.flatten((value - lam * mu) * tt.exp(-lam * log_sigma)))
             else:
                 parts.append(tt.flatten(values[var]))
         return tt.concatenate([p.astype(floatX) for p in parts])
@@ -224,7 +261,8 @@ class NonCentring:
                     prior = tt.sum(theano.clone(var.distribution.logp(var), values, strict=False)).astype(floatX)
                     prior_hv = tt.grad(tt.sum(tt.grad(prior, x) * indicator), x)[slc].reshape(shp)
                     sigma = theano.clone(sigma, values, strict=False)
-                    outputs.append((prior_hv - hv) * tt.sqr(sigma))
+                    data_hv = prior_hv - hv
+                    outputs.append((data_hv[1:] if var in self.walks else data_hv) * tt.sqr(sigma))
                 self._compiled["ratio"] = theano.function([x], outputs, name="noncentring_ratio")
         return self._compiled["ratio"]
 
@@ -241,10 +279,16 @@ class NonCentring:
         per_point = [ratio(row) for row in x]
         for k, (var, _, _) in enumerate(self.groups):
             values = np.array([p[k] for p in per_point])
-            with np.errstate(invalid="ignore"):
-                r = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=0)
+            walk = var in self.walks
+            with np.errstate(invalid="ignore"):  # a walk: one ratio for all its increments
+                r = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=None if walk else 0)
             r = np.where(np.isfinite(r), np.maximum(r, 0.0), 0.0)
-            self.weights[var.name].set_value(np.asarray(weights_from_ratio(r), dtype=floatX))
+            if walk:  # an inner element's prior precision is 2 / sigma^2 (two increments hold it)
+                lam = np.zeros(self.weights[var.name].get_value().shape, dtype=floatX)
+                lam[1:] = weights_from_ratio(r / 2.0)
+            else:
+                lam = weights_from_ratio(r)
+            self.weights[var.name].set_value(np.asarray(lam, dtype=floatX))
         return self.weight_values()
 
     def weight_values(self):
