@@ -61,13 +61,14 @@ class WarmupSettings:
     jitter: float = 1.0         # starts: initial point + Uniform(-jitter, jitter) per coordinate
     min_n_steps: int = 2        # the shortest: with T = 1 the networks shape a single Langevin-like step
     max_n_steps: int = 20       # the longest trajectory considered for T
-    n_steps_repeats: int = 4    # fresh momenta per chain for the ESS-per-gradient profile
+    n_steps_repeats: int = 4    # fresh momenta per chain for the ESS-per-gradient profile (at least)
+    n_steps_trajectories: int = 800  # ... and at least this many trajectories in all (few chains: more each)
 
     def __post_init__(self):
         if not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}.")
         for name in ("max_iterations", "first_window", "slow_window", "final_window", "min_n_steps", "max_n_steps",
-                     "n_steps_repeats"):
+                     "n_steps_repeats", "n_steps_trajectories"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"warm-up {name} must be an integer >= 1, got {value!r}.")
@@ -383,10 +384,11 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     profile = cost = None
     if sampler.adapt_n_steps:
         lo = min(settings.min_n_steps, settings.max_n_steps)
-        profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps,
-                                           settings.n_steps_repeats, min_steps=lo)
-        gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size,
-                                     settings.n_steps_repeats)
+        # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
+        # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
+        repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
+        profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps, repeats, min_steps=lo)
+        gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
         one = np.flatnonzero(np.isfinite(potential))[:1]
         if len(one):
             cost = draw_cost(kernel, x[one], potential[one], grad[one], final_step)
