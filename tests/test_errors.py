@@ -48,9 +48,22 @@ def test_a_start_with_an_infinite_log_density_is_refused_before_warm_up(monkeypa
         L2HMCSampler(model, seed=0).train(train_steps=2, batch_size=4)
 
 
-def test_a_start_with_a_non_finite_gradient_names_the_variable():
-    energy = ModelEnergy(_kinked_model())
-    sampler = L2HMCSampler(energy, seed=0)
+def test_a_kink_at_the_initial_point_is_jittered_away_as_nuts_does():
+    """The gradient is not finite at a = 0 only: warm-up's jittered starts avoid it (as NUTS's
+    jitter+adapt_diag does), so the sampler starts, from points where the gradient is finite."""
+    from l2hmc_theano.warmup import initial_chains
+
+    sampler = L2HMCSampler(ModelEnergy(_kinked_model()), seed=0)
+    sampler.check_start()
+    starts = initial_chains(sampler, 8, np.random.default_rng(0), 1.0)
+    assert np.all(starts != 0.0) and np.all(np.isfinite(sampler.energy_and_grad(starts)[1]))
+
+
+def test_a_gradient_not_finite_anywhere_near_the_start_names_the_variable():
+    with pm.Model() as model:
+        a = pm.Normal("a", 0, 1, testval=0.0)
+        pm.Potential("root", tt.sqrt(-tt.abs_(a)))  # finite at a = 0 only, and its gradient nowhere
+    sampler = L2HMCSampler(ModelEnergy(model), seed=0)
     with pytest.raises(StartError, match=r"gradient .* not finite .* in a \(initial values a = 0\)"):
         sampler.check_start()
 

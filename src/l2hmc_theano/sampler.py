@@ -563,14 +563,22 @@ class L2HMCSampler:
         return potential, grad
 
     def check_start(self):
-        """Raise :class:`~l2hmc_theano.energy.StartError` when U or dU/dx is not finite at the target's
-        initial point (a model's test point), naming the variables and values that cause it, as
+        """Raise :class:`~l2hmc_theano.energy.StartError` when U is not finite at the target's initial
+        point (a model's test point), or dU/dx is not finite there nor at any of 20 points jittered
+        around it (as warm-up's starts are), naming the variables and values that cause it, as
         PyMC3's ``pm.sample`` does; nothing for a target without an initial point."""
         describe = getattr(self.energy_target, "describe_bad_start", None)
         if describe is None:
             return
         x = np.asarray(self.energy_target.start_array(), dtype=floatX)[None, :]
         potential, grad = self.energy_and_grad(x)
+        if np.isfinite(potential[0]) and not np.all(np.isfinite(grad)):
+            # A kink at the initial point itself (|a| at a = 0; an ARMA's theta^0 at theta = 0): warm-up
+            # starts from jittered points, as NUTS's jitter+adapt_diag does, so those are what must work.
+            near = x + np.random.default_rng(0).uniform(-1.0, 1.0, size=(20, self.dim)).astype(floatX)
+            U, G = self.energy_and_grad(near)
+            if np.any(np.isfinite(U) & np.all(np.isfinite(G), axis=1)):
+                return
         if not (np.isfinite(potential[0]) and np.all(np.isfinite(grad))):
             raise StartError("L2HMC cannot start: " + describe(grad[0]))
 

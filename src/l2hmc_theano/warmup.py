@@ -127,20 +127,23 @@ class DualAveraging:
 
 def initial_chains(sampler, batch_size, rng, jitter, tries=20):
     """``(batch_size, dim)`` starts: the target's initial point (a model's test point, else 0)
-    plus Uniform(-jitter, jitter) noise; a start with a non-finite energy is drawn again
-    (up to ``tries`` times, then the initial point itself)."""
+    plus Uniform(-jitter, jitter) noise; a start with a non-finite energy or gradient is drawn
+    again (up to ``tries`` times, then the initial point itself)."""
     start_array = getattr(sampler.energy_target, "start_array", None)
     base = np.asarray(start_array() if start_array is not None else np.zeros(sampler.dim), dtype=floatX)
     # The energy-and-gradient function warm-up compiles anyway (one compile, not two); NaN where
     # a start's evaluation raises.
-    energy = sampler.energy_and_grad
+    def bad_at(points):
+        potential, grad = sampler.energy_and_grad(points)
+        return ~(np.isfinite(potential) & np.all(np.isfinite(grad), axis=1))
+
     x = base + rng.uniform(-jitter, jitter, size=(batch_size, sampler.dim)).astype(floatX)
-    bad = ~np.isfinite(energy(x)[0])
+    bad = bad_at(x)
     for _ in range(tries):
         if not bad.any():
             break
         x[bad] = base + rng.uniform(-jitter, jitter, size=(int(bad.sum()), sampler.dim))
-        bad[bad] = ~np.isfinite(energy(x[bad])[0])
+        bad[bad] = bad_at(x[bad])
     x[bad] = base
     return x
 
