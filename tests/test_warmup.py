@@ -313,3 +313,39 @@ def test_warmup_chooses_n_steps_only_when_asked():
     np.testing.assert_array_equal(again.masks, auto.masks)  # masks follow the seed
     _, info = warmup(fixed, 50, np.random.default_rng(0), settings)
     assert fixed.n_steps == info["n_steps"] == 7 and info["ess_per_gradient"] is None
+
+
+def test_chains_left_in_the_tails_are_dropped_from_the_fit_and_replaced():
+    """At equilibrium U - min U ~ chi^2_dim / 2: no chain of such a batch is lost; chains 1e3 above are."""
+    from l2hmc_theano.warmup import lost_chains
+
+    rng = np.random.default_rng(0)
+    potential = 0.5 * rng.chisquare(50, size=200)
+    assert not lost_chains(potential, 50).any()
+    potential[:7] += 1e3
+    potential[7] = np.nan
+    np.testing.assert_array_equal(np.flatnonzero(lost_chains(potential, 50)), np.arange(8))
+
+
+def test_warmup_reaches_an_uncentred_regressions_posterior():
+    """y ~ N(alpha + beta x, sigma) with x ~ 4000 (uncentred years: corr(alpha, beta) ~ -0.99999) and
+    sigma free: jittered starts put beta 100 posterior sds out, and chains that stay out there had
+    made the fitted scales useless (posteriordb's kilpisjarvi).  Warm-up's chains end at the
+    posterior: alpha and beta's means and sds as least squares gives them."""
+    rng = np.random.default_rng(1)
+    x = np.arange(3952.0, 4014.0)
+    y = -60.0 + 0.0175 * x + rng.normal(0.0, 1.1, size=len(x))
+    design = np.column_stack([np.ones_like(x), x])
+    coef, rss = np.linalg.lstsq(design, y, rcond=None)[:2]
+    se = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * rss[0] / (len(x) - 2))
+    with pm.Model() as model:
+        alpha = pm.Normal("alpha", 9.3, 100.0)
+        beta = pm.Normal("beta", 0.0, 1.0)
+        sigma = pm.HalfFlat("sigma")
+        pm.Normal("y", alpha + beta * x, sigma, observed=y)
+    sampler = L2HMCSampler(model, zero_network=True, seed=0)
+    chains, info = warmup(sampler, 100, np.random.default_rng(0))
+    assert info["replaced"] > 0
+    mean, sd = chains[:, :2].mean(axis=0), chains[:, :2].std(axis=0)
+    assert np.all(np.abs(mean - coef) < 0.5 * se), (mean, coef, se)
+    np.testing.assert_allclose(sd, se, rtol=0.35)

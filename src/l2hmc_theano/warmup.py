@@ -25,8 +25,10 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   tail and spread ESS) over the measured cost of a draw of t steps (:func:`.budget.draw_cost`,
   :func:`.budget.choose_n_steps`).
 
-Chains that accepted nothing during a window are replaced by copies of others
-(warm-up draws are not samples).  Everything random comes from one
+Chains that accepted nothing during a window, and chains whose energy at a slow window's end is
+still far above the batch's (:func:`lost_chains`: a jittered start the window did not bring in;
+their draws are left out of the fit), are replaced by copies of others (warm-up draws are not
+samples).  Everything random comes from one
 ``numpy.random.Generator``; the only compile is the energy and gradient's (HMC's step is
 NumPy around it, :mod:`.hmc`).
 """
@@ -263,6 +265,18 @@ def _gradient_count(lengths, batch, repeats):
     return repeats * batch * max(lengths)
 
 
+def lost_chains(potential, dim):
+    """``(B,)`` True for chains whose energy U lies more than 10 + 3 sqrt(dim) above the batch's lower
+    quartile: at equilibrium U - min U is about chi^2_dim / 2 (sd sqrt(dim / 2)), so such a chain is
+    still far out in the tails (a jittered start that the window did not bring in), and its draws
+    would misstate the posterior's scales.  A chain whose U is not finite is lost too."""
+    finite = np.isfinite(potential)
+    if finite.sum() < 2:
+        return ~finite
+    anchor = np.percentile(potential[finite], 25)
+    return ~finite | (potential > anchor + 10.0 + 3.0 * np.sqrt(dim))
+
+
 def replace_frozen(x, moved, rng):
     """Chains that never moved in a window (``moved`` ``(B,)`` False) become copies of chains that
     did; returns (chains, number replaced)."""
@@ -328,7 +342,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         if slow and settled:
             continue
         keep_from = length - length // 2
-        positions, gradients, accepts = [], [], []
+        positions, gradients, accepts, potentials = [], [], [], []
         moved = np.zeros(batch_size, dtype=bool)
         eps = dual.step_size
         for i in range(length):
@@ -344,11 +358,18 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             if slow and i >= keep_from:
                 positions.append(x)
                 gradients.append(grad if precond is None else precond.grad_to_x_numpy(grad))
+                potentials.append(potential)
             done += 1
             if bar is not None:
                 bar.update(done)
                 bar.comment = f"warm-up: eps {eps:.3g} accept {accepts[-1]:.2f}"
+        lost = np.zeros(batch_size, dtype=bool)
         if slow:
+            # Chains still far out in the tails leave the fit and, below, are replaced by copies of others.
+            lost = lost_chains(np.mean(potentials, axis=0), sampler.dim)
+            if lost.all():
+                lost[:] = False
+            positions, gradients = [p[~lost] for p in positions], [g[~lost] for g in gradients]
             xs, gs = np.concatenate(positions), np.concatenate(gradients)
             if noncentred:
                 xs, x = _refit_noncentring(sampler, xs, x)
@@ -370,7 +391,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
                 "model's log density near its initial point (model.check_test_point()) and its parametrisation.")
         refresh = slow  # new coordinates y (or new chains, below): their U and dU/dy afresh
         if not is_final:
-            x, n = replace_frozen(x, moved, rng)
+            x, n = replace_frozen(x, moved & ~lost, rng)
             replaced += n
             refresh = refresh or n > 0
             # Restart the averaging from where it got to (Stan restarts after every window).
