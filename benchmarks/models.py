@@ -196,3 +196,15 @@ def stochastic_volatility(n=100):
         s = pm.GaussianRandomWalk("s", sigma=sigma, init=pm.Normal.dist(0.0, 2.0), shape=n)
         pm.Normal("r", 0.0, tt.exp(s), observed=returns)
     return model
+
+
+def rotated_gaussian(dim=50):
+    """A correlated Gaussian: scales 1e-2..1e2 (log-spaced) along the columns of a random orthogonal
+    matrix (numpy seed 0, the QR of a standard normal matrix), as ``pm.MvNormal``.  No diagonal
+    preconditioner whitens it: NUTS's trees hit their depth limit (~1000 steps a draw)."""
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    cov = (q * np.logspace(-2, 2, dim) ** 2) @ q.T
+    with pm.Model() as model:
+        pm.MvNormal("x", mu=np.zeros(dim), cov=cov, shape=dim)
+    return model

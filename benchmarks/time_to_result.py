@@ -47,10 +47,11 @@ Models (benchmarks/models.py; data fixed from numpy seeds): latent_gp_classifica
 points, pm.gp.Latent: a Cholesky of the kernel matrix in the logp), large_logistic_regression
 (3000 rows, 5 correlated predictors of scales 0.1-10), switchpoint (coal-mining disasters,
 DiscreteUniform switchpoint: L2HMC on the rates in a compound step with Metropolis),
-stochastic_volatility (Gaussian random walk of 100 log-volatilities); real_models.py's models
+stochastic_volatility (Gaussian random walk of 100 log-volatilities), rotated_gaussian50 (a
+50-d Gaussian with scales 1e-2..1e2 along random directions); real_models.py's models
 by name too.  Timings are wall-clock: run on a quiet machine.
 
-    python benchmarks/time_to_result.py                                  # the four models, seed 0
+    python benchmarks/time_to_result.py                                  # the five models, seed 0
     python benchmarks/time_to_result.py --quick --models switchpoint     # smoke run
     python benchmarks/time_to_result.py --seeds 0 1 2 --out docs/time_to_result.md
 """
@@ -109,6 +110,7 @@ NEW_MODELS = {
     "large_logistic_regression": models.large_logistic_regression,
     "switchpoint": models.switchpoint,
     "stochastic_volatility": models.stochastic_volatility,
+    "rotated_gaussian50": models.rotated_gaussian,
 }
 MODELS = {**NEW_MODELS, **REAL_MODELS}
 FIRST, SECOND, NUTS, MANY = "L2HMC first run", "L2HMC second run", "NUTS", "l2hmc_theano.sample"
