@@ -42,7 +42,7 @@ from l2hmc_theano import L2HMC
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from posteriordb_models import POSTERIORS, load, to_posteriordb  # noqa: E402
-from time_to_result import machine, measure, phase, sample, say, seconds, timed  # noqa: E402
+from time_to_result import git_commit, machine, measure, phase, sample, say, seconds, timed  # noqa: E402
 from l2hmc_theano.persistence import atomic_write  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,6 +186,7 @@ def main(argv=None):
              f"- date: {started:%Y-%m-%d %H:%M} UTC; seeds {', '.join(map(str, args.seeds))} (NUTS "
              f"{', '.join(map(str, args.nuts_seeds or args.seeds))}); 2 chains x {args.draws} "
              f"draws (L2HMC tune {L2HMC_TUNE}, NUTS tune {NUTS_TUNE})",
+             f"- git commit: {git_commit()}",
              f"- machine: {machine(load_avg)}",
              "", *summary(results), "", *table(results, samplers), "",
              "Columns: see the docstring of benchmarks/posteriordb.py."]
