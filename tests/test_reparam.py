@@ -9,7 +9,7 @@ import pytest
 import pymc3 as pm
 from l2hmc_theano import L2HMC, L2HMCSampler, ModelEnergy, load
 from l2hmc_theano._theano import floatX, theano, tt
-from l2hmc_theano.reparam import find_groups, find_walks
+from l2hmc_theano.reparam import find_groups
 from l2hmc_theano.targets import EIGHT_SCHOOLS_SE, eight_schools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -17,7 +17,7 @@ from models import banana, funnel, radon, stochastic_volatility  # noqa: E402
 
 
 def _names(model):
-    return [var.name for var, _, _ in find_groups(model, model.free_RVs) + find_walks(model, model.free_RVs)]
+    return [var.name for var, _, _ in find_groups(model, model.free_RVs)]
 
 
 def _energy_function(energy):

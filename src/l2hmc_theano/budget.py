@@ -149,7 +149,7 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
     if not profile or not warmup_info.get("loop_seconds") or one_chain_seconds is None:
         return True, "no prediction of HMC's time to a usable posterior (T not chosen by warm-up, or no timing)"
     T = sampler.n_steps
-    p = float(profile[min(T, len(profile)) - 1])
+    p = _profile_at(profile, T)
     cost = warmup_info.get("draw_cost")
     if cost is not None:
         hmc_seconds = TARGET_ESS / max(p * T, 1e-12) * (cost[0] + T * cost[1])
@@ -173,10 +173,12 @@ def predicted_ess_per_draw(sampler):
     if selection is not None and selection.get("kept") == "trained" and selection.get("draws"):
         return float(selection["trained"]) / (selection["draws"] * selection["chains"])
     profile = (sampler.warmup_info or {}).get("ess_per_gradient")
-    if not profile:
-        return None
-    T = sampler.n_steps
-    return float(profile[min(T, len(profile)) - 1]) * T
+    return None if not profile else _profile_at(profile, sampler.n_steps) * sampler.n_steps
+
+
+def _profile_at(profile, T):
+    """Warm-up's predicted ESS per gradient at T leapfrog steps (the profile's last length beyond it)."""
+    return float(profile[min(T, len(profile)) - 1])
 
 
 def describe(plan):

@@ -243,13 +243,9 @@ def fitted(dim, x, grad):
     """The preconditioner "auto" picks for positions ``x`` and gradients ``grad`` ``(n, dim)``:
     low rank where :func:`fisher_lowrank` finds directions beyond the cut-off, else diagonal."""
     sigma, basis, eigenvalues = fisher_lowrank(x, grad)
-    mu = np.mean(x, axis=0)
-    if len(eigenvalues) == 0:
-        out = Preconditioner(dim, "diag")
-        out.set(mu, sigma)
-    else:
-        out = Preconditioner(dim, "lowrank")
-        out.set(mu, sigma, basis, eigenvalues)
+    lowrank = len(eigenvalues) > 0
+    out = Preconditioner(dim, "lowrank" if lowrank else "diag")
+    out.set(np.mean(x, axis=0), sigma, **(dict(basis=basis, eigenvalues=eigenvalues) if lowrank else {}))
     return out
 
 
@@ -315,7 +311,7 @@ def _fisher_covariance(x, grad):
     root_x, root_g = _covariance_root(x, shrink), _covariance_root(grad, shrink)
     if np.any(np.diag(root_g) == 0):
         return None
-    a, s, bt = np.linalg.svd(root_x @ root_g.T)
+    _, s, bt = np.linalg.svd(root_x @ root_g.T)
     half = solve_triangular(root_g, bt.T * np.sqrt(s), lower=False)  # Sigma = half half^T
     sigma = half @ half.T
     return 0.5 * (sigma + sigma.T)
@@ -363,7 +359,7 @@ def fisher_lowrank(x, grad, cutoff=EIGENVALUE_CUTOFF):
     sigma = fisher_diagonal(x, grad)
     dim = len(sigma)
     none = (sigma, np.zeros((dim, 0)), np.zeros(0))
-    if len(x) < 2:
+    if len(x) < 2:  # nothing to fit (and no singular directions to search)
         return none
     xw, gw = x / sigma, grad * sigma
     search = _search_basis(xw, gw)

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
 
-__all__ = ["NonCentring", "find_groups", "find_walks"]
+__all__ = ["NonCentring", "find_groups"]
 
 #: Points of a cloud used to fit the weights (evenly spaced through the cloud).
 FIT_POINTS = 64
@@ -53,9 +53,10 @@ def _ancestors(variables):
 
 
 def find_groups(model, chosen):
-    """The variables among ``chosen`` (free variables) from a family of :data:`LOCATION_SCALE`
-    whose scale depends on another of ``chosen``: ``[(var, location, scale)]`` in
-    ``model.free_RVs`` order."""
+    """The variables among ``chosen`` (free variables) whose scale depends on another of ``chosen``:
+    from a family of :data:`LOCATION_SCALE`, ``(var, location, scale)``; a ``pm.GaussianRandomWalk``
+    (:func:`is_walk`), ``(var, mu, sigma)`` of its increments (as its logp reads them: time-varying
+    ones from their second element).  In ``model.free_RVs`` order."""
     import pymc3 as pm
 
     chosen = set(chosen)
@@ -63,31 +64,25 @@ def find_groups(model, chosen):
     for var in model.free_RVs:
         dist = getattr(var, "distribution", None)
         name = type(dist).__name__
-        if var not in chosen or name not in LOCATION_SCALE or type(dist) is not getattr(pm, name):
+        if var not in chosen:
             continue
-        location, scale = (getattr(dist, attribute) for attribute in LOCATION_SCALE[name])
+        if is_walk(var):
+            location, scale = dist._mu_and_sigma(dist.mu, dist.sigma)
+        elif name in LOCATION_SCALE and type(dist) is getattr(pm, name):
+            location, scale = (tt.as_tensor_variable(getattr(dist, a)) for a in LOCATION_SCALE[name])
+        else:
+            continue
         parents = _ancestors([scale]) & chosen
         if parents and var not in parents:
-            groups.append((var, tt.as_tensor_variable(location), tt.as_tensor_variable(scale)))
+            groups.append((var, location, scale))
     return groups
 
 
-def find_walks(model, chosen):
-    """The variables among ``chosen`` that are ``pm.GaussianRandomWalk`` with a sigma depending on
-    another of ``chosen``: ``[(var, mu, sigma)]`` with the increments' drift and scale (as its
-    logp reads them: time-varying ones from their second element), in ``model.free_RVs`` order."""
+def is_walk(var):
+    """Whether the free variable ``var`` is a ``pm.GaussianRandomWalk`` of at least one dimension."""
     import pymc3 as pm
 
-    chosen = set(chosen)
-    walks = []
-    for var in model.free_RVs:
-        dist = getattr(var, "distribution", None)
-        if var not in chosen or type(dist) is not pm.GaussianRandomWalk or var.ndim == 0:
-            continue
-        parents = _ancestors([dist.sigma]) & chosen
-        if parents and var not in parents:
-            walks.append((var, *dist._mu_and_sigma(dist.mu, dist.sigma)))
-    return walks
+    return type(getattr(var, "distribution", None)) is pm.GaussianRandomWalk and var.ndim > 0
 
 
 def flat_slices(flat, variables, vmap):
@@ -123,10 +118,8 @@ class NonCentring:
         self.shared = dict(shared)
         self._variables = self._vars()
         shapes = {var: shp for var, (_, _, shp, _) in zip(self._variables, ordering.vmap)}
-        walks = find_walks(model, self._variables)
-        self.walks = {var for var, _, _ in walks}
-        order = {var: i for i, var in enumerate(model.free_RVs)}
-        self.groups = sorted(find_groups(model, self._variables) + walks, key=lambda group: order[group[0]])
+        self.groups = find_groups(model, self._variables)
+        self.walks = {var for var, _, _ in self.groups if is_walk(var)}
         self.weights = {
             var.name: theano.shared(np.ones(shapes[var], dtype=floatX), name=f"noncentring/{var.name}/lam")
             for var, _, _ in self.groups

@@ -575,7 +575,9 @@ class L2HMCSampler:
         if np.isfinite(potential[0]) and not np.all(np.isfinite(grad)):
             # A kink at the initial point itself (|a| at a = 0; an ARMA's theta^0 at theta = 0): warm-up
             # starts from jittered points, as NUTS's jitter+adapt_diag does, so those are what must work.
-            near = x + np.random.default_rng(0).uniform(-1.0, 1.0, size=(20, self.dim)).astype(floatX)
+            from .warmup import WarmupSettings, initial_chains
+
+            near = initial_chains(self, 20, np.random.default_rng(0), WarmupSettings().jitter, tries=0)
             U, G = self.energy_and_grad(near)
             if np.any(np.isfinite(U) & np.all(np.isfinite(G), axis=1)):
                 return
