@@ -208,3 +208,31 @@ def rotated_gaussian(dim=50):
     with pm.Model() as model:
         pm.MvNormal("x", mu=np.zeros(dim), cov=cov, shape=dim)
     return model
+
+
+def varying_slopes(groups=20, centred=True):
+    """Varying intercepts and slopes with an LKJ prior on their correlation: y ~ N(a_g + b_g x,
+    sigma) on 2-12 rows per group (numpy seed 3), (a_g, b_g) ~ MvNormal(mu, L L^T) with L from
+    ``pm.LKJCholeskyCov`` (eta 2, scales ~ Exponential(1)).  ``centred``: (a, b) sampled as
+    ``pm.MvNormal`` (the funnel NUTS diverges in where a group has few rows); else as mu + z L^T
+    with z ~ N(0, 1) (the same posterior, well-parameterized).  Data: scales (1, 0.5), correlation
+    -0.6, noise sd 1."""
+    rng = np.random.default_rng(3)
+    rows = rng.integers(2, 13, size=groups)
+    group = np.repeat(np.arange(groups), rows)
+    x = rng.normal(size=group.size)
+    scales = np.array([1.0, 0.5])
+    cov = np.outer(scales, scales) * np.array([[1.0, -0.6], [-0.6, 1.0]])
+    effects = rng.multivariate_normal([1.0, -0.5], cov, size=groups)
+    y = effects[group, 0] + effects[group, 1] * x + rng.normal(size=group.size)
+    with pm.Model() as model:
+        chol, _, _ = pm.LKJCholeskyCov("chol", n=2, eta=2.0, sd_dist=pm.Exponential.dist(1.0), compute_corr=True)
+        mu = pm.Normal("mu", 0.0, 5.0, shape=2)
+        if centred:
+            ab = pm.MvNormal("ab", mu=mu, chol=chol, shape=(groups, 2))
+        else:
+            z = pm.Normal("z", 0.0, 1.0, shape=(groups, 2))
+            ab = pm.Deterministic("ab", mu + tt.dot(z, chol.T))
+        sigma = pm.Exponential("sigma", 1.0)
+        pm.Normal("y", ab[group, 0] + ab[group, 1] * x, sigma, observed=y)
+    return model

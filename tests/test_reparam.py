@@ -13,11 +13,11 @@ from l2hmc_theano.reparam import find_groups
 from l2hmc_theano.targets import EIGHT_SCHOOLS_SE, eight_schools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from models import banana, funnel, radon, stochastic_volatility  # noqa: E402
+from models import banana, funnel, radon, stochastic_volatility, varying_slopes  # noqa: E402
 
 
 def _names(model):
-    return [var.name for var, _, _ in find_groups(model, model.free_RVs)]
+    return [group.var.name for group in find_groups(model, model.free_RVs)]
 
 
 def _energy_function(energy):
@@ -126,6 +126,49 @@ def test_a_random_walk_under_an_unknown_scale_is_non_centred_in_its_increments()
     _check_maps(model, energy, u)
 
 
+def test_an_mvnormal_under_a_free_cholesky_factor_is_non_centred_row_by_row():
+    """theta_i ~ MvNormal(0, s^2 L0 L0^T), y_i ~ N(theta_i, se_i^2 I): the data's precision in the
+    prior's whitened units is L^T L / se_i^2, whose mean diagonal s^2 tr(L0 L0^T) / (2 se_i^2) is
+    below 1 for the rows with large se_i only: those rows are non-centred (theta_i = L u_i), the
+    others kept; the maps and log|det| are exact."""
+    chol0 = np.array([[1.0, 0.0], [0.5, 0.8]])
+    se = np.array([1.0, 1.5, 1.8, 2.2, 3.0, 5.0])
+    with pm.Model() as model:
+        s = pm.Lognormal("s", 0.0, 1.0)
+        theta = pm.MvNormal("theta", mu=np.zeros(2), chol=s * chol0, shape=(6, 2))
+        pm.Normal("y", theta, se[:, None], observed=np.zeros((6, 2)))
+    assert _names(model) == ["theta"]
+    energy = ModelEnergy(model)
+    cloud = energy.to_model(np.random.default_rng(1).normal(size=(10, energy.dim)))
+    cloud[:, 0] = np.log(2.0)  # s_log__
+    lam = energy.noncentring.fit(cloud)["theta"]
+    expected = 4.0 * np.trace(chol0 @ chol0.T) / (2 * se ** 2) < 1.0
+    np.testing.assert_array_equal(lam, np.repeat(expected[:, None], 2, axis=1))
+    u = np.random.default_rng(2).normal(size=(3, energy.dim))
+    x = energy.to_model(u)
+    rows = u[:, 1:].reshape(3, 6, 2)
+    whitened = np.exp(u[:, :1, None]) * rows @ chol0.T
+    np.testing.assert_allclose(x[:, 1:].reshape(3, 6, 2), np.where(expected[:, None], whitened, rows), rtol=1e-12)
+    _check_maps(model, energy)
+    with pytest.raises(ValueError, match="0 or 1"):
+        energy.noncentring.set_weights({"theta": np.full((6, 2), 0.5)})
+
+
+def test_lkj_varying_slopes_are_non_centred_exactly():
+    """The centred LKJ varying-slopes model: (a, b) rows under the LKJ Cholesky factor are found,
+    fitted (groups with few rows non-centred, some with many kept), and the maps exact."""
+    model = varying_slopes()
+    assert _names(model) == ["ab"]
+    energy = ModelEnergy(model)
+    assert energy.var_names[0] == "chol_cholesky-cov-packed__"  # (L00, L10, L11), the diagonal's logs
+    u = np.random.default_rng(1).normal(size=(20, energy.dim)) * 0.3
+    x = energy.to_model(u)
+    x[:, [0, 2]] = np.log(0.4)  # L about 0.4 I: r = 0.16 (rows + sum x^2) / 2 is below 1 for small groups only
+    lam = energy.noncentring.fit(x)["ab"]
+    assert 0 < lam[:, 0].sum() < 20
+    _check_maps(model, energy, u[:5])
+
+
 def _check_maps(model, energy, u=None):
     """At sampling points ``u`` (default: standard normal ones): the maps invert, U(u) is the model's
     energy at x(u) less log|det dx/du|, which matches a numerical Jacobian, as dU/du matches U's
@@ -147,11 +190,12 @@ def _check_maps(model, energy, u=None):
             jac[:, j] = (up - down) / (2 * h)
         assert np.linalg.slogdet(jac)[1] == pytest.approx(log_jacobian[row], abs=1e-6)
     # The gradient of U(u) against central differences of U.
-    U, dU = _energy_function(energy)(u)
+    energy_function = _energy_function(energy)
+    U, dU = energy_function(u)
     for j in range(energy.dim):
         step = np.zeros((1, energy.dim))
         step[0, j] = h
-        numeric = (_energy_function(energy)(u[:1] + step)[0] - _energy_function(energy)(u[:1] - step)[0]) / (2 * h)
+        numeric = (energy_function(u[:1] + step)[0] - energy_function(u[:1] - step)[0]) / (2 * h)
         assert dU[0, j] == pytest.approx(numeric[0], rel=1e-5, abs=1e-6)
 
 

@@ -161,8 +161,7 @@ class ModelEnergy(Energy):
             self.noncentring = noncentring if noncentring else None
             x = tt.vector("x_flat", dtype=floatX)
             if self.noncentring is not None:
-                replace, log_jacobian = self.noncentring.model_values(x)
-                logp = theano.clone(model.logpt, replace, strict=False) + log_jacobian
+                logp = self.noncentring.logp(x)
             else:
                 logp = theano.clone(model.logpt, self.model_replacements(x), strict=False)
             self._x = x

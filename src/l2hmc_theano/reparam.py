@@ -38,62 +38,18 @@ fitting them recompiles nothing.
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
+from .reparam_groups import LOCATION_SCALE, find_groups, is_walk, weights_from_ratio  # noqa: F401
 
 __all__ = ["NonCentring", "find_groups"]
 
 #: Points of a cloud used to fit the weights (evenly spaced through the cloud).
 FIT_POINTS = 64
-#: The location-scale families non-centred, by class name: (location attribute, scale attribute).
-LOCATION_SCALE = {"Normal": ("mu", "sigma"), "StudentT": ("mu", "sigma"), "Cauchy": ("alpha", "beta"),
-                  "Laplace": ("mu", "b"), "Logistic": ("mu", "s")}
-
-
-def _ancestors(variables):
-    return set(theano.graph.basic.ancestors(variables))
-
-
-def find_groups(model, chosen):
-    """The variables among ``chosen`` (free variables) whose scale depends on another of ``chosen``:
-    from a family of :data:`LOCATION_SCALE`, ``(var, location, scale)``; a ``pm.GaussianRandomWalk``
-    (:func:`is_walk`), ``(var, mu, sigma)`` of its increments (as its logp reads them: time-varying
-    ones from their second element).  In ``model.free_RVs`` order."""
-    import pymc3 as pm
-
-    chosen = set(chosen)
-    groups = []
-    for var in model.free_RVs:
-        dist = getattr(var, "distribution", None)
-        name = type(dist).__name__
-        if var not in chosen:
-            continue
-        if is_walk(var):
-            location, scale = dist._mu_and_sigma(dist.mu, dist.sigma)
-        elif name in LOCATION_SCALE and type(dist) is getattr(pm, name):
-            location, scale = (tt.as_tensor_variable(getattr(dist, a)) for a in LOCATION_SCALE[name])
-        else:
-            continue
-        parents = _ancestors([scale]) & chosen
-        if parents and var not in parents:
-            groups.append((var, location, scale))
-    return groups
-
-
-def is_walk(var):
-    """Whether the free variable ``var`` is a ``pm.GaussianRandomWalk`` of at least one dimension."""
-    import pymc3 as pm
-
-    return type(getattr(var, "distribution", None)) is pm.GaussianRandomWalk and var.ndim > 0
 
 
 def flat_slices(flat, variables, vmap):
     """``{variable: its slice of the flat vector`` ``flat`` ``(dim,)``, in its shape and dtype}``
     (symbolic), for ``variables`` laid out as ``vmap`` (an ``ArrayOrdering``'s)."""
     return {var: tt.reshape(flat[slc], shp).astype(dtype) for var, (_, slc, shp, dtype) in zip(variables, vmap)}
-
-
-def weights_from_ratio(r):
-    """lam of the data-to-prior precision ratios ``r`` >= 0: 1 (non-centred) where r < 1, else 0."""
-    return (np.asarray(r) < 1.0).astype(floatX)
 
 
 class NonCentring:
@@ -108,7 +64,7 @@ class NonCentring:
 
     Attributes
     ----------
-    groups : ``[(var, mu, sigma)]``, parents before children.
+    groups : the groups (:mod:`l2hmc_theano.reparam_groups`), parents before children.
     weights : ``{var name: shared lam}``, each of the variable's shape.
     """
 
@@ -118,11 +74,10 @@ class NonCentring:
         self.shared = dict(shared)
         self._variables = self._vars()
         shapes = {var: shp for var, (_, _, shp, _) in zip(self._variables, ordering.vmap)}
-        self.groups = find_groups(model, self._variables)
-        self.walks = {var for var, _, _ in self.groups if is_walk(var)}
+        self.groups = find_groups(model, self._variables, shapes)
         self.weights = {
-            var.name: theano.shared(np.ones(shapes[var], dtype=floatX), name=f"noncentring/{var.name}/lam")
-            for var, _, _ in self.groups
+            g.var.name: theano.shared(np.ones(shapes[g.var], dtype=floatX), name=f"noncentring/{g.var.name}/lam")
+            for g in self.groups
         }
         self._compiled = {}
         self.announce = False  # say what compiles (set by L2HMCSampler.train with a progress bar)
@@ -137,43 +92,52 @@ class NonCentring:
     @property
     def names(self):
         """The non-centred variables' names."""
-        return [var.name for var, _, _ in self.groups]
+        return [g.var.name for g in self.groups]
 
     def _slices(self, flat):
         return flat_slices(flat, self._variables, self.ordering.vmap)
 
-    def _lam_mu_log_sigma(self, var, mu, sigma, values):
-        """lam, mu and log sigma of one group (of a walk: of its increments, lam from the second
-        element), at model-space ``values`` of its parents."""
-        mu = theano.clone(mu, values, strict=False)
-        sigma = theano.clone(sigma, values, strict=False)
-        lam = self.weights[var.name]
-        return (lam[1:] if var in self.walks else lam), mu, tt.log(sigma)
-
     # -- symbolic maps of one flat vector -----------------------------------------------
+    def _values(self, u):
+        """``(values, log_jacobian, priors)``: every free variable's (and the shared ones')
+        model-space value given the flat sampling vector ``u`` ``(dim,)``, log|det dx/du|, and
+        ``{var: its prior log density}`` where a group writes its own."""
+        values = dict(self.shared)
+        slices = self._slices(u)
+        groups = {g.var: g for g in self.groups}
+        log_jacobian = tt.zeros((), dtype=floatX)
+        priors = {}
+        for var in self.model.free_RVs:  # parents before children: the groups see model-space parents
+            if var not in slices:
+                continue
+            if var in groups:
+                group, lam = groups[var], self.weights[var.name]
+                value, log_det = group.forward(slices[var], lam, values)
+                log_jacobian = log_jacobian + log_det
+                prior = group.log_prior(slices[var], value, lam, values)
+                if prior is not None:
+                    priors[var] = prior
+                values[var] = value.astype(slices[var].dtype)
+            else:
+                values[var] = slices[var]
+        return values, log_jacobian, priors
+
     def model_values(self, u):
         """``(values, log_jacobian)``: ``values`` maps every free variable (and the shared
         ones) to its model-space value given the flat sampling vector ``u`` ``(dim,)``;
         ``log_jacobian`` = log|det dx/du|, a scalar."""
-        values = dict(self.shared)
-        slices = self._slices(u)
-        groups = {var: (mu, sigma) for var, mu, sigma in self.groups}
-        log_jacobian = tt.zeros((), dtype=floatX)
-        for var in self.model.free_RVs:  # parents before children: mu, sigma see model-space parents
-            if var not in slices:
-                continue
-            if var in groups:
-                lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
-                u_var = slices[var][1:] if var in self.walks else slices[var]
-                value = lam * mu + tt.exp(lam * log_sigma) * u_var
-                log_jacobian = log_jacobian + tt.sum(tt.ones_like(value) * lam * log_sigma)
-                if var in self.walks:  # value: the increments; the walk starts at its first element
-                    start = tt.shape_padleft(slices[var][0])  # (1, ...), broadcastable
-                    value = tt.concatenate([start, start + tt.cumsum(value, axis=0)], axis=0)
-                values[var] = value.astype(slices[var].dtype)
-            else:
-                values[var] = slices[var]
-        return values, log_jacobian
+        return self._values(u)[:2]
+
+    def logp(self, u):
+        """The model's log density at x(u) plus log|det dx/du| (a scalar), of the flat sampling
+        vector ``u`` ``(dim,)``: the model's terms, a group's own where it writes one."""
+        values, log_jacobian, priors = self._values(u)
+        if not priors:
+            return theano.clone(self.model.logpt, values, strict=False) + log_jacobian
+        terms = [priors[var] if var in priors else theano.clone(var.logpt, values, strict=False)
+                 for var in self.model.basic_RVs]
+        terms += [theano.clone(p, values, strict=False) for p in self.model.potentials]
+        return tt.sum([tt.sum(t) for t in terms]) + log_jacobian
 
     def flat_model(self, u):
         """The model's flat vector x(u) ``(dim,)`` and log|det dx/du|, of a sampling vector ``u``."""
@@ -184,19 +148,13 @@ class NonCentring:
         """The sampling vector u(x) ``(dim,)`` of a model flat vector ``x`` (the inverse map)."""
         values = dict(self.shared)
         values.update(self._slices(x))
-        groups = {var: (mu, sigma) for var, mu, sigma in self.groups}
+        groups = {g.var: g for g in self.groups}
         parts = []
         for var in self._variables:
+            value = values[var]
             if var in groups:
-                lam, mu, log_sigma = self._lam_mu_log_sigma(var, *groups[var], values)
-                value = values[var]
-                if var in self.walks:
-                    steps = (value[1:] - value[:-1] - lam * mu) * tt.exp(-lam * log_sigma)
-                    parts.append(tt.concatenate([tt.flatten(value[:1]), tt.flatten(steps)]))
-                else:
-                    parts.append(tt.flatten((value - lam * mu) * tt.exp(-lam * log_sigma)))
-            else:
-                parts.append(tt.flatten(values[var]))
+                value = groups[var].inverse(value, self.weights[var.name], values)
+            parts.append(tt.flatten(value))
         return tt.concatenate([p.astype(floatX) for p in parts])
 
     def batch_model(self, U):
@@ -233,8 +191,8 @@ class NonCentring:
 
     # -- weights -----------------------------------------------------------------------
     def _ratio_function(self):
-        """x ``(dim,)`` (model space) -> per group, sigma^2 h with h = -d2 log p / d theta2 + d2 log
-        prior / d theta2 (theta's shape): the data's precision, in units of the prior scale's."""
+        """x ``(dim,)`` (model space) -> per group, the data's precision in units of the prior's
+        (each group's ``ratio``), from Hessian-vector products of the density less the group's prior."""
         if "ratio" not in self._compiled:
             from .sampler import compiling
 
@@ -244,25 +202,27 @@ class NonCentring:
                 values.update(self._slices(x))
                 logp = theano.clone(self.model.logpt, values, strict=False).astype(floatX)
                 grad = tt.grad(logp, x)
-                outputs = []
                 slots = {var: (slc, shp) for var, (_, slc, shp, _) in zip(self._variables, self.ordering.vmap)}
-                for var, _, sigma in self.groups:
-                    slc, shp = slots[var]
-                    indicator = np.zeros(self.ordering.size, dtype=floatX)
-                    indicator[slc] = 1.0
-                    hv = tt.grad(tt.sum(grad * indicator), x)[slc].reshape(shp)
-                    prior = tt.sum(theano.clone(var.distribution.logp(var), values, strict=False)).astype(floatX)
-                    prior_hv = tt.grad(tt.sum(tt.grad(prior, x) * indicator), x)[slc].reshape(shp)
-                    sigma = theano.clone(sigma, values, strict=False)
-                    data_hv = prior_hv - hv
-                    outputs.append((data_hv[1:] if var in self.walks else data_hv) * tt.sqr(sigma))
+                outputs = []
+                for group in self.groups:
+                    slc, shp = slots[group.var]
+                    prior = tt.sum(theano.clone(group.var.distribution.logp(group.var), values, strict=False))
+                    prior_grad = tt.grad(prior.astype(floatX), x)
+
+                    def data_hvp(v, slc=slc, shp=shp, prior_grad=prior_grad):
+                        direction = tt.set_subtensor(tt.zeros_like(x)[slc], tt.flatten(tt.as_tensor_variable(v)))
+                        hv = tt.grad(tt.sum(grad * direction), x)[slc]
+                        prior_hv = tt.grad(tt.sum(prior_grad * direction), x)[slc]
+                        return tt.reshape(prior_hv - hv, shp)
+
+                    outputs.append(group.ratio(data_hvp, values))
                 self._compiled["ratio"] = theano.function([x], outputs, name="noncentring_ratio")
         return self._compiled["ratio"]
 
     def fit(self, x):
-        """Set each group's weights from r, the median of sigma^2 h over the model flat vectors
-        ``x`` ``(n, dim)`` (up to :data:`FIT_POINTS` of them, evenly spaced), by
-        :func:`weights_from_ratio`.  Returns :meth:`weight_values`."""
+        """Set each group's weights from its ratios at the model flat vectors ``x`` ``(n, dim)``
+        (up to :data:`FIT_POINTS` of them, evenly spaced): lam = 1 where the median ratio is
+        below 1 (each group's ``weights``).  Returns :meth:`weight_values`."""
         x = np.asarray(x, dtype=floatX)
         x = x[np.all(np.isfinite(x), axis=1)]
         if not self.groups or len(x) == 0:
@@ -270,18 +230,9 @@ class NonCentring:
         x = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), FIT_POINTS)).astype(int))]
         ratio = self._ratio_function()
         per_point = [ratio(row) for row in x]
-        for k, (var, _, _) in enumerate(self.groups):
-            values = np.array([p[k] for p in per_point])
-            walk = var in self.walks
-            with np.errstate(invalid="ignore"):  # a walk: one ratio for all its increments
-                r = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=None if walk else 0)
-            r = np.where(np.isfinite(r), np.maximum(r, 0.0), 0.0)
-            if walk:  # an inner element's prior precision is 2 / sigma^2 (two increments hold it)
-                lam = np.zeros(self.weights[var.name].get_value().shape, dtype=floatX)
-                lam[1:] = weights_from_ratio(r / 2.0)
-            else:
-                lam = weights_from_ratio(r)
-            self.weights[var.name].set_value(np.asarray(lam, dtype=floatX))
+        for k, group in enumerate(self.groups):
+            lam = group.weights(np.array([p[k] for p in per_point]))
+            self.weights[group.var.name].set_value(np.asarray(lam, dtype=floatX))
         return self.weight_values()
 
     def weight_values(self):
@@ -291,10 +242,14 @@ class NonCentring:
     def set_weights(self, values):
         """Set the weights from ``{name: array}`` (e.g. a saved sampler's); raises
         ``ValueError`` on a missing group, a wrong shape or a weight outside [0, 1]."""
+        groups = {g.var.name: g for g in self.groups}
         for name, shared in self.weights.items():
             if name not in values or np.shape(values[name]) != shared.get_value().shape:
                 raise ValueError(f"non-centring: the weights of {name!r} are missing or have the wrong shape.")
             value = np.asarray(values[name], dtype=floatX)
             if not (np.all(np.isfinite(value)) and np.all((value >= 0) & (value <= 1))):
                 raise ValueError(f"non-centring: the weights of {name!r} must be in [0, 1].")
+            problem = groups[name].check(value)
+            if problem:
+                raise ValueError(f"non-centring: the weights of {name!r} {problem}.")
             shared.set_value(value)
