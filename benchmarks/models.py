@@ -180,20 +180,26 @@ def switchpoint(n_years=111):
     return model
 
 
-def stochastic_volatility(n=100):
+def stochastic_volatility(n=100, centred=True):
     """A stochastic volatility model: log-volatilities s ~ GaussianRandomWalk(sigma) over ``n``
     steps from s_0 ~ N(0, 2) (PyMC3's default start is Flat: improper), sigma ~ Exponential(10),
     returns r_t ~ N(0, exp(s_t)).
 
     Data (numpy seed 5): s_t a random walk from -1 with steps of sd 0.15, r_t ~ N(0, exp(s_t)).
     The walk's scale sigma sets every increment's: a funnel in n + 1 dimensions, as in a
-    centred hierarchy."""
+    centred hierarchy.  ``centred=False``: the same posterior with s = s_0 + cumsum(sigma e),
+    e ~ N(0, 1) sampled (well-parameterized; s a Deterministic)."""
     rng = np.random.default_rng(5)
     log_vol = -1.0 + np.cumsum(rng.normal(0.0, 0.15, size=n))
     returns = rng.normal(0.0, np.exp(log_vol))
     with pm.Model() as model:
         sigma = pm.Exponential("sigma", 10.0)
-        s = pm.GaussianRandomWalk("s", sigma=sigma, init=pm.Normal.dist(0.0, 2.0), shape=n)
+        if centred:
+            s = pm.GaussianRandomWalk("s", sigma=sigma, init=pm.Normal.dist(0.0, 2.0), shape=n)
+        else:
+            start = pm.Normal("s0", 0.0, 2.0)
+            steps = pm.Normal("e", 0.0, 1.0, shape=n - 1)
+            s = pm.Deterministic("s", tt.concatenate([[start], start + tt.cumsum(sigma * steps)]))
         pm.Normal("r", 0.0, tt.exp(s), observed=returns)
     return model
 
@@ -235,4 +241,20 @@ def varying_slopes(groups=20, centred=True):
             ab = pm.Deterministic("ab", mu + tt.dot(z, chol.T))
         sigma = pm.Exponential("sigma", 1.0)
         pm.Normal("y", ab[group, 0] + ab[group, 1] * x, sigma, observed=y)
+    return model
+
+
+def student_t_schools(centred=True, nu=4.0):
+    """Eight schools with Student-t group effects (``nu`` degrees of freedom): mu ~ N(0, 5), tau ~
+    HalfCauchy(5), theta ~ StudentT(nu, mu, tau), y ~ N(theta, se).  ``centred=False``: theta = mu +
+    tau eta with eta ~ StudentT(nu, 0, 1) (the same posterior, well-parameterized)."""
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 5.0)
+        tau = pm.HalfCauchy("tau", 5.0)
+        if centred:
+            theta = pm.StudentT("theta", nu=nu, mu=mu, sigma=tau, shape=8)
+        else:
+            eta = pm.StudentT("eta", nu=nu, mu=0.0, sigma=1.0, shape=8)
+            theta = pm.Deterministic("theta", mu + tau * eta)
+        pm.Normal("y", theta, S8, observed=Y8)
     return model
