@@ -154,6 +154,43 @@ def test_an_mvnormal_under_a_free_cholesky_factor_is_non_centred_row_by_row():
         energy.noncentring.set_weights({"theta": np.full((6, 2), 0.5)})
 
 
+def ar1_model(se):
+    """x ~ AR1(k, tau_e) over 12 steps with k and tau_e free, observed with noise sd ``se``."""
+    with pm.Model() as model:
+        k = pm.Uniform("k", -0.95, 0.95)
+        tau = pm.Gamma("tau", 2.0, 1.0)
+        pm.AR1("x", k=k, tau_e=tau, shape=12)
+        pm.Normal("y", model["x"], se, observed=np.sin(np.arange(12.0)))
+    return model
+
+
+@pytest.mark.parametrize("se, expected", [(10.0, 1.0), (0.1, 0.0)])
+def test_an_ar1_under_free_parameters_is_non_centred_in_its_innovations(se, expected):
+    """x_t = k x_{t-1} + sigma u_t (x_0 = sigma u_0 / sqrt(1 - k^2)) where the data are weak
+    beside the prior (noise sd 10: lam = 1), x kept where they are strong (sd 0.1: lam = 0); the
+    maps and log|det| exact either way."""
+    model = ar1_model(se)
+    assert _names(model) == ["x"]
+    energy = ModelEnergy(model)
+    assert energy.var_names[:2] == ["k_interval__", "tau_log__"]
+    cloud = energy.to_model(np.random.default_rng(1).normal(size=(10, energy.dim)))
+    cloud[:, 1] = 0.0  # tau = 1: r = 1 / (se^2 (1 + k^2))
+    lam = energy.noncentring.fit(cloud)["x"]
+    np.testing.assert_array_equal(lam, np.full(12, expected))
+    u = np.random.default_rng(2).normal(size=(3, energy.dim))
+    x = energy.to_model(u)
+    k = 0.95 * np.tanh(u[:, 0] / 2)  # the interval transform's inverse, on (-0.95, 0.95)
+    sigma = np.exp(-u[:, 1] / 2)
+    walk = np.empty((3, 12))
+    walk[:, 0] = sigma * u[:, 2] / np.sqrt(1 - k ** 2)
+    for t in range(1, 12):
+        walk[:, t] = k * walk[:, t - 1] + sigma * u[:, 2 + t]
+    np.testing.assert_allclose(x[:, 2:], walk if expected else u[:, 2:], rtol=1e-10)
+    _check_maps(model, energy)
+    with pytest.raises(ValueError, match="all 0 or all 1"):
+        energy.noncentring.set_weights({"x": np.r_[0.0, np.ones(11)]})
+
+
 def test_lkj_varying_slopes_are_non_centred_exactly():
     """The centred LKJ varying-slopes model: (a, b) rows under the LKJ Cholesky factor are found,
     fitted (groups with few rows non-centred, some with many kept), and the maps exact."""

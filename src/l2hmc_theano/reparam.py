@@ -15,10 +15,10 @@ the map u = (phi, theta_t) -> x = (phi, theta) is triangular, with
 
     log|det dx/du| = sum(lam log sigma),       U_u(u) = U(x(u)) - sum(lam log sigma),
 
-and sampling U_u in u is exact for U in x.  A ``GaussianRandomWalk`` whose sigma depends on
-other free variables is non-centred the same way in its increments (its innovations):
-s_0 stays, s_t = s_0 + sum_{k <= t} (lam mu + sigma^lam e_k) with e_k sampled; the map is
-triangular with the same log|det| over the increments, and one lam for all of them.
+and sampling U_u in u is exact for U in x.  The same holds for the other kinds of
+:mod:`l2hmc_theano.reparam_groups`, each a triangular map with its own log|det|: a
+``GaussianRandomWalk`` in its increments, a ``pm.AR1`` in its innovations, and the rows of a
+``pm.MvNormal`` under a Cholesky factor L (theta_i = mu + L u_i where non-centred).
 
 Which members to non-centre follows the
 classical advice (Papaspiliopoulos, Roberts & Skold 2007; Betancourt & Girolami 2015):
@@ -28,7 +28,8 @@ h = -d2 log p / d theta_i2 + d2 log prior / d theta_i2 the data's precision (for
 prior, -d2 log p / d theta_i2 - 1 / sigma_i^2; one Hessian-vector product of the density and
 one of the prior per group, with that group's indicator: exact when the members are
 conditionally independent given phi, as a hierarchy's are), and lam = 1 where r < 1, else 0
-(:func:`weights_from_ratio`).
+(:func:`weights_from_ratio`).  Walks and AR(1) processes compare against an inner element's
+prior precision, MvNormal rows use the mean diagonal of L^T H L.
 
 Why 0/1 and not the partial weights of a Normal-Normal model, 1 / (1 + r): a fractional lam
 leaves theta_t a prior mean (1 - lam) mu / sigma^lam that runs off as sigma -> 0, a new

@@ -6,6 +6,8 @@ with constant weights lam in [0, 1] of theta's shape:
   theta = lam mu + sigma^lam u, log|det| = sum(lam log sigma);
 - :class:`RandomWalk` (``pm.GaussianRandomWalk``), in its increments: theta_0 = u_0,
   theta_t = theta_0 + sum_{s <= t} (lam_s mu + sigma^lam_s u_s), log|det| = sum_{t >= 1} lam_t log sigma;
+- :class:`AutoRegressive1` (``pm.AR1``), in its innovations with one lam in {0, 1}: theta = lam y +
+  (1 - lam) u, y_t = k y_{t-1} + s_t u_t, log|det| = lam sum(log s_t);
 - :class:`CholeskyNormal` (``pm.MvNormal`` with ``chol`` or ``cov``, rows (n, k) of theta), row by
   row with lam_i in {0, 1}: theta_i = lam_i mu_i + (lam_i L + (1 - lam_i) I) u_i,
   log|det| = sum_i sum_j log(lam_i L_jj + 1 - lam_i).
@@ -20,7 +22,8 @@ import numpy as np
 
 from ._theano import floatX, theano, tt
 
-__all__ = ["LOCATION_SCALE", "find_groups", "is_walk", "LocationScale", "RandomWalk", "CholeskyNormal"]
+__all__ = ["LOCATION_SCALE", "find_groups", "is_walk", "LocationScale", "RandomWalk", "CholeskyNormal",
+           "AutoRegressive1"]
 
 #: The location-scale families non-centred, by class name: (location attribute, scale attribute).
 LOCATION_SCALE = {"Normal": ("mu", "sigma"), "StudentT": ("mu", "sigma"), "Cauchy": ("alpha", "beta"),
@@ -189,6 +192,71 @@ class CholeskyNormal:
         return None
 
 
+def _autoregress(v, k, length):
+    """y_t = k y_{t-1} + v_t along axis 0 (y_0 = v_0) for ``v`` ``(length, ...)`` and a scalar ``k``:
+    y_t = sum_{s <= t} k^(t-s) v_s, by ceil(log2 length) doublings (each adds k^d y_{t-d}), so
+    it batches (no scan) and stays stable for |k| < 1."""
+    y, d = v, 1
+    while d < length:
+        y = y + tt.pow(k, d) * tt.concatenate([tt.zeros_like(y[:d]), y[:-d]], axis=0)
+        d *= 2
+    return y
+
+
+class AutoRegressive1:
+    """A ``pm.AR1`` (x_0 ~ N(0, sigma^2 / (1 - k^2)), x_t ~ N(k x_{t-1}, sigma^2), sigma = tau_e^-1/2,
+    along axis 0) non-centred in its innovations, with one weight lam in {0, 1}: theta = lam y +
+    (1 - lam) u, y_t = k y_{t-1} + s_t u_t (s_0 = sigma / sqrt(1 - k^2), s_t = sigma),
+    log|det| = lam sum(log s)."""
+
+    def __init__(self, var, k, tau_e, shape):
+        self.var, self.k, self.tau_e, self.shape = var, k, tau_e, tuple(shape)
+
+    def parameters(self, values):
+        """k, and the log scales s ``(shape[0], 1, ...)`` of the innovations."""
+        k = theano.clone(self.k, values, strict=False)
+        log_sigma = -0.5 * tt.log(theano.clone(self.tau_e, values, strict=False))
+        log_scales = tt.concatenate([tt.stack([log_sigma - 0.5 * tt.log1p(-tt.sqr(k))]),
+                                     tt.alloc(log_sigma, self.shape[0] - 1)])
+        return k, tt.reshape(log_scales, (self.shape[0],) + (1,) * (len(self.shape) - 1), ndim=len(self.shape))
+
+    @staticmethod
+    def _lam(lam):
+        return tt.flatten(lam)[0]  # one weight, repeated over theta
+
+    def forward(self, u, lam, values):
+        k, log_scales = self.parameters(values)
+        lam = self._lam(lam)
+        value = lam * _autoregress(tt.exp(log_scales) * u, k, self.shape[0]) + (1.0 - lam) * u
+        return value, lam * tt.sum(tt.ones_like(u) * log_scales)
+
+    def inverse(self, value, lam, values):
+        k, log_scales = self.parameters(values)
+        lam = self._lam(lam)
+        innovations = tt.concatenate([value[:1], value[1:] - k * value[:-1]], axis=0)
+        return lam * innovations * tt.exp(-log_scales) + (1.0 - lam) * value
+
+    def log_prior(self, u, value, lam, values):
+        return None
+
+    def ratio(self, data_hvp, values):
+        """Per element, the data's precision in units of an inner element's prior precision
+        (1 + k^2) / sigma^2."""
+        k = theano.clone(self.k, values, strict=False)
+        tau_e = theano.clone(self.tau_e, values, strict=False)
+        return data_hvp(np.ones(self.shape, dtype=floatX)) / (tau_e * (1.0 + tt.sqr(k)))
+
+    def weights(self, ratios):
+        """One lam, of the median over points and elements."""
+        return np.full(self.shape, weights_from_ratio(_median(ratios, None)), dtype=floatX)
+
+    def check(self, lam):
+        lam = np.asarray(lam)
+        if not (np.all((lam == 0) | (lam == 1)) and np.all(lam == lam.flat[0])):
+            return "must be all 0 or all 1"
+        return None
+
+
 def _ancestors(variables):
     return set(theano.graph.basic.ancestors(variables))
 
@@ -215,6 +283,10 @@ def _group(var, shape):
     if name in LOCATION_SCALE and type(dist) is getattr(pm, name):
         mu, sigma = (tt.as_tensor_variable(getattr(dist, a)) for a in LOCATION_SCALE[name])
         return LocationScale(var, mu, sigma, shape), sigma
+    if (type(dist) is pm.AR1 and len(shape) >= 1 and shape[0] > 1
+            and tt.as_tensor_variable(dist.k).ndim == 0 and tt.as_tensor_variable(dist.tau_e).ndim == 0):
+        tau_e = tt.as_tensor_variable(dist.tau_e)
+        return AutoRegressive1(var, tt.as_tensor_variable(dist.k), tau_e, shape), tau_e
     if (type(dist) is pm.MvNormal and getattr(dist, "_cov_type", None) in ("chol", "cov")
             and len(shape) in (1, 2) and 0 < shape[-1] <= MAX_MVNORMAL_K):
         return CholeskyNormal(var, dist.mu, dist.chol_cov, shape), dist.chol_cov
@@ -222,7 +294,8 @@ def _group(var, shape):
 
 
 def find_groups(model, chosen, shapes=None):
-    """The groups (:class:`LocationScale`, :class:`RandomWalk`, :class:`CholeskyNormal`) of the
+    """The groups (:class:`LocationScale`, :class:`RandomWalk`, :class:`AutoRegressive1`,
+    :class:`CholeskyNormal`) of the
     variables among ``chosen`` (free variables) whose scale depends on another of ``chosen``, in
     ``model.free_RVs`` order.  ``shapes``: ``{var: shape}`` (default: the test point's)."""
     chosen = set(chosen)
