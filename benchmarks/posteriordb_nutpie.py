@@ -42,9 +42,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PYMC3_MODE = "--pymc3-logp" in sys.argv  # the helper run under the repo's PyMC3 venv (see check_logp)
 
+
+
+def _cache_dir(argv):
+    """--cache-dir's value, read before argparse: PyTensor and numba take their cache paths at import."""
+    for i, arg in enumerate(argv):
+        if arg == "--cache-dir" and i + 1 < len(argv):
+            return os.path.abspath(argv[i + 1])
+        if arg.startswith("--cache-dir="):
+            return os.path.abspath(arg.split("=", 1)[1])
+    return os.path.join(sys.prefix, "caches")
+
+
 if not PYMC3_MODE:
-    # caches inside the throw-away venv, one thread everywhere (another benchmark may share the machine)
-    _cache = os.path.join(sys.prefix, "caches")
+    # caches inside the throw-away venv (or --cache-dir), one thread everywhere (another benchmark may share
+    # the machine)
+    _cache = _cache_dir(sys.argv)
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_cache}/pytensor")
     os.environ.setdefault("NUMBA_CACHE_DIR", f"{_cache}/numba")
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -374,16 +387,19 @@ def sample(compiled, adaptation, seed, draws, tune, time_limit, label):
     sampler = nutpie.sample(compiled, chains=2, draws=draws, tune=tune, seed=seed, cores=1,
                             adaptation=adaptation, progress_bar=False, save_warmup=False, blocking=False)
     last = start
-    while not sampler.is_finished():
-        time.sleep(0.05 if time.perf_counter() - start < 5 else 0.5)
+    while True:
+        try:  # wait(timeout) raises TimeoutError while the chains run (as does is_finished)
+            trace = sampler.wait(timeout=1.0)
+            break
+        except TimeoutError:
+            pass
         now = time.perf_counter()
         if time_limit and now - start > time_limit:
-            sampler.abort()
+            sampler.cancel()
             raise TimeLimit(f"sampling exceeded --time-limit {time_limit:g} s")
         if now - last >= 60:
             say(f"  {label}: still sampling, {now - start:.0f} s")
             last = now
-    trace = sampler.wait()
     return trace, time.perf_counter() - start
 
 
@@ -640,7 +656,9 @@ def report(results, samplers, args, started, load_avg, baseline_info, logp_check
              f"- command: `{os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable}"
              f" {' '.join(shlex.quote(a) for a in ['benchmarks/posteriordb_nutpie.py', *sys.argv[1:]])}`",
              f"- date: {started:%Y-%m-%d %H:%M} UTC; seeds {', '.join(map(str, args.seeds))}; 2 chains x "
-             f"{args.draws} draws, tune {args.tune}, cores=1; per-run time limit {args.time_limit:g} s"
+             f"{args.draws} draws, tune {args.tune}, cores=1; per-run time limit {args.time_limit:g} s; compile "
+             f"cache {os.environ.get('NUMBA_CACHE_DIR', '?')} (compile s: a port compiled once for all its runs, in "
+             f"the table's order, so later ports reuse the cached numba code of operations compiled before)"
              + ("" if complete else "; **partial: the run had not finished when this was written**"),
              f"- git commit: {git_commit()} (benchmarks/posteriordb_models.py {ports_state}), the ports imported "
              f"unchanged through this script's PyMC3 -> PyMC 6 shim",
@@ -703,10 +721,13 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true",
                         help="reuse the rows already in --jsonl for the same posterior, sampler and seed")
     parser.add_argument("--check-logp", action="store_true",
-                        help="first compare each chosen port's log density under PyMC 6 with PyMC3's "
+                        help="after the runs, compare each chosen port's log density under PyMC 6 with PyMC3's "
                         "(needs --pymc3-python); the result goes into the output file")
     parser.add_argument("--pymc3-python", default=os.path.join(ROOT, ".venv", "bin", "python"),
                         help="a Python with PyMC3 and l2hmc_theano, for --check-logp (default: %(default)s)")
+    parser.add_argument("--cache-dir", default=os.path.join(sys.prefix, "caches"),
+                        help="PyTensor's compiledir and numba's cache go here (unless PYTENSOR_FLAGS / NUMBA_CACHE_DIR "
+                        "are set); a fresh directory makes \"compile s\" a first compile (default: %(default)s)")
     parser.add_argument("--pymc3-logp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     samplers = [s for s in args.samplers.split(",") if s]
@@ -722,11 +743,6 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     baseline_info = read_baseline()
     logp_checks = {}
-    if args.check_logp:
-        say(f"checking the log densities of {len(args.posteriors)} ports against PyMC3 ({args.pymc3_python})")
-        logp_checks = check_logp(ports, args.posteriors, args.root, args.pymc3_python)
-        for name, c in logp_checks.items():
-            say(f"logp {name}: {'ok' if c['ok'] else 'DIFFERS'}: {c['text']}")
     done = load_done(args.jsonl) if args.resume else {}
     if args.jsonl and not args.resume and os.path.exists(args.jsonl):
         os.unlink(args.jsonl)
@@ -736,6 +752,15 @@ def main(argv=None):
         results[name] = run_posterior(ports, name, samplers, args.seeds, args, done)
         if args.out:
             report(results, samplers, args, started, load_avg, baseline_info, logp_checks, complete=False)
+    if args.check_logp:  # after the runs, so that it does not warm the compile cache before them
+        say(f"checking the log densities of {len(args.posteriors)} ports against PyMC3 ({args.pymc3_python})")
+        try:
+            logp_checks = check_logp(ports, args.posteriors, args.root, args.pymc3_python)
+        except Exception as error:  # noqa: BLE001
+            traceback.print_exc()
+            logp_checks = {"(all)": {"ok": False, "text": f"the check failed: {type(error).__name__}: {error}"}}
+        for name, c in logp_checks.items():
+            say(f"logp {name}: {'ok' if c['ok'] else 'DIFFERS'}: {c['text']}")
     text = report(results, samplers, args, started, load_avg, baseline_info, logp_checks, complete=True)
     print(text, flush=True)
 

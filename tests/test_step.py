@@ -416,7 +416,8 @@ def test_a_posterior_too_slow_for_the_draws_gets_a_warning_naming_the_figure():
     """A 2-d Gaussian with correlation 0.9995 under a diagonal preconditioner mixes far too slowly for
     500 draws: the step says so, with warm-up's predicted ESS per draw, and the run's measured min ESS
     (bulk and tail) is indeed below 100.  With the default preconditioner (which corrects that direction) the same
-    draws suffice and nothing is said."""
+    draws suffice and nothing is said.  (One transition a draw: thin="auto" would make up for the
+    diagonal preconditioner with ten.)"""
     from l2hmc_theano.budget import predicted_ess_per_draw
 
     with pm.Model() as model:
@@ -425,9 +426,9 @@ def test_a_posterior_too_slow_for_the_draws_gets_a_warning_naming_the_figure():
     for preconditioner, slow in (("diag", True), ("auto", False)):
         with model:
             step = L2HMC(preconditioner=preconditioner, train_networks=False, seed=0, cache=False,
-                         progressbar=False)
+                         progressbar=False, thin=1)
         idata = sample(model, step, draws=500, tune=0, chains=1, cores=1, random_seed=3)
-        per_draw = predicted_ess_per_draw(step.sampler)
+        per_draw = predicted_ess_per_draw(step.sampler) * step.thin  # a draw is `thin` transitions
         messages = [w.message for w in step.warnings() if w.kind == kinds.CONVERGENCE]
         measured = min(float(az.ess(idata, method=method)["x"].min()) for method in ("bulk", "tail"))
         if slow:
@@ -436,3 +437,48 @@ def test_a_posterior_too_slow_for_the_draws_gets_a_warning_naming_the_figure():
             assert measured < 100 and 500 * per_draw < 100, (measured, per_draw)
         else:
             assert messages == [] and measured > 100 and 500 * per_draw >= 100, (measured, per_draw)
+
+
+def test_a_draw_of_thin_transitions_is_that_many_single_transitions():
+    """L2HMC(thin=3)'s draw from a point is three draws of L2HMC(thin=1) from it, given the same
+    random numbers (same sampler, after tuning); its tree_size counts the three transitions'
+    gradients and its acceptance is their mean."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=3)
+        sampler = L2HMC(train_networks=False, seed=0, cache=False, progressbar=False, thin=1).sampler
+        one, three = L2HMC(sampler=sampler, thin=1), L2HMC(sampler=sampler, thin=3)
+    for step in (one, three):
+        step.tune, step._fresh_chain = False, False
+    q0 = np.array([0.3, -1.2, 0.8])
+    np.random.seed(5)
+    q, accepts = q0, []
+    for _ in range(3):
+        q, stats = one.astep(q)
+        accepts.append(stats[0]["accept"])
+    np.random.seed(5)
+    q3, stats3 = three.astep(q0)
+    np.testing.assert_allclose(q3, q, rtol=1e-12)
+    assert stats3[0]["tree_size"] == 3 * sampler.n_steps
+    assert stats3[0]["accept"] == pytest.approx(np.mean(accepts))
+    assert stats3[0]["model_logp"] == pytest.approx(stats[0]["model_logp"])
+    with model, pytest.raises(ValueError, match="thin must be"):
+        L2HMC(sampler=sampler, thin=0)
+
+
+def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction():
+    """thin="auto" makes ceil(0.3 / predicted ESS per transition) transitions a draw, at most 10:
+    one or two on an easy Gaussian, more on a strongly correlated one under a diagonal
+    preconditioner."""
+    from l2hmc_theano.budget import predicted_ess_per_draw
+    from l2hmc_theano.step import DRAW_ESS, MAX_THIN
+
+    with pm.Model():
+        pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]), shape=2)
+        slow = L2HMC(preconditioner="diag", train_networks=False, seed=0, cache=False, progressbar=False)
+    with pm.Model():
+        pm.Normal("x", 0.0, 1.0, shape=2)
+        easy = L2HMC(train_networks=False, seed=0, cache=False, progressbar=False)
+    for step in (slow, easy):
+        per_transition = predicted_ess_per_draw(step.sampler)
+        assert step.thin == min(MAX_THIN, int(np.ceil(DRAW_ESS / per_transition))), (step.thin, per_transition)
+    assert easy.thin <= 2 < slow.thin

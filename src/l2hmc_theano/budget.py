@@ -166,14 +166,18 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
 
 
 def predicted_ess_per_draw(sampler):
-    """The min ESS (over the model's variables) one chain's draw is predicted to give: with the
-    trained networks kept, the selection's measured figure (:mod:`.selection`: min ESS over its
-    chains x draws); else warm-up's profile at T times T (HMC); None when neither is known."""
+    """The min ESS (over the model's variables) one chain's MH transition is predicted to give: with
+    the trained networks kept, the selection's measured figure (:mod:`.selection`: min ESS over its
+    chains x draws); else warm-up's profile at T times T (HMC), scaled by what its final window's
+    chains measured against the profile (``ess_calibration``, at most 1); None when neither is known."""
     selection = sampler.selection
     if selection is not None and selection.get("kept") == "trained" and selection.get("draws"):
         return float(selection["trained"]) / (selection["draws"] * selection["chains"])
-    profile = (sampler.warmup_info or {}).get("ess_per_gradient")
-    return None if not profile else _profile_at(profile, sampler.n_steps) * sampler.n_steps
+    info = sampler.warmup_info or {}
+    profile = info.get("ess_per_gradient")
+    if not profile:
+        return None
+    return _profile_at(profile, sampler.n_steps) * sampler.n_steps * float(info.get("ess_calibration", 1.0))
 
 
 def _profile_at(profile, T):

@@ -3,10 +3,11 @@
     with model:
         idata = pm.sample(step=l2hmc_theano.L2HMC(), return_inferencedata=True)
 
-Each ``astep`` draws a fresh momentum v ~ N(0, I) and direction d with NumPy's
-global generator (which ``pm.sample(random_seed=...)`` seeds, per chain and per
-worker) and makes one Metropolis-Hastings step with the learned dynamics on the
-flat vector of the step's variables.  Other free variables of the model (in a
+Each ``astep`` makes ``thin`` Metropolis-Hastings steps with the learned dynamics on the
+flat vector of the step's variables (by default as many as the slowest parameter needs for
+0.3 ESS per draw: :func:`auto_thin`), each with a fresh momentum v ~ N(0, I) and direction d
+from NumPy's global generator (which ``pm.sample(random_seed=...)`` seeds, per chain and per
+worker).  Other free variables of the model (in a
 compound step) enter as shared values, as in PyMC3's own step methods.
 
 Nothing adapts during ``pm.sample``'s tuning draws: the sampler arrives tuned.  A chain's
@@ -62,6 +63,12 @@ class L2HMC(ArrayStepShared):
     cache : bool
         With ``sampler=None``: load the sampler trained on this model with these arguments
         last time, if any, and cache a newly trained one (default True; :mod:`l2hmc_theano.cache`).
+    thin : "auto" or int >= 1
+        MH transitions per draw of ``pm.sample``.  ``"auto"`` (default): enough for the slowest
+        parameter's predicted ESS per draw (:func:`l2hmc_theano.budget.predicted_ess_per_draw`)
+        to reach :data:`DRAW_ESS` (at most :data:`MAX_THIN`), so that ``pm.sample``'s draws give
+        a usable posterior at its usual number of draws, as NUTS's longer trees do; the stats
+        count every transition's gradients (``tree_size``).
     """
 
     name = "l2hmc"
@@ -83,7 +90,9 @@ class L2HMC(ArrayStepShared):
         }
     ]
 
-    def __init__(self, vars=None, model=None, sampler=None, cache=True, **train_kwargs):
+    def __init__(self, vars=None, model=None, sampler=None, cache=True, thin="auto", **train_kwargs):
+        if not (thin == "auto" or (isinstance(thin, (int, np.integer)) and not isinstance(thin, bool) and thin >= 1)):
+            raise ValueError(f"thin must be 'auto' or an integer >= 1 (MH transitions per draw), got {thin!r}.")
         model = pm.modelcontext(model)
         if vars is None:
             vars = model.cont_vars
@@ -111,6 +120,7 @@ class L2HMC(ArrayStepShared):
             else:
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
+        self.thin = auto_thin(sampler) if thin == "auto" else int(thin)
         self.reset_tuning()  # tune = True, counters at 0
         super().__init__(vars, shared)
         # Compiled now, and said so, rather than silently at the first draw.
@@ -164,40 +174,51 @@ class L2HMC(ArrayStepShared):
         if self._mh_step is None:  # once per run: the networks do not change while it draws
             self._mh_step = self.sampler.model_step_function()
         x, potential, grad = self._start(q0)
-        dim = self.sampler.dim
-        v = np.random.standard_normal((1, dim)).astype(floatX)
-        direction = 1.0 if np.random.uniform() < 0.5 else -1.0
-        log_u = np.log(np.random.uniform(size=1)).astype(floatX)
-        step_scale = self.sampler.draw_step_scale(np.random, 1)
-        try:
-            (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian,
-             grad) = self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale, potential, grad)
-        except FAILURES:  # this chain's trajectory cannot be evaluated: a divergence, not the run's end
-            (x_next, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian,
-             grad) = self._stay(x, v, potential, grad)
+        accepts, accepted_any, diverged = [], False, False
+        for _ in range(self.thin):
+            (x, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian, grad,
+             direction, step_scale) = self._transition(x, potential, grad)
+            accepts.append(float(accept[0]))
+            accepted_any |= bool(accepted[0])
+            diverged |= bool(diverging[0])
         q_next = q_next[0].astype(q0.dtype)
-        self._last = (q_next, x_next, potential, grad)
+        self._last = (q_next, x, potential, grad)
         model_logp = -float(potential[0]) - float(log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
+        accept = float(np.mean(accepts))
         self._n_draws += 1
-        self._n_divergent += int(diverging[0])
-        self._accept_sum += float(accept[0])
-        if not self.tune:  # where each transition started (the previous draw's log density), for warnings()
-            self._transitions.append((self._last_logp, float(accept[0]), bool(diverging[0])))
+        self._n_divergent += int(diverged)
+        self._accept_sum += accept
+        if not self.tune:  # where each draw started (the previous draw's log density), for warnings()
+            self._transitions.append((self._last_logp, accept, diverged))
         self._last_logp = model_logp
         stats = {
-            "accept": float(accept[0]),
-            "accepted": bool(accepted[0]),
-            "diverging": bool(diverging[0]),
-            "energy": float(energy[0]),
+            "accept": accept,  # the mean over the draw's transitions
+            "accepted": accepted_any,
+            "diverging": diverged,
+            "energy": float(energy[0]),  # the last transition's
             "energy_error": float(energy_error[0]),
             "step_size": self.sampler.step_size * float(step_scale[0]),
             "log_jacobian": float(logdet[0]),
             "direction": int(direction),
-            "tree_size": float(self.sampler.n_steps),
+            "tree_size": float(self.sampler.n_steps * self.thin),  # gradients of the draw
             "model_logp": model_logp,
             "tune": self.tune,
         }
         return q_next, [stats]
+
+    def _transition(self, x, potential, grad):
+        """One MH transition of the chain at ``x`` ``(1, dim)`` with U ``potential`` and dU/dy ``grad``,
+        with a fresh momentum, direction, uniform and step scale from NumPy's global generator:
+        the compiled step's outputs, then the direction and step scale."""
+        v = np.random.standard_normal((1, self.sampler.dim)).astype(floatX)
+        direction = 1.0 if np.random.uniform() < 0.5 else -1.0
+        log_u = np.log(np.random.uniform(size=1)).astype(floatX)
+        step_scale = self.sampler.draw_step_scale(np.random, 1)
+        try:
+            out = self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale, potential, grad)
+        except FAILURES:  # this chain's trajectory cannot be evaluated: a divergence, not the run's end
+            out = self._stay(x, v, potential, grad)
+        return (*out, direction, step_scale)
 
     def _stay(self, x, v, potential, grad):
         """The step's outputs for a chain at ``x`` ``(1, dim)`` whose proposal raised: it stays,
@@ -264,6 +285,7 @@ class L2HMC(ArrayStepShared):
         """A message when the draws after tuning are predicted to give this chain less than
         :data:`MIN_CHAIN_ESS` min ESS (:func:`.budget.predicted_ess_per_draw`), else None."""
         per_draw = predicted_ess_per_draw(self.sampler)
+        per_draw = None if per_draw is None else per_draw * self.thin
         draws = len(self._transitions)
         if per_draw is None or not draws or draws * per_draw >= MIN_CHAIN_ESS:
             return None
@@ -292,6 +314,20 @@ class L2HMC(ArrayStepShared):
 
 #: The least min ESS per chain that counts as usable (Vehtari et al. 2021 ask 100 per chain).
 MIN_CHAIN_ESS = 100
+#: The slowest parameter's ESS per draw ``thin="auto"`` aims at: 1000 draws a chain then give 300,
+#: R-hat's and ESS's own estimates settle (ArviZ asks 400 over all chains).
+DRAW_ESS = 0.3
+#: The most MH transitions per draw ``thin="auto"`` makes.
+MAX_THIN = 10
+
+
+def auto_thin(sampler):
+    """MH transitions per draw for the slowest parameter's predicted ESS per draw to reach
+    :data:`DRAW_ESS`: ceil(DRAW_ESS / ESS per transition), in 1..:data:`MAX_THIN` (1 when unknown)."""
+    per_transition = predicted_ess_per_draw(sampler)
+    if per_transition is None or not np.isfinite(per_transition) or per_transition <= 0:
+        return 1
+    return int(np.clip(np.ceil(DRAW_ESS / per_transition), 1, MAX_THIN))
 
 _LOCAL_ADVICE = ("A constant step size cannot follow the posterior's scale there (e.g. a funnel, as in a centred "
                  "hierarchy); NUTS diverges in such regions too, and a non-centred parameterization helps both.")

@@ -211,6 +211,9 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     coordinate (on a logistic regression it ranked T = 2 above T = 3, which measured better on
     every ESS).  The figure over t gradients is the profile; between the lengths tried it is
     interpolated (and before the first it is the first's).
+
+    Returns ``(profile, bulk)``: the profile ``(max_steps,)``, and the slowest coordinate's bulk ESS
+    per draw at each t ``(max_steps,)`` (what :func:`chain_ess_per_draw` measures on the chains).
     """
     energy = sampler.energy_in_y()
     lengths = trajectory_lengths(min_steps, max_steps)
@@ -241,10 +244,51 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
         for k, a in enumerate((z0, z0 ** 2 - 1.0)):
             norms[k] += np.mean(a ** 2, axis=0)
     rho = 1.0 - jumps / (2.0 * np.where(norms > 0, norms, 1.0)[:, None, :])
-    slowest = np.min(np.minimum(_ess_per_draw(rho[0]), _tail_ess_per_draw(rho[0])), axis=1)
+    bulk = np.min(_ess_per_draw(rho[0]), axis=1)
+    slowest = np.minimum(bulk, np.min(_tail_ess_per_draw(rho[0]), axis=1))
     spread = np.median(_ess_per_draw(rho[1]), axis=1)
     at_lengths = np.minimum(slowest, spread) / np.asarray(lengths)
-    return np.interp(np.arange(1, max_steps + 1), lengths, at_lengths)
+    steps = np.arange(1, max_steps + 1)
+    return np.interp(steps, lengths, at_lengths), np.interp(steps, lengths, bulk)
+
+
+def chain_ess_per_draw(z):
+    """Bulk ESS per draw of each coordinate of many chains' draws ``z`` ``(draws, chains, dim)``:
+    1 / tau with tau = -1 + 2 sum_m (rho_2m + rho_2m+1) over Geyer's initial positive pairs of the
+    autocorrelations rho_k, each pooled over the chains (about the pooled mean and variance, as
+    in a multi-chain ESS), up to lag draws / 2.  ``(dim,)``."""
+    z = np.asarray(z, dtype=float)
+    n = len(z)
+    centred = z - z.mean(axis=(0, 1))
+    var = np.mean(np.square(centred), axis=(0, 1))
+    var = np.where(var > 0, var, 1.0)
+    rho = np.stack([np.mean(centred[k:] * centred[:n - k], axis=(0, 1)) / var for k in range(n // 2 + 1)])
+    pairs = rho[:len(rho) // 2 * 2].reshape(-1, 2, rho.shape[1]).sum(axis=1)  # (m, dim): rho_2m + rho_2m+1
+    positive = np.cumprod(pairs > 0, axis=0).astype(bool)  # up to the first pair that is not positive
+    tau = -1.0 + 2.0 * np.sum(np.where(positive, pairs, 0.0), axis=0)
+    return 1.0 / np.maximum(tau, 1e-3)
+
+
+#: Values (draws x chains x dim) of the final window kept to measure its chains' ESS.
+FINAL_DRAWS_KEPT = 4_000_000
+#: The fewest final-window draws whose ESS is measured.
+MIN_MEASURED_DRAWS = 20
+
+
+def _measured_ess(final, n_steps, bulk):
+    """``{"measured_ess_per_draw", "ess_calibration"}``: the final window's chains ``final`` (draws of
+    ``(chains, dim)``, at ``n_steps`` leapfrog steps) give a min bulk ESS per draw m
+    (:func:`chain_ess_per_draw`); the profile predicted ``bulk[n_steps - 1]`` for it from one step's
+    jump, which misses how slowly a funnel's or a curved posterior's scale wanders over many draws.
+    Their ratio (at most 1) scales predictions of a run's ESS (:func:`.budget.predicted_ess_per_draw`)."""
+    if len(final) < MIN_MEASURED_DRAWS or n_steps > len(bulk):
+        return {"measured_ess_per_draw": None, "ess_calibration": 1.0}
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = np.stack(final)
+        measured = float(np.min(chain_ess_per_draw(z[:, np.all(np.isfinite(z), axis=(0, 2))])))
+    predicted = float(bulk[n_steps - 1])
+    ratio = measured / predicted if np.isfinite(measured) and predicted > 0 else 1.0
+    return {"measured_ess_per_draw": measured, "ess_calibration": float(np.clip(ratio, 0.0, 1.0))}
 
 
 def trajectory_lengths(min_steps, max_steps):
@@ -336,6 +380,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         bar = progress_bar(range(total))
         bar.update(0)
     done, replaced, settled, change, slow_done = 0, 0, precond is None, np.nan, 0
+    final = []  # the final window's chains in y (the preconditioner is fixed there): measured ESS
     loop_start = time.perf_counter()
     for w, (length, slow) in enumerate(windows):
         is_final = w == len(windows) - 1
@@ -355,6 +400,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
             eps = dual.update(accepts[-1])
+            if is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
+                final.append(x if precond is None else precond.to_y_numpy(x))
             if slow and i >= keep_from:
                 positions.append(x)
                 gradients.append(grad if precond is None else precond.grad_to_x_numpy(grad))
@@ -406,12 +453,15 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     gradients = done * batch_size * warmup_n_steps  # T evaluations of U and dU together
     profile = cost = None
+    measured = {"measured_ess_per_draw": None, "ess_calibration": 1.0}
     if sampler.adapt_n_steps:
         lo = min(settings.min_n_steps, settings.max_n_steps)
         # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
         # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
         repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
-        profile = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps, repeats, min_steps=lo)
+        profile, bulk = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps, repeats,
+                                                 min_steps=lo)
+        measured = _measured_ess(final, warmup_n_steps, bulk)
         gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
         one = np.flatnonzero(np.isfinite(potential))[:1]
         if len(one):
@@ -428,6 +478,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "gradients": gradients,
         "n_steps": sampler.n_steps,
         "ess_per_gradient": None if profile is None else [float(c) for c in profile],
+        **measured,  # the final window's min bulk ESS per draw (at warmup_n_steps), and profile x this = truth
         "draw_cost": None if cost is None else [float(c) for c in cost],  # (c0, c1) s: a draw costs c0 + T c1
         "settled": bool(settled),
         "last_change": change,
