@@ -10,10 +10,15 @@ stub; see :func:`install_pymc3_shim` for what is adapted).  Build the venv and r
     /tmp/nutpie_bench/venv/bin/pip install pymc==6.4.0 pytensor==3.3.8 nutpie==0.16.11 numba==0.68.0 \\
         arviz==1.3.0 numpy==2.5.5
     git clone https://github.com/stan-dev/posteriordb /tmp/pdb
+    # docs/posteriordb_nutpie.md (about 8 minutes of runs, then 2 of --check-logp):
     /tmp/nutpie_bench/venv/bin/python benchmarks/posteriordb_nutpie.py --root /tmp/pdb --seeds 0 1 \\
-        --out docs/posteriordb_nutpie.md
+        --time-limit 300 --cache-dir /tmp/nutpie_bench/cache_pdb --jsonl /tmp/nutpie_bench/posteriordb_nutpie.jsonl \\
+        --check-logp --out docs/posteriordb_nutpie.md
+    # one posterior, one sampler:
     /tmp/nutpie_bench/venv/bin/python benchmarks/posteriordb_nutpie.py --root /tmp/pdb \\
-        --posteriors diamonds-diamonds --samplers nutpie_lowrank --check-logp
+        --posteriors diamonds-diamonds --samplers nutpie_lowrank
+
+(--check-logp runs the ports under the repo's own venv too, ``.venv/bin/python`` by default.)
 
 For each posterior the model is compiled once (``nutpie.compile_pymc_model``, numba backend;
 "compile s"), then for each sampler and seed ``nutpie.sample(compiled, chains=2, draws=1000,
@@ -23,8 +28,8 @@ Columns: "worst z" = max over the reference's scalars of |mean - reference mean|
 reference var / reference draws) (MCSE of the run's mean, by ArviZ; as benchmarks/posteriordb.py);
 max rank R-hat and min bulk ESS over the free variables' scalars (model space); "ESS per 1k
 gradients" = 1000 x min ESS / the sum of nutpie's n_steps (leapfrog steps) over the kept draws;
-"x NUTS" = that over PyMC3 NUTS's figure in docs/posteriordb.md, "L2HMC /" = L2HMC's figure there
-over this one; "s to 1000 ESS" = compile s + sample s x 1000 / min ESS (sample s includes tuning);
+"x PyMC3 NUTS" = that over PyMC3 NUTS's figure in docs/posteriordb.md, "L2HMC / this" = L2HMC's
+figure there over this one; "s to 1000 ESS" = compile s + sample s x 1000 / min ESS (sample s includes tuning);
 divergences after tuning.  With several seeds a cell is the median [min, max].  A run that raises
 or exceeds --time-limit is recorded as failed and the benchmark goes on.
 
@@ -649,12 +654,12 @@ def atomic_write(path, text):
 
 def report(results, samplers, args, started, load_avg, baseline_info, logp_checks, complete):
     baseline, changed, measured = baseline_info
-    ports_state = "unchanged from HEAD" if not git("status", "--porcelain", "benchmarks/posteriordb_models.py").strip() \
-        else "modified in the working tree"
+    ports_changed = git("status", "--porcelain", "benchmarks/posteriordb_models.py").strip()
+    ports_state = "modified in the working tree" if ports_changed else "unchanged from HEAD"
+    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable
     lines = ["# posteriordb: nutpie (diagonal and low-rank mass matrix) on the PyMC3 ports",
              "",
-             f"- command: `{os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable}"
-             f" {' '.join(shlex.quote(a) for a in ['benchmarks/posteriordb_nutpie.py', *sys.argv[1:]])}`",
+             f"- command: `{python} {' '.join(shlex.quote(a) for a in ['benchmarks/posteriordb_nutpie.py', *sys.argv[1:]])}`",
              f"- date: {started:%Y-%m-%d %H:%M} UTC; seeds {', '.join(map(str, args.seeds))}; 2 chains x "
              f"{args.draws} draws, tune {args.tune}, cores=1; per-run time limit {args.time_limit:g} s; compile "
              f"cache {os.environ.get('NUMBA_CACHE_DIR', '?')} (compile s: a port compiled once for all its runs, in "
