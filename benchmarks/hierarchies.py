@@ -22,7 +22,6 @@ with setup; divergences.  A cell is the median [min, max] over seeds.
 import argparse
 import datetime
 import os
-import shlex
 import sys
 import warnings
 
@@ -33,11 +32,10 @@ import l2hmc_theano  # noqa: F401  (first: it sets Theano's flags before pymc3)
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from models import stochastic_volatility, student_t_schools, varying_slopes  # noqa: E402
-from posteriordb import RUNS, median_cell  # noqa: E402
-from time_to_result import free_names, git_commit, machine, phase, say  # noqa: E402
-from l2hmc_theano.persistence import atomic_write  # noqa: E402
+from posteriordb import RUNS  # noqa: E402
+from time_to_result import free_names, machine, phase, say  # noqa: E402
+from _harness import chosen_samplers, command, git_commit, median_cell, publish  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"student_t_schools": student_t_schools, "stochastic_volatility": stochastic_volatility,
           "varying_slopes": varying_slopes}
 REFERENCE = {"draws": 5000, "tune": 2000, "chains": 4, "target_accept": 0.95, "random_seed": 1000}
@@ -124,10 +122,7 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain, 2 chains (default: %(default)s)")
     parser.add_argument("--out", default=None, help="write the results (markdown) here, e.g. docs/hierarchies.md")
     args = parser.parse_args(argv)
-    samplers = [s for s in args.samplers.split(",") if s]
-    unknown = set(samplers) - set(RUNS)
-    if unknown:
-        parser.error(f"unknown sampler(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNS)}")
+    samplers = chosen_samplers(parser, args.samplers, RUNS)
     load_avg = os.getloadavg()
     started = datetime.datetime.now(datetime.timezone.utc)
     results, references = {}, {}
@@ -135,16 +130,13 @@ def main(argv=None):
         ref, references[name] = reference(name)
         results[name] = {s: [run(name, s, seed, args.draws, ref) for seed in args.seeds] for s in samplers}
     lines = ["# Centred hierarchies that are not Normal: L2HMC (every default) against PyMC3's NUTS", "",
-             f"- command: `python {' '.join(shlex.quote(a) for a in ['benchmarks/hierarchies.py', *sys.argv[1:]])}`",
+             f"- command: `{command('benchmarks/hierarchies.py', sys.argv[1:])}`",
              f"- date: {started:%Y-%m-%d %H:%M} UTC; seeds {', '.join(map(str, args.seeds))}; 2 chains x "
              f"{args.draws} draws; reference: {REFERENCE}",
              f"- git commit: {git_commit()}", f"- machine: {machine(load_avg)}", "",
              *summary(results), "", *table(results, references), "",
              "Columns: see the docstring of benchmarks/hierarchies.py."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        atomic_write(os.path.join(ROOT, args.out), lambda f: f.write(text.encode()))
+    publish("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

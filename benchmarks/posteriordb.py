@@ -28,7 +28,6 @@ the lowest ratio.  A run that raises is recorded as failed and the benchmark goe
 import argparse
 import datetime
 import os
-import shlex
 import sys
 import time
 import traceback
@@ -42,10 +41,9 @@ from l2hmc_theano import L2HMC
 import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 from posteriordb_models import POSTERIORS, load, to_posteriordb  # noqa: E402
-from time_to_result import git_commit, machine, measure, phase, sample, say, seconds, timed  # noqa: E402
-from l2hmc_theano.persistence import atomic_write  # noqa: E402
+from time_to_result import machine, measure, phase, sample, say, seconds, timed  # noqa: E402
+from _harness import chosen_samplers, command, git_commit, median_cell, publish  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_ESS = 1000
 L2HMC_TUNE, NUTS_TUNE = 100, 1000
 
@@ -107,14 +105,6 @@ def one(name, sampler, seed, draws, root):
     return row
 
 
-def median_cell(rows, key, fmt):
-    values = [r[key] for r in rows if "failed" not in r]
-    if not values:
-        return "failed"
-    text = format(float(np.median(values)), fmt)
-    return text if len(values) == 1 else f"{text} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
-
-
 def table(results, samplers):
     lines = ["| posterior | sampler | worst z | max R-hat | ESS per 1k gradients | s to 1000 ESS | divergences | notes |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
@@ -167,10 +157,7 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain, 2 chains (default: %(default)s)")
     parser.add_argument("--out", default=None, help="write the results (markdown) here, e.g. docs/posteriordb.md")
     args = parser.parse_args(argv)
-    samplers = [s for s in args.samplers.split(",") if s]
-    unknown = set(samplers) - set(RUNS)
-    if unknown:
-        parser.error(f"unknown sampler(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNS)}")
+    samplers = chosen_samplers(parser, args.samplers, RUNS)
     if not os.path.isdir(os.path.join(args.root, "posterior_database")):
         parser.error(f"--root {args.root!r} has no posterior_database/ directory: pass a posteriordb checkout")
     load_avg = os.getloadavg()
@@ -182,7 +169,7 @@ def main(argv=None):
                          for s in samplers}
     lines = [f"# posteriordb: L2HMC (every default) against PyMC3's NUTS",
              "",
-             f"- command: `python {' '.join(shlex.quote(a) for a in ['benchmarks/posteriordb.py', *sys.argv[1:]])}`",
+             f"- command: `{command('benchmarks/posteriordb.py', sys.argv[1:])}`",
              f"- date: {started:%Y-%m-%d %H:%M} UTC; seeds {', '.join(map(str, args.seeds))} (NUTS "
              f"{', '.join(map(str, args.nuts_seeds or args.seeds))}); 2 chains x {args.draws} "
              f"draws (L2HMC tune {L2HMC_TUNE}, NUTS tune {NUTS_TUNE})",
@@ -190,10 +177,7 @@ def main(argv=None):
              f"- machine: {machine(load_avg)}",
              "", *summary(results), "", *table(results, samplers), "",
              "Columns: see the docstring of benchmarks/posteriordb.py."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        atomic_write(os.path.join(ROOT, args.out), lambda f: f.write(text.encode()))
+    publish("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

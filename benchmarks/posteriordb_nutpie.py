@@ -76,13 +76,14 @@ import re  # noqa: E402
 import shlex  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from _harness import chosen_samplers, git_commit, median_cell, write_result  # noqa: E402
 
 TARGET_ESS = 1000
 SAMPLERS = {"nutpie_diag": "diag", "nutpie_lowrank": "low_rank"}
@@ -533,14 +534,6 @@ def median_of(rows, key):
     return float(np.median(values)) if values else None
 
 
-def cell(rows, key, fmt):
-    values = [r[key] for r in ok_rows(rows)]
-    if not values:
-        return "failed"
-    text = format(float(np.median(values)), fmt)
-    return text if len(values) == 1 else f"{text} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
-
-
 def table(results, samplers, baseline):
     lines = ["| posterior | sampler | worst z | max R-hat | min ESS | ESS per 1k gradients | x PyMC3 NUTS | "
              "L2HMC / this | s to 1000 ESS | compile s | sample s | steps per draw | divergences | notes |",
@@ -555,11 +548,13 @@ def table(results, samplers, baseline):
             vs_nuts = f"{mine / nuts:.3g}" if mine and nuts else "-"
             vs_l2hmc = f"{l2hmc / mine:.3g}" if mine and l2hmc else "-"
             notes = sorted({r["failed"] for r in rows if "failed" in r})
-            lines.append(f"| {name} | {s} | {cell(rows, 'worst_z', '.2f')} | {cell(rows, 'max_rhat', '.3f')} | "
-                         f"{cell(rows, 'min_ess', '.0f')} | {cell(rows, 'ess_per_kgrad', '.3g')} | {vs_nuts} | "
-                         f"{vs_l2hmc} | {cell(rows, 's_to_target', '.3g')} | {cell(rows, 'compile_s', '.1f')} | "
-                         f"{cell(rows, 'sample_s', '.1f')} | {cell(rows, 'steps_per_draw', '.1f')} | "
-                         f"{cell(rows, 'divergences', '.0f')} | {'; '.join(notes)} |")
+            cells = [median_cell(rows, key, fmt) for key, fmt in (("worst_z", ".2f"), ("max_rhat", ".3f"),
+                                                                   ("min_ess", ".0f"), ("ess_per_kgrad", ".3g"))]
+            cells += [vs_nuts, vs_l2hmc]
+            cells += [median_cell(rows, key, fmt) for key, fmt in (("s_to_target", ".3g"), ("compile_s", ".1f"),
+                                                                   ("sample_s", ".1f"), ("steps_per_draw", ".1f"),
+                                                                   ("divergences", ".0f"))]
+            lines.append(f"| {name} | {s} | " + " | ".join(cells) + f" | {'; '.join(notes)} |")
     return lines
 
 
@@ -633,25 +628,6 @@ def versions():
     return ", ".join(out)
 
 
-def git_commit():
-    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").strip()
-    return commit + ("-dirty" if dirty else "")
-
-
-def atomic_write(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def report(results, samplers, args, started, load_avg, baseline_info, logp_checks, complete):
     baseline, changed, measured = baseline_info
     ports_changed = git("status", "--porcelain", "benchmarks/posteriordb_models.py").strip()
@@ -690,7 +666,7 @@ def report(results, samplers, args, started, load_avg, baseline_info, logp_check
         lines += [f"- {n}: {c['text']}" for n, c in logp_checks.items()]
     text = "\n".join(lines) + "\n"
     if args.out:
-        atomic_write(os.path.join(ROOT, args.out) if not os.path.isabs(args.out) else args.out, text)
+        write_result(args.out, text)
     return text
 
 
@@ -735,10 +711,7 @@ def main(argv=None):
                         "are set); a fresh directory makes \"compile s\" a first compile (default: %(default)s)")
     parser.add_argument("--pymc3-logp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    samplers = [s for s in args.samplers.split(",") if s]
-    unknown = set(samplers) - set(SAMPLERS)
-    if unknown:
-        parser.error(f"unknown sampler(s) {', '.join(sorted(unknown))}: choose from {', '.join(SAMPLERS)}")
+    samplers = chosen_samplers(parser, args.samplers, SAMPLERS)
     if not os.path.isdir(os.path.join(args.root, "posterior_database")):
         parser.error(f"--root {args.root!r} has no posterior_database/ directory: pass a posteriordb checkout")
     if args.resume and not args.jsonl:

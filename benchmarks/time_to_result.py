@@ -91,7 +91,7 @@ import arviz as az  # noqa: E402
 import pymc3 as pm  # noqa: E402
 import models  # noqa: E402
 from real_models import MODELS as REAL_MODELS, QUICK, flat_scalars, min_ess  # noqa: E402
-from l2hmc_theano.persistence import atomic_write  # noqa: E402
+from _harness import git_commit, write_result  # noqa: E402,F401  (git_commit: the other scripts import it here)
 from l2hmc_theano.sampler import every  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -373,18 +373,6 @@ def machine(load):
             f"{platform.python_version()}, PyMC3 {pm.__version__}, Theano {theano.__version__}, ArviZ {az.__version__}")
 
 
-def git_commit():
-    """HEAD's short hash, "-dirty" with uncommitted changes to tracked files; "unknown" outside git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
-
-
 def report(results, args, draws, tune, load, started):
     """The markdown result file: how it was made, then one row per model x sampler (x run)."""
     seeds = ", ".join(map(str, args.seeds))
@@ -461,7 +449,7 @@ def main():
             for label, row in compare(name, seed, draws, tune, args.quick).items():
                 results[name][label].append(row)
     text = report(results, args, draws, tune, load, started)
-    atomic_write(out, lambda f: f.write(text.encode()))
+    write_result(out, text)
     print("\n" + text, end="")
     say(f"wrote {out}")
 

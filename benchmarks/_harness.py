@@ -1,0 +1,69 @@
+"""What the benchmark scripts share and that needs nothing but the standard library and NumPy
+(so ``posteriordb_nutpie.py`` can use it from a venv without PyMC3): the repository's commit,
+median cells of result tables, and writing a result file whole or not at all."""
+import os
+import shlex
+import subprocess
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_commit():
+    """HEAD's short hash, "-dirty" with uncommitted changes to tracked files; "unknown" outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def command(script, argv):
+    """The command line that ran ``script`` (a path under the repository) with ``argv``, quoted."""
+    return "python " + " ".join(shlex.quote(a) for a in [script, *argv])
+
+
+def median_cell(rows, key, fmt):
+    """"median [min, max]" of ``rows``' ``key`` over the rows that did not fail (just the value for
+    one; "failed" for none)."""
+    values = [r[key] for r in rows if "failed" not in r]
+    if not values:
+        return "failed"
+    text = format(float(np.median(values)), fmt)
+    return text if len(values) == 1 else f"{text} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
+
+
+def write_result(path, text):
+    """Write ``text`` to ``path`` (relative to the repository unless absolute) through a temporary
+    file renamed into place: a reader never sees half a result file."""
+    path = path if os.path.isabs(path) else os.path.join(ROOT, path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def publish(text, out):
+    """Print a result file's ``text`` and write it to ``out`` (if given)."""
+    print(text)
+    if out:
+        write_result(out, text)
+
+
+def chosen_samplers(parser, text, known):
+    """The samplers of a comma-separated ``--samplers`` value; ``parser.error`` names any not in ``known``."""
+    samplers = [s for s in text.split(",") if s]
+    unknown = set(samplers) - set(known)
+    if unknown:
+        parser.error(f"unknown sampler(s) {', '.join(sorted(unknown))}: choose from {', '.join(known)}")
+    return samplers
