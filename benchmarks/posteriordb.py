@@ -70,7 +70,8 @@ def run_l2hmc(model, seed, draws):
     note = (f"T = {step.sampler.n_steps}, {info.get('preconditioner')}"
             + (f" rank {info.get('rank')}" if info.get("preconditioner") == "lowrank" else "")
             + (f", non-centred {', '.join(info['noncentred'])}" if info.get("noncentred") else "")
-            + ("" if kept == "hmc" else ", networks kept"))
+            + ("" if kept == "hmc" else ", networks kept")
+            + (f", {step.thin} transitions a draw" if step.thin > 1 else ""))
     return idata, measure(model, idata, setup, 0.0, sample_s), note
 
 
