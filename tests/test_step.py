@@ -465,7 +465,7 @@ def test_a_draw_of_thin_transitions_is_that_many_single_transitions():
         L2HMC(sampler=sampler, thin=0)
 
 
-def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction():
+def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction(capsys):
     """thin="auto" makes ceil(0.3 / predicted ESS per transition) transitions a draw, at most 10:
     one or two on an easy Gaussian, more on a strongly correlated one under a diagonal
     preconditioner."""
@@ -474,7 +474,7 @@ def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction():
 
     with pm.Model():
         pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]), shape=2)
-        slow = L2HMC(preconditioner="diag", train_networks=False, seed=0, cache=False, progressbar=False)
+        slow = L2HMC(preconditioner="diag", train_networks=False, seed=0, cache=False)
     with pm.Model():
         pm.Normal("x", 0.0, 1.0, shape=2)
         easy = L2HMC(train_networks=False, seed=0, cache=False, progressbar=False)
@@ -482,3 +482,4 @@ def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction():
         per_transition = predicted_ess_per_draw(step.sampler)
         assert step.thin == min(MAX_THIN, int(np.ceil(DRAW_ESS / per_transition))), (step.thin, per_transition)
     assert easy.thin <= 2 < slow.thin
+    assert f"L2HMC: {slow.thin} transitions per draw of pm.sample" in capsys.readouterr().err  # said, with a progress bar

@@ -20,6 +20,7 @@ proposal (``accept`` NaN, ``tree_size`` 0 in the discarded tuning stats).  In a 
 step the other steps' variables move during tuning, so its tuning draws are real steps.
 """
 import os
+import sys
 
 import numpy as np
 
@@ -94,6 +95,7 @@ class L2HMC(ArrayStepShared):
         if not (thin == "auto" or (isinstance(thin, (int, np.integer)) and not isinstance(thin, bool) and thin >= 1)):
             raise ValueError(f"thin must be 'auto' or an integer >= 1 (MH transitions per draw), got {thin!r}.")
         model = pm.modelcontext(model)
+        talk = train_kwargs.get("progressbar", True)
         if vars is None:
             vars = model.cont_vars
         # The flat vector follows model.free_RVs, as a sampler trained on the whole model does.
@@ -121,6 +123,10 @@ class L2HMC(ArrayStepShared):
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
         self.thin = auto_thin(sampler) if thin == "auto" else int(thin)
+        if thin == "auto" and self.thin > 1 and talk:
+            print(f"L2HMC: {self.thin} transitions per draw of pm.sample (warm-up predicts "
+                  f"{predicted_ess_per_draw(sampler):.3g} min ESS per transition; thin=1 makes one)",
+                  file=sys.stderr, flush=True)
         self.reset_tuning()  # tune = True, counters at 0
         super().__init__(vars, shared)
         # Compiled now, and said so, rather than silently at the first draw.
