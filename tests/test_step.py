@@ -483,3 +483,16 @@ def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction(capsys):
         assert step.thin == min(MAX_THIN, int(np.ceil(DRAW_ESS / per_transition))), (step.thin, per_transition)
     assert easy.thin <= 2 < slow.thin
     assert f"L2HMC: {slow.thin} transitions per draw of pm.sample" in capsys.readouterr().err  # said, with a progress bar
+
+
+def test_thin_auto_is_one_in_a_compound_step():
+    """Beside another step, whose variables would wait for every transition, a draw is one
+    transition, though warm-up's prediction alone would ask for more."""
+    from l2hmc_theano.step import auto_thin
+
+    with pm.Model() as model:
+        pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]), shape=2)
+        pm.Bernoulli("z", 0.3)
+        step = L2HMC(vars=[model["x"]], preconditioner="diag", train_networks=False, seed=0, cache=False,
+                     progressbar=False)
+    assert step.thin == 1 < auto_thin(step.sampler)

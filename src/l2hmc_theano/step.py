@@ -68,8 +68,9 @@ class L2HMC(ArrayStepShared):
         MH transitions per draw of ``pm.sample``.  ``"auto"`` (default): enough for the slowest
         parameter's predicted ESS per draw (:func:`l2hmc_theano.budget.predicted_ess_per_draw`)
         to reach :data:`DRAW_ESS` (at most :data:`MAX_THIN`), so that ``pm.sample``'s draws give
-        a usable posterior at its usual number of draws, as NUTS's longer trees do; the stats
-        count every transition's gradients (``tree_size``).
+        a usable posterior at its usual number of draws, as NUTS's longer trees do; one in a
+        compound step (the other steps' variables would wait).  The stats count every
+        transition's gradients (``tree_size``).
     """
 
     name = "l2hmc"
@@ -122,7 +123,8 @@ class L2HMC(ArrayStepShared):
             else:
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
-        self.thin = auto_thin(sampler) if thin == "auto" else int(thin)
+        # In a compound step the other steps' variables wait for every transition: one a draw.
+        self.thin = (auto_thin(sampler) if not shared else 1) if thin == "auto" else int(thin)
         if thin == "auto" and self.thin > 1 and talk:
             print(f"L2HMC: {self.thin} transitions per draw of pm.sample (warm-up predicts "
                   f"{predicted_ess_per_draw(sampler):.3g} min ESS per transition; thin=1 makes one)",
