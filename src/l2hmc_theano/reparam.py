@@ -3,7 +3,7 @@ geometry of funnels and centred hierarchies, which no constant mass matrix (and 
 step size) fits.
 
 A free variable theta from a location-scale family (Normal, StudentT, Cauchy, Laplace,
-Logistic: :data:`LOCATION_SCALE`) with location mu and scale sigma, whose sigma depends on
+Logistic: :data:`.reparam_groups.LOCATION_SCALE`) with location mu and scale sigma, whose sigma depends on
 other free variables phi (a funnel; a centred hierarchy's group effects), is sampled as
 theta_t, with, elementwise and for constant weights lam in [0, 1],
 
@@ -28,7 +28,7 @@ h = -d2 log p / d theta_i2 + d2 log prior / d theta_i2 the data's precision (for
 prior, -d2 log p / d theta_i2 - 1 / sigma_i^2; one Hessian-vector product of the density and
 one of the prior per group, with that group's indicator: exact when the members are
 conditionally independent given phi, as a hierarchy's are), and lam = 1 where r < 1, else 0
-(:func:`weights_from_ratio`).  Walks and AR(1) processes compare against an inner element's
+(:func:`.reparam_groups.weights_from_ratio`).  Walks and AR(1) processes compare against an inner element's
 prior precision, MvNormal rows use the mean diagonal of L^T H L.
 
 Why 0/1 and not the partial weights of a Normal-Normal model, 1 / (1 + r): a fractional lam
@@ -39,7 +39,7 @@ fitting them recompiles nothing.
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
-from .reparam_groups import LOCATION_SCALE, find_groups, is_walk, weights_from_ratio  # noqa: F401
+from .reparam_groups import find_groups
 
 __all__ = ["NonCentring", "find_groups"]
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._theano import floatX, theano, tt
 
-__all__ = ["LOCATION_SCALE", "find_groups", "is_walk", "LocationScale", "RandomWalk", "CholeskyNormal",
+__all__ = ["LOCATION_SCALE", "find_groups", "is_walk", "Group", "LocationScale", "RandomWalk", "CholeskyNormal",
            "AutoRegressive1"]
 
 #: The location-scale families non-centred, by class name: (location attribute, scale attribute).
@@ -46,7 +46,19 @@ def _median(values, axis):
     return np.where(np.isfinite(r), np.maximum(r, 0.0), 0.0)
 
 
-class LocationScale:
+class Group:
+    """What every kind shares: by default the model's own prior term, and any weights in [0, 1]."""
+
+    def log_prior(self, u, value, lam, values):
+        """theta's prior log density at ``value`` = forward(u), or None for the model's own term."""
+        return None
+
+    def check(self, lam):
+        """A reason the weights ``lam`` cannot be used, or None."""
+        return None
+
+
+class LocationScale(Group):
     """theta = lam mu + sigma^lam u, elementwise (``mu``, ``sigma`` broadcast to theta's ``shape``)."""
 
     def __init__(self, var, mu, sigma, shape):
@@ -67,10 +79,6 @@ class LocationScale:
         mu, sigma = self.parameters(values)
         return (value - lam * mu) * tt.exp(-lam * tt.log(sigma))
 
-    def log_prior(self, u, value, lam, values):
-        """theta's prior log density at ``value`` = forward(u), or None for the model's own term."""
-        return None
-
     def ratio(self, data_hvp, values):
         """Per member, sigma^2 times the data's precision (theta's shape)."""
         _, sigma = self.parameters(values)
@@ -79,10 +87,6 @@ class LocationScale:
     def weights(self, ratios):
         """lam from the ratios at points ``(points, ...)``: per member, of their median."""
         return weights_from_ratio(_median(ratios, 0))
-
-    def check(self, lam):
-        """A reason the weights ``lam`` cannot be used, or None."""
-        return None
 
 
 class RandomWalk(LocationScale):
@@ -122,7 +126,7 @@ def _solve_lower(chol, rhs, k):
     return tt.stack(columns, axis=1)
 
 
-class CholeskyNormal:
+class CholeskyNormal(Group):
     """Rows theta_i ``(k,)`` of a ``pm.MvNormal`` (theta ``(n, k)`` or ``(k,)``) with covariance
     L L^T: theta_i = lam_i mu_i + (lam_i L + (1 - lam_i) I) u_i, with lam_i in {0, 1} (one weight
     per row, repeated along it)."""
@@ -142,14 +146,14 @@ class CholeskyNormal:
     def _row_lam(self, lam):
         return self._rows(lam)[:, 0].dimshuffle(0, "x")  # (rows, 1), broadcastable
 
-    def _log_diagonal(self, chol):
-        return tt.stack([tt.log(chol[j, j]) for j in range(self.k)])  # (k,)
+    def _diagonal(self, chol):
+        return tt.stack([chol[j, j] for j in range(self.k)])  # (k,), by element: a batched L's batches
 
     def forward(self, u, lam, values):
         mu, chol = self.parameters(values)
         u_rows, lam_rows = self._rows(u), self._row_lam(lam)
         value = lam_rows * (self._rows(mu) + tt.dot(u_rows, chol.T)) + (1.0 - lam_rows) * u_rows
-        diagonal = tt.stack([chol[j, j] for j in range(self.k)])
+        diagonal = self._diagonal(chol)
         log_jacobian = tt.sum(tt.log(lam_rows * diagonal + 1.0 - lam_rows))
         return tt.reshape(value, self.shape), log_jacobian
 
@@ -166,10 +170,10 @@ class CholeskyNormal:
         lam_rows = self._row_lam(lam)
         whitened = (lam_rows * self._rows(u)
                     + (1.0 - lam_rows) * _solve_lower(chol, self._rows(value) - self._rows(mu), self.k))
-        positive = tt.all(tt.stack([chol[j, j] for j in range(self.k)]) > 0)
-        logp = (-0.5 * tt.sum(tt.sqr(whitened)) - self.rows * tt.sum(self._log_diagonal(chol))
+        diagonal = self._diagonal(chol)
+        logp = (-0.5 * tt.sum(tt.sqr(whitened)) - self.rows * tt.sum(tt.log(diagonal))
                 - 0.5 * self.rows * self.k * np.log(2 * np.pi))
-        return tt.switch(positive, logp, -np.inf)
+        return tt.switch(tt.all(diagonal > 0), logp, -np.inf)
 
     def ratio(self, data_hvp, values):
         """Per row, the mean diagonal of L^T H_i L (H_i: the data's precision in row i), one
@@ -203,7 +207,7 @@ def _autoregress(v, k, length):
     return y
 
 
-class AutoRegressive1:
+class AutoRegressive1(Group):
     """A ``pm.AR1`` (x_0 ~ N(0, sigma^2 / (1 - k^2)), x_t ~ N(k x_{t-1}, sigma^2), sigma = tau_e^-1/2,
     along axis 0) non-centred in its innovations, with one weight lam in {0, 1}: theta = lam y +
     (1 - lam) u, y_t = k y_{t-1} + s_t u_t (s_0 = sigma / sqrt(1 - k^2), s_t = sigma),
@@ -235,9 +239,6 @@ class AutoRegressive1:
         lam = self._lam(lam)
         innovations = tt.concatenate([value[:1], value[1:] - k * value[:-1]], axis=0)
         return lam * innovations * tt.exp(-log_scales) + (1.0 - lam) * value
-
-    def log_prior(self, u, value, lam, values):
-        return None
 
     def ratio(self, data_hvp, values):
         """Per element, the data's precision in units of an inner element's prior precision

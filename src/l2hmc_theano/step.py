@@ -5,10 +5,10 @@
 
 Each ``astep`` makes ``thin`` Metropolis-Hastings steps with the learned dynamics on the
 flat vector of the step's variables (by default, where one is predicted under 0.15 min ESS, as
-many as the slowest parameter needs for 0.3 ESS per draw: :func:`auto_thin`), each with a fresh momentum v ~ N(0, I) and direction d
-from NumPy's global generator (which ``pm.sample(random_seed=...)`` seeds, per chain and per
-worker).  Other free variables of the model (in a
-compound step) enter as shared values, as in PyMC3's own step methods.
+many as the slowest parameter needs for 0.3 ESS per draw: :func:`auto_thin`), each with a
+fresh momentum v ~ N(0, I) and direction d from NumPy's global generator (which
+``pm.sample(random_seed=...)`` seeds, per chain and per worker).  Other free variables of the
+model (in a compound step) enter as shared values, as in PyMC3's own step methods.
 
 Nothing adapts during ``pm.sample``'s tuning draws: the sampler arrives tuned.  A chain's
 first tuning step starts from one of the sampler's training chains (drawn with the same
@@ -67,9 +67,9 @@ class L2HMC(ArrayStepShared):
     thin : "auto" or int >= 1
         MH transitions per draw of ``pm.sample``.  ``"auto"`` (default): where a transition is
         predicted under half of :data:`DRAW_ESS` (:func:`l2hmc_theano.budget.predicted_ess_per_draw`),
-        enough for the slowest parameter's ESS per draw to reach it (at most :data:`MAX_THIN`), so that ``pm.sample``'s draws give
-        a usable posterior at its usual number of draws, as NUTS's longer trees do; one in a
-        compound step (the other steps' variables would wait).  The stats count every
+        enough for the slowest parameter's ESS per draw to reach it (at most :data:`MAX_THIN`),
+        so that ``pm.sample``'s draws give a usable posterior at its usual number of draws, as
+        NUTS's longer trees do; one in a compound step (the other steps' variables would wait).  The stats count every
         transition's gradients (``tree_size``).
     """
 

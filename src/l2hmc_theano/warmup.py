@@ -276,12 +276,13 @@ MIN_MEASURED_DRAWS = 20
 
 
 def _measured_ess(final, n_steps, bulk):
-    """``{"measured_ess_per_draw", "ess_calibration"}``: the final window's chains ``final`` (draws of
-    ``(chains, dim)``, at ``n_steps`` leapfrog steps) give a min bulk ESS per draw m
+    """``{"measured_ess_per_draw", "ess_calibration"}`` (None and 1 without a profile ``bulk`` or
+    enough draws): the final window's chains ``final`` (draws of ``(chains, dim)``, at ``n_steps``
+    leapfrog steps) give a min bulk ESS per draw m
     (:func:`chain_ess_per_draw`); the profile predicted ``bulk[n_steps - 1]`` for it from one step's
     jump, which misses how slowly a funnel's or a curved posterior's scale wanders over many draws.
     Their ratio (at most 1) scales predictions of a run's ESS (:func:`.budget.predicted_ess_per_draw`)."""
-    if len(final) < MIN_MEASURED_DRAWS or n_steps > len(bulk):
+    if bulk is None or len(final) < MIN_MEASURED_DRAWS or n_steps > len(bulk):
         return {"measured_ess_per_draw": None, "ess_calibration": 1.0}
     with np.errstate(invalid="ignore", over="ignore"):
         z = np.stack(final)
@@ -400,7 +401,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
             eps = dual.update(accepts[-1])
-            if is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
+            if sampler.adapt_n_steps and is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
                 final.append(x if precond is None else precond.to_y_numpy(x))
             if slow and i >= keep_from:
                 positions.append(x)
@@ -452,8 +453,7 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     gradients = done * batch_size * warmup_n_steps  # T evaluations of U and dU together
-    profile = cost = None
-    measured = {"measured_ess_per_draw": None, "ess_calibration": 1.0}
+    profile = bulk = cost = None
     if sampler.adapt_n_steps:
         lo = min(settings.min_n_steps, settings.max_n_steps)
         # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
@@ -461,7 +461,6 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
         profile, bulk = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps, repeats,
                                                  min_steps=lo)
-        measured = _measured_ess(final, warmup_n_steps, bulk)
         gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
         one = np.flatnonzero(np.isfinite(potential))[:1]
         if len(one):
@@ -478,7 +477,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "gradients": gradients,
         "n_steps": sampler.n_steps,
         "ess_per_gradient": None if profile is None else [float(c) for c in profile],
-        **measured,  # the final window's min bulk ESS per draw (at warmup_n_steps), and profile x this = truth
+        # the final window's min bulk ESS per draw (at warmup_n_steps), and its ratio to the profile's
+        **_measured_ess(final, warmup_n_steps, bulk),
         "draw_cost": None if cost is None else [float(c) for c in cost],  # (c0, c1) s: a draw costs c0 + T c1
         "settled": bool(settled),
         "last_change": change,
