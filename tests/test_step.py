@@ -428,7 +428,7 @@ def test_a_posterior_too_slow_for_the_draws_gets_a_warning_naming_the_figure():
             step = L2HMC(preconditioner=preconditioner, train_networks=False, seed=0, cache=False,
                          progressbar=False, thin=1)
         idata = sample(model, step, draws=500, tune=0, chains=1, cores=1, random_seed=3)
-        per_draw = predicted_ess_per_draw(step.sampler) * step.thin  # a draw is `thin` transitions
+        per_draw = predicted_ess_per_draw(step.sampler, step.thin)
         messages = [w.message for w in step.warnings() if w.kind == kinds.CONVERGENCE]
         measured = min(float(az.ess(idata, method=method)["x"].min()) for method in ("bulk", "tail"))
         if slow:
@@ -466,11 +466,10 @@ def test_a_draw_of_thin_transitions_is_that_many_single_transitions():
 
 
 def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction(capsys):
-    """thin="auto" makes ceil(0.3 / predicted ESS per transition) transitions a draw (at most 10)
-    where a transition is predicted under 0.15, else one: one on an easy Gaussian, more on a
-    strongly correlated one under a diagonal preconditioner."""
-    from l2hmc_theano.budget import predicted_ess_per_draw
-    from l2hmc_theano.step import DRAW_ESS, MAX_THIN
+    """thin="auto" makes one transition a draw on an easy Gaussian, and on a strongly correlated
+    one under a diagonal preconditioner the fewest that warm-up predicts at 0.3 min ESS per draw
+    (at most 10): each more keeps ESS per gradient there, its chains being positively correlated."""
+    from l2hmc_theano.budget import DRAW_ESS, MAX_THIN, THIN_KEEPS, predicted_ess_per_draw
 
     with pm.Model():
         pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]), shape=2)
@@ -478,22 +477,51 @@ def test_thin_auto_aims_at_the_draw_ess_from_warm_ups_prediction(capsys):
     with pm.Model():
         pm.Normal("x", 0.0, 1.0, shape=2)
         easy = L2HMC(train_networks=False, seed=0, cache=False, progressbar=False)
-    for step in (slow, easy):
-        per_transition = predicted_ess_per_draw(step.sampler)
-        expected = 1 if per_transition >= DRAW_ESS / 2 else min(MAX_THIN, int(np.ceil(DRAW_ESS / per_transition)))
-        assert step.thin == expected, (step.thin, per_transition)
-    assert easy.thin == 1 < slow.thin
+    assert easy.thin == 1 and predicted_ess_per_draw(easy.sampler) >= DRAW_ESS
+    one = predicted_ess_per_draw(slow.sampler)
+    per_draw = [predicted_ess_per_draw(slow.sampler, k) for k in range(1, MAX_THIN + 1)]
+    assert one < DRAW_ESS and slow.thin > 1
+    assert all(per_draw[k - 1] / k >= THIN_KEEPS * one for k in range(1, slow.thin + 1))
+    assert slow.thin == MAX_THIN or per_draw[slow.thin - 1] >= DRAW_ESS > per_draw[slow.thin - 2]
     assert f"L2HMC: {slow.thin} transitions per draw of pm.sample" in capsys.readouterr().err  # said, with a progress bar
+
+
+def test_thin_auto_thins_positively_correlated_chains_only():
+    """From what warm-up's final window measured of its chains kept every k-th: a slow chain that
+    gains almost k-fold from k transitions (an AR(1) with rho = 0.8) is thinned to reach 0.3 ESS
+    per draw, one that gains little (antithetic, as a short trajectory) is not, though both are
+    predicted under 0.3 with one transition; a file without the measurement (or trained networks)
+    keeps the old rule, thinning only below 0.15."""
+    from types import SimpleNamespace
+
+    from l2hmc_theano.budget import DRAW_ESS, MAX_THIN, choose_thin, predicted_ess_per_draw
+
+    def sampler(measured, table=True, kept=None):
+        info = {"ess_per_gradient": [measured[0] / 4] * 4, "n_steps": 4, "ess_calibration": 1.0,
+                "measured_ess_per_draw_by_thin": measured if table else None}
+        selection = {"kept": kept, "trained": 100 * measured[0], "draws": 10, "chains": 10} if kept else None
+        return SimpleNamespace(warmup_info=info, n_steps=4, selection=selection)
+
+    ar1 = [(1 - 0.8 ** k) / (1 + 0.8 ** k) for k in range(1, MAX_THIN + 1)]
+    slow, antithetic = sampler(ar1), sampler([0.25, 0.3, 0.45] + [0.5] * 7)
+    assert predicted_ess_per_draw(slow, 3) == pytest.approx(ar1[2])
+    thin = choose_thin(slow)
+    assert thin > 1 and predicted_ess_per_draw(slow, thin) >= DRAW_ESS > predicted_ess_per_draw(slow, thin - 1)
+    assert choose_thin(antithetic) == 1
+    for old in (sampler(ar1, table=False), sampler(ar1, kept="trained")):
+        one = predicted_ess_per_draw(old)
+        assert choose_thin(old) == (1 if one >= DRAW_ESS / 2 else int(np.ceil(DRAW_ESS / one)))
+        assert predicted_ess_per_draw(old, 3) == pytest.approx(3 * one)
 
 
 def test_thin_auto_is_one_in_a_compound_step():
     """Beside another step, whose variables would wait for every transition, a draw is one
     transition, though warm-up's prediction alone would ask for more."""
-    from l2hmc_theano.step import auto_thin
+    from l2hmc_theano.budget import choose_thin
 
     with pm.Model() as model:
         pm.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.999], [0.999, 1.0]]), shape=2)
         pm.Bernoulli("z", 0.3)
         step = L2HMC(vars=[model["x"]], preconditioner="diag", train_networks=False, seed=0, cache=False,
                      progressbar=False)
-    assert step.thin == 1 < auto_thin(step.sampler)
+    assert step.thin == 1 < choose_thin(step.sampler)

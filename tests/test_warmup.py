@@ -355,7 +355,7 @@ def test_warmup_reaches_an_uncentred_regressions_posterior():
 def test_the_chains_measured_ess_is_an_ar1_sequences(rho):
     """Many short chains of a stationary Gaussian AR(1) sequence (400 chains x 50 draws, 3
     coordinates): the pooled autocorrelations give its ESS per draw (1 - rho) / (1 + rho), to the
-    noise of 20000 draws (well within 15 %)."""
+    noise of 20000 draws (well within 15 %), and kept every k-th, (1 - rho^k) / (1 + rho^k)."""
     from l2hmc_theano.warmup import chain_ess_per_draw
 
     rng = np.random.default_rng(0)
@@ -363,4 +363,5 @@ def test_the_chains_measured_ess_is_an_ar1_sequences(rho):
     z[0] = rng.normal(size=(400, 3))
     for t in range(1, 50):
         z[t] = rho * z[t - 1] + np.sqrt(1 - rho ** 2) * rng.normal(size=(400, 3))
-    np.testing.assert_allclose(chain_ess_per_draw(z), (1 - rho) / (1 + rho), rtol=0.15)
+    for k in (1, 2, 3):
+        np.testing.assert_allclose(chain_ess_per_draw(z, k), (1 - rho ** k) / (1 + rho ** k), rtol=0.15)

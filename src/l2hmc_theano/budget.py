@@ -41,7 +41,7 @@ import numpy as np
 from .chain_guard import FAILURES
 
 __all__ = ["TARGET_ESS", "choose_batch_size", "draw_cost", "choose_n_steps", "training_decision", "describe",
-           "predicted_ess_per_draw"]
+           "predicted_ess_per_draw", "choose_thin", "DRAW_ESS", "MAX_THIN"]
 
 #: A usable posterior: this min ESS over the model's variables.
 TARGET_ESS = 1000
@@ -155,7 +155,8 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
         hmc_seconds = TARGET_ESS / max(p * T, 1e-12) * (cost[0] + T * cost[1])
     else:
         hmc_seconds = TARGET_ESS / max(p, 1e-12) * one_chain_seconds
-    iteration = warmup_info["loop_seconds"] / warmup_info["iterations"] * T / warmup_info["warmup_n_steps"]
+    iterations = warmup_info.get("loop_iterations") or warmup_info["iterations"]  # files of before: every iteration
+    iteration = warmup_info["loop_seconds"] / iterations * T / warmup_info["warmup_n_steps"]
     train_seconds = (max(TRAIN_COMPILE_COST * warmup_info.get("compile_seconds", 0.0), TRAIN_COMPILE_FLOOR)
                      + MIN_TRAIN_ITERATIONS * max(TRAIN_ITERATION_COST * iteration, TRAIN_ITERATION_FLOOR)
                      + 100 * iteration)
@@ -165,19 +166,71 @@ def training_decision(sampler, warmup_info, one_chain_seconds):
     return train, reason
 
 
-def predicted_ess_per_draw(sampler):
-    """The min ESS (over the model's variables) one chain's MH transition is predicted to give: with
-    the trained networks kept, the selection's measured figure (:mod:`.selection`: min ESS over its
-    chains x draws); else warm-up's profile at T times T (HMC), scaled by what its final window's
-    chains measured against the profile (``ess_calibration``, at most 1); None when neither is known."""
+def predicted_ess_per_draw(sampler, thin=1):
+    """The min ESS (over the model's variables) a draw of one chain made of ``thin`` MH transitions
+    is predicted to give: with the trained networks kept, ``thin`` x the selection's measured figure
+    per transition (:mod:`.selection`: min ESS over its chains x draws); else warm-up's profile at T
+    times T (HMC), scaled by what its final window's chains measured against the profile
+    (``ess_calibration``, at most 1) and by what they measured kept every ``thin``-th against all
+    (``measured_ess_per_draw_by_thin``; without it, ``thin`` times); None when neither is known."""
     selection = sampler.selection
     if selection is not None and selection.get("kept") == "trained" and selection.get("draws"):
-        return float(selection["trained"]) / (selection["draws"] * selection["chains"])
+        return thin * float(selection["trained"]) / (selection["draws"] * selection["chains"])
     info = sampler.warmup_info or {}
     profile = info.get("ess_per_gradient")
     if not profile:
         return None
-    return _profile_at(profile, sampler.n_steps) * sampler.n_steps * float(info.get("ess_calibration", 1.0))
+    one = _profile_at(profile, sampler.n_steps) * sampler.n_steps * float(info.get("ess_calibration", 1.0))
+    return one * _thinning_gain(info, sampler.n_steps, thin)
+
+
+def _thinning_gain(info, T, thin):
+    """How many times one transition's ESS a draw of ``thin`` transitions gives, as warm-up's final
+    window measured at T (:func:`.warmup._measured_ess`); ``thin`` where it did not (or not at T)."""
+    table = info.get("measured_ess_per_draw_by_thin")
+    if not table or info.get("n_steps") != T or not all(np.isfinite(table)) or table[0] <= 0:
+        return float(thin)
+    k = min(thin, len(table))
+    return table[k - 1] / table[0] * thin / k  # beyond the table, as many times its last
+
+
+#: The slowest parameter's ESS per draw ``thin="auto"`` aims at: 1000 draws a chain then give 300,
+#: R-hat's and ESS's own estimates settle (ArviZ asks 400 over all chains).
+DRAW_ESS = 0.3
+#: The most MH transitions per draw ``thin="auto"`` makes.
+MAX_THIN = 10
+#: The least fraction of one transition's ESS per gradient that a draw of more may keep.
+THIN_KEEPS = 0.9
+
+
+def choose_thin(sampler):
+    """MH transitions per draw (``L2HMC(thin="auto")``): the fewest k <= :data:`MAX_THIN` whose
+    draws are predicted at :data:`DRAW_ESS` min ESS (:func:`predicted_ess_per_draw`), as long as
+    each k keeps :data:`THIN_KEEPS` of one transition's ESS per gradient; 1 when unknown.
+
+    Thinning pays where a transition's draws are positively correlated: k of them are then almost
+    k times as informative.  A short trajectory on a well-conditioned posterior is antithetic (its
+    bulk ESS per draw exceeds 1 while its tail or spread is slower), and two such transitions undo
+    each other's gain (posteriordb's kidscore_momhs: 1140 ESS per 1k gradients with one a draw,
+    161 with two): warm-up's final window, at the chosen T, measures its chains kept every k-th.
+    Without that measurement (the trained networks kept, or a fixed T) it thins only below
+    DRAW_ESS / 2, where chains are slow and correlated."""
+    one = predicted_ess_per_draw(sampler)
+    if one is None or not np.isfinite(one) or one <= 0 or one >= DRAW_ESS:
+        return 1
+    info = sampler.warmup_info or {}
+    trained = (sampler.selection or {}).get("kept") == "trained"
+    if trained or not info.get("measured_ess_per_draw_by_thin") or info.get("n_steps") != sampler.n_steps:
+        return 1 if one >= DRAW_ESS / 2 else int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
+    thin = 1
+    for k in range(2, MAX_THIN + 1):
+        per_draw = predicted_ess_per_draw(sampler, k)
+        if per_draw / k < THIN_KEEPS * one:
+            break
+        thin = k
+        if per_draw >= DRAW_ESS:
+            break
+    return thin
 
 
 def _profile_at(profile, T):

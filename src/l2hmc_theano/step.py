@@ -4,8 +4,9 @@
         idata = pm.sample(step=l2hmc_theano.L2HMC(), return_inferencedata=True)
 
 Each ``astep`` makes ``thin`` Metropolis-Hastings steps with the learned dynamics on the
-flat vector of the step's variables (by default, where one is predicted under 0.15 min ESS, as
-many as the slowest parameter needs for 0.3 ESS per draw: :func:`auto_thin`), each with a
+flat vector of the step's variables (by default, where one is predicted under 0.3 min ESS, as
+many as the slowest parameter needs for 0.3 ESS per draw without losing ESS per gradient:
+:func:`.budget.choose_thin`), each with a
 fresh momentum v ~ N(0, I) and direction d from NumPy's global generator (which
 ``pm.sample(random_seed=...)`` seeds, per chain and per worker).  Other free variables of the
 model (in a compound step) enter as shared values, as in PyMC3's own step methods.
@@ -29,7 +30,7 @@ from pymc3.backends.report import SamplerWarning, WarningType
 from pymc3.step_methods.arraystep import ArrayStepShared, Competence
 
 from ._theano import floatX
-from .budget import predicted_ess_per_draw
+from .budget import DRAW_ESS, MAX_THIN, choose_thin, predicted_ess_per_draw  # noqa: F401 (re-exported)
 from .cache import trained_sampler
 from .chain_guard import FAILURES
 from .energy import ModelEnergy
@@ -58,16 +59,18 @@ class L2HMC(ArrayStepShared):
         predicted to pay for itself (``batch_size="auto"``, ``train_networks="auto"``:
         :mod:`l2hmc_theano.budget`); ``train_networks=True`` always trains.
     noncentre : bool
-        Sample Normal groups whose sigma depends on other variables (funnels, centred
-        hierarchies) non-centred where the prior dominates (default True; :mod:`l2hmc_theano.reparam`).
+        Sample hierarchical groups whose scale depends on other variables (location-scale
+        families, random walks, AR(1) series, MvNormal rows under a free Cholesky factor: funnels,
+        centred hierarchies) non-centred where the prior dominates (default True; :mod:`l2hmc_theano.reparam`).
         The draws are the model's own values either way.  A given ``sampler`` keeps its own.
     cache : bool
         With ``sampler=None``: load the sampler trained on this model with these arguments
         last time, if any, and cache a newly trained one (default True; :mod:`l2hmc_theano.cache`).
     thin : "auto" or int >= 1
         MH transitions per draw of ``pm.sample``.  ``"auto"`` (default): where a transition is
-        predicted under half of :data:`DRAW_ESS` (:func:`l2hmc_theano.budget.predicted_ess_per_draw`),
-        enough for the slowest parameter's ESS per draw to reach it (at most :data:`MAX_THIN`),
+        predicted under :data:`DRAW_ESS` min ESS (:func:`l2hmc_theano.budget.predicted_ess_per_draw`),
+        enough for the slowest parameter's ESS per draw to reach it (at most :data:`MAX_THIN`, and
+        only while each keeps most of the ESS per gradient: :func:`l2hmc_theano.budget.choose_thin`),
         so that ``pm.sample``'s draws give a usable posterior at its usual number of draws, as
         NUTS's longer trees do; one in a compound step (the other steps' variables would wait).  The stats count every
         transition's gradients (``tree_size``).
@@ -124,10 +127,11 @@ class L2HMC(ArrayStepShared):
                 sampler = sampler.retarget(energy)
         self.sampler = sampler
         # In a compound step the other steps' variables wait for every transition: one a draw.
-        self.thin = (auto_thin(sampler) if not shared else 1) if thin == "auto" else int(thin)
+        self.thin = (choose_thin(sampler) if not shared else 1) if thin == "auto" else int(thin)
         if thin == "auto" and self.thin > 1 and talk:
-            print(f"L2HMC: {self.thin} transitions per draw of pm.sample (warm-up predicts "
-                  f"{predicted_ess_per_draw(sampler):.3g} min ESS per transition; thin=1 makes one)",
+            print(f"L2HMC: {self.thin} transitions per draw of pm.sample (predicted min ESS per draw "
+                  f"{predicted_ess_per_draw(sampler, self.thin):.3g}, with one {predicted_ess_per_draw(sampler):.3g}; "
+                  "thin=1 makes one)",
                   file=sys.stderr, flush=True)
         self.reset_tuning()  # tune = True, counters at 0
         super().__init__(vars, shared)
@@ -292,8 +296,7 @@ class L2HMC(ArrayStepShared):
     def _too_few_draws(self):
         """A message when the draws after tuning are predicted to give this chain less than
         :data:`MIN_CHAIN_ESS` min ESS (:func:`.budget.predicted_ess_per_draw`), else None."""
-        per_draw = predicted_ess_per_draw(self.sampler)
-        per_draw = None if per_draw is None else per_draw * self.thin
+        per_draw = predicted_ess_per_draw(self.sampler, self.thin)
         draws = len(self._transitions)
         if per_draw is None or not draws or draws * per_draw >= MIN_CHAIN_ESS:
             return None
@@ -322,29 +325,6 @@ class L2HMC(ArrayStepShared):
 
 #: The least min ESS per chain that counts as usable (Vehtari et al. 2021 ask 100 per chain).
 MIN_CHAIN_ESS = 100
-#: The slowest parameter's ESS per draw ``thin="auto"`` aims at: 1000 draws a chain then give 300,
-#: R-hat's and ESS's own estimates settle (ArviZ asks 400 over all chains).
-DRAW_ESS = 0.3
-#: The most MH transitions per draw ``thin="auto"`` makes.
-MAX_THIN = 10
-
-
-def auto_thin(sampler):
-    """MH transitions per draw for the slowest parameter's predicted ESS per draw to reach
-    :data:`DRAW_ESS`: ceil(DRAW_ESS / ESS per transition), at most :data:`MAX_THIN`, where a
-    transition is predicted under DRAW_ESS / 2; else (or when unknown) 1.
-
-    Only there: a slow transition's draws are positively correlated, and thinning keeps their ESS
-    per gradient.  A short trajectory on a well-conditioned posterior is antithetic (its bulk ESS
-    per draw exceeds 1 while its tail or spread is slower): two such transitions undo each other's
-    gain (posteriordb's kidscore_momhs: 1140 ESS per 1k gradients with one a draw, 161 with two)."""
-    per_transition = predicted_ess_per_draw(sampler)
-    if per_transition is None or not np.isfinite(per_transition) or per_transition <= 0:
-        return 1
-    if per_transition >= DRAW_ESS / 2:
-        return 1
-    return int(np.clip(np.ceil(DRAW_ESS / per_transition), 1, MAX_THIN))
-
 _LOCAL_ADVICE = ("A constant step size cannot follow the posterior's scale there (e.g. a funnel, as in a centred "
                  "hierarchy); NUTS diverges in such regions too, and a non-centred parameterization helps both.")
 

@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from ._theano import floatX
-from .budget import choose_n_steps, draw_cost
+from .budget import MAX_THIN, choose_n_steps, draw_cost
 from .hmc import trajectory
 from .preconditioner import fitted
 
@@ -252,17 +252,20 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     return np.interp(steps, lengths, at_lengths), np.interp(steps, lengths, bulk)
 
 
-def chain_ess_per_draw(z):
-    """Bulk ESS per draw of each coordinate of many chains' draws ``z`` ``(draws, chains, dim)``:
-    1 / tau with tau = -1 + 2 sum_m (rho_2m + rho_2m+1) over Geyer's initial positive pairs of the
-    autocorrelations rho_k, each pooled over the chains (about the pooled mean and variance, as
-    in a multi-chain ESS), up to lag draws / 2.  ``(dim,)``."""
+def chain_ess_per_draw(z, thin=1):
+    """Bulk ESS per draw of each coordinate of many chains' draws ``z`` ``(draws, chains, dim)``,
+    kept every ``thin``-th: 1 / tau with tau = -1 + 2 sum_m (rho_2m + rho_2m+1) over Geyer's initial
+    positive pairs of the autocorrelations rho_m at lags m thin, each pooled over the chains and
+    over every draw (about the pooled mean and variance, as in a multi-chain ESS), up to lag
+    draws / 2.  ``(dim,)``."""
     z = np.asarray(z, dtype=float)
     n = len(z)
     centred = z - z.mean(axis=(0, 1))
     var = np.mean(np.square(centred), axis=(0, 1))
     var = np.where(var > 0, var, 1.0)
-    rho = np.stack([np.mean(centred[k:] * centred[:n - k], axis=(0, 1)) / var for k in range(n // 2 + 1)])
+    rho = np.stack([np.mean(centred[k:] * centred[:n - k], axis=(0, 1)) / var for k in range(0, n // 2 + 1, thin)])
+    if len(rho) < 2:
+        raise ValueError(f"{n} draws are too few for the ESS of every {thin}-th.")
     pairs = rho[:len(rho) // 2 * 2].reshape(-1, 2, rho.shape[1]).sum(axis=1)  # (m, dim): rho_2m + rho_2m+1
     positive = np.cumprod(pairs > 0, axis=0).astype(bool)  # up to the first pair that is not positive
     tau = -1.0 + 2.0 * np.sum(np.where(positive, pairs, 0.0), axis=0)
@@ -276,20 +279,25 @@ MIN_MEASURED_DRAWS = 20
 
 
 def _measured_ess(final, n_steps, bulk):
-    """``{"measured_ess_per_draw", "ess_calibration"}`` (None and 1 without a profile ``bulk`` or
-    enough draws): the final window's chains ``final`` (draws of ``(chains, dim)``, at ``n_steps``
-    leapfrog steps) give a min bulk ESS per draw m
+    """``{"measured_ess_per_draw", "ess_calibration", "measured_ess_per_draw_by_thin"}`` (None, 1
+    and None without a profile ``bulk`` or enough draws): the final window's chains ``final`` (draws
+    of ``(chains, dim)``, at the chosen ``n_steps`` leapfrog steps) give a min bulk ESS per draw m
     (:func:`chain_ess_per_draw`); the profile predicted ``bulk[n_steps - 1]`` for it from one step's
     jump, which misses how slowly a funnel's or a curved posterior's scale wanders over many draws.
-    Their ratio (at most 1) scales predictions of a run's ESS (:func:`.budget.predicted_ess_per_draw`)."""
+    Their ratio (at most 1) scales predictions of a run's ESS (:func:`.budget.predicted_ess_per_draw`).
+    The same chains kept every k-th, k = 1..:data:`.budget.MAX_THIN`, give the min ESS per draw of
+    draws of k transitions (:func:`.budget.choose_thin`)."""
     if bulk is None or len(final) < MIN_MEASURED_DRAWS or n_steps > len(bulk):
-        return {"measured_ess_per_draw": None, "ess_calibration": 1.0}
+        return {"measured_ess_per_draw": None, "ess_calibration": 1.0, "measured_ess_per_draw_by_thin": None}
     with np.errstate(invalid="ignore", over="ignore"):
         z = np.stack(final)
-        measured = float(np.min(chain_ess_per_draw(z[:, np.all(np.isfinite(z), axis=(0, 2))])))
+        z = z[:, np.all(np.isfinite(z), axis=(0, 2))]
+        by_thin = [float(np.min(chain_ess_per_draw(z, k))) for k in range(1, min(MAX_THIN, len(z) // 2) + 1)]
+    measured = by_thin[0]
     predicted = float(bulk[n_steps - 1])
     ratio = measured / predicted if np.isfinite(measured) and predicted > 0 else 1.0
-    return {"measured_ess_per_draw": measured, "ess_calibration": float(np.clip(ratio, 0.0, 1.0))}
+    return {"measured_ess_per_draw": measured, "ess_calibration": float(np.clip(ratio, 0.0, 1.0)),
+            "measured_ess_per_draw_by_thin": by_thin}
 
 
 def trajectory_lengths(min_steps, max_steps):
@@ -348,11 +356,14 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     dict of what was adapted: ``step_size, accept`` (mean over the last window),
     ``scale_min, scale_max, iterations, gradients, settled, last_change, replaced,
     seconds, n_steps`` and ``ess_per_gradient`` (the profile T was chosen by, or None);
-    ``failed`` (chain steps whose evaluation raised), ``loop_seconds`` (the iterations alone, at
-    ``warmup_n_steps`` leapfrog steps) and ``compile_seconds`` (the compile of the energy and
-    gradient, which :meth:`L2HMCSampler.hmc_kernel`'s iterations and profile call).
+    ``failed`` (chain steps whose evaluation raised), ``loop_seconds`` and ``loop_iterations`` (the
+    iterations at ``warmup_n_steps`` leapfrog steps alone) and ``compile_seconds`` (the compile of
+    the energy and gradient, which :meth:`L2HMCSampler.hmc_kernel`'s iterations and profile call).
     Sets ``sampler.log_step_size``, the preconditioner's values and (with
-    ``sampler.adapt_n_steps``) ``sampler.n_steps``.
+    ``sampler.adapt_n_steps``) ``sampler.n_steps``: chosen before the final window when a
+    preconditioner was fitted (its windows brought the chains into the posterior), so that the
+    final window tunes the step size at that T and measures its chains' ESS
+    (:func:`_measured_ess`); else after it.
     """
     start = time.perf_counter()
     precond = sampler.preconditioner
@@ -381,12 +392,22 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         bar = progress_bar(range(total))
         bar.update(0)
     done, replaced, settled, change, slow_done = 0, 0, precond is None, np.nan, 0
-    final = []  # the final window's chains in y (the preconditioner is fixed there): measured ESS
+    final = []  # the final window's chains at the chosen T, in y (the preconditioner is fixed there)
+    choose_first = sampler.adapt_n_steps and precond is not None
+    profile = bulk = cost = None
+    n_gradients, n_steps = 0, warmup_n_steps
     loop_start = time.perf_counter()
+    loop_seconds, loop_iterations = None, None
     for w, (length, slow) in enumerate(windows):
         is_final = w == len(windows) - 1
         if slow and settled:
             continue
+        if is_final and choose_first:
+            loop_seconds, loop_iterations = time.perf_counter() - loop_start, done
+            profile, bulk, cost, spent = _choose_n_steps(sampler, kernel, x, potential, grad, dual.step_size, rng,
+                                                         settings, batch_size)
+            n_gradients += spent
+            n_steps = sampler.n_steps
         keep_from = length - length // 2
         positions, gradients, accepts, potentials = [], [], [], []
         moved = np.zeros(batch_size, dtype=bool)
@@ -395,13 +416,14 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             v = rng.standard_normal((batch_size, sampler.dim)).astype(floatX)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
             out = kernel(x, v, directions, log_u, sampler.draw_step_scale(rng, batch_size), potential, grad,
-                         step_size=eps, n_steps=warmup_n_steps)
+                         step_size=eps, n_steps=n_steps)
+            n_gradients += batch_size * n_steps  # T evaluations of U and dU together
             x, accept, accepted, potential, grad = out[0], out[1], out[2], out[7], out[10]
             failures += int(np.count_nonzero(kernel.failed)) if kernel.failed is not None else 0
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
             eps = dual.update(accepts[-1])
-            if sampler.adapt_n_steps and is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
+            if choose_first and is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
                 final.append(x if precond is None else precond.to_y_numpy(x))
             if slow and i >= keep_from:
                 positions.append(x)
@@ -446,26 +468,17 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             dual = DualAveraging(dual.final_step_size, settings.target_accept, reach=2.0)
         if refresh:
             potential, grad = sampler.start_state(x)
-    loop_seconds = time.perf_counter() - loop_start
+    if loop_seconds is None:
+        loop_seconds, loop_iterations = time.perf_counter() - loop_start, done
     if bar is not None:
         bar.update(total)
     final_step = dual.final_step_size
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
-    gradients = done * batch_size * warmup_n_steps  # T evaluations of U and dU together
-    profile = bulk = cost = None
-    if sampler.adapt_n_steps:
-        lo = min(settings.min_n_steps, settings.max_n_steps)
-        # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
-        # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
-        repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
-        profile, bulk = ess_per_gradient_profile(sampler, x, final_step, rng, settings.max_n_steps, repeats,
-                                                 min_steps=lo)
-        gradients += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
-        one = np.flatnonzero(np.isfinite(potential))[:1]
-        if len(one):
-            cost = draw_cost(kernel, x[one], potential[one], grad[one], final_step)
-        sampler.set_n_steps(choose_n_steps(profile, lo, cost))
+    if sampler.adapt_n_steps and not choose_first:
+        profile, bulk, cost, spent = _choose_n_steps(sampler, kernel, x, potential, grad, final_step, rng, settings,
+                                                     batch_size)
+        n_gradients += spent
     info = {
         "step_size": final_step,
         "accept": float(np.mean(accepts)),
@@ -474,17 +487,18 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "preconditioner": None if precond is None else precond.kind,
         "rank": None if precond is None else precond.rank,  # directions a low rank one corrects
         "iterations": done,
-        "gradients": gradients,
+        "gradients": n_gradients,
         "n_steps": sampler.n_steps,
         "ess_per_gradient": None if profile is None else [float(c) for c in profile],
-        # the final window's min bulk ESS per draw (at warmup_n_steps), and its ratio to the profile's
-        **_measured_ess(final, warmup_n_steps, bulk),
+        # the final window's min bulk ESS per draw (at the chosen T), its ratio to the profile's, and every k-th's
+        **_measured_ess(final, sampler.n_steps, bulk),
         "draw_cost": None if cost is None else [float(c) for c in cost],  # (c0, c1) s: a draw costs c0 + T c1
         "settled": bool(settled),
         "last_change": change,
         "replaced": replaced,
         "failed": failures,
-        "loop_seconds": loop_seconds,  # the iterations alone, at T = warmup_n_steps (for the budget)
+        "loop_seconds": loop_seconds,  # the iterations at T = warmup_n_steps alone (for the budget)
+        "loop_iterations": loop_iterations,
         "warmup_n_steps": warmup_n_steps,
         "compile_seconds": sampler.compile_seconds.get("energy_grad", 0.0),
         "noncentred": sampler.energy_target.noncentring.names if noncentred else [],
@@ -499,6 +513,24 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         warnings.warn(f"L2HMC warm-up ended at mean acceptance {info['accept']:.2f}, far from the target "
                       f"{settings.target_accept:.2f} (step size {final_step:.3g}).")
     return x, info
+
+
+def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, settings, batch_size):
+    """Set ``sampler``'s T by the ESS-per-gradient profile of HMC at ``step_size`` from the chains
+    ``x`` (their energies and gradients ``potential``, ``grad``) and a draw's measured cost
+    (:func:`.budget.choose_n_steps`).  Returns ``(profile, bulk, cost, gradients)``
+    (:func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients it took)."""
+    lo = min(settings.min_n_steps, settings.max_n_steps)
+    # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
+    # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
+    repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
+    profile, bulk = ess_per_gradient_profile(sampler, x, step_size, rng, settings.max_n_steps, repeats, min_steps=lo)
+    cost = None
+    one = np.flatnonzero(np.isfinite(potential))[:1]
+    if len(one):
+        cost = draw_cost(kernel, x[one], potential[one], grad[one], step_size)
+    sampler.set_n_steps(choose_n_steps(profile, lo, cost))
+    return profile, bulk, cost, _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
 
 
 def describe(info):
