@@ -298,6 +298,11 @@ def test_draw_cost_separates_the_call_from_the_steps():
 
 
 def test_warmup_chooses_n_steps_only_when_asked():
+    """With T adapted it is chosen before the final window, which runs at it and measures its
+    chains (every k-th too: what thin="auto" follows); with T fixed nothing of that."""
+    from l2hmc_theano.budget import MAX_THIN
+    from l2hmc_theano.warmup import _gradient_count, trajectory_lengths
+
     model = diagonal_gaussian_model()
     auto = L2HMCSampler(model, zero_network=True, seed=1)
     fixed = L2HMCSampler(model, zero_network=True, seed=1, n_steps=7)
@@ -307,12 +312,20 @@ def test_warmup_chooses_n_steps_only_when_asked():
     assert info["n_steps"] == choose_n_steps(info["ess_per_gradient"], 2, info["draw_cost"])
     c0, c1 = info["draw_cost"]
     assert c0 > 0 and c1 > 0
+    final, batch = settings.final_window, 50
+    repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch))
+    assert info["warmup_n_steps"] != info["n_steps"] and info["loop_iterations"] == info["iterations"] - final
+    assert info["gradients"] == (batch * (info["loop_iterations"] * info["warmup_n_steps"] + final * info["n_steps"])
+                                 + _gradient_count(trajectory_lengths(2, 12), batch, repeats))
+    by_thin = info["measured_ess_per_draw_by_thin"]
+    assert len(by_thin) == MAX_THIN and by_thin[0] == info["measured_ess_per_draw"] > 0
     assert auto.masks.shape == (auto.n_steps, 5) and auto.taus.shape == (auto.n_steps, 2)
     again = L2HMCSampler(model, zero_network=True, seed=1)
     again.set_n_steps(auto.n_steps)
     np.testing.assert_array_equal(again.masks, auto.masks)  # masks follow the seed
     _, info = warmup(fixed, 50, np.random.default_rng(0), settings)
     assert fixed.n_steps == info["n_steps"] == 7 and info["ess_per_gradient"] is None
+    assert info["measured_ess_per_draw_by_thin"] is None and info["loop_iterations"] == info["iterations"]
 
 
 def test_chains_left_in_the_tails_are_dropped_from_the_fit_and_replaced():
