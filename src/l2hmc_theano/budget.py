@@ -205,29 +205,30 @@ THIN_KEEPS = 0.9
 
 def choose_thin(sampler):
     """MH transitions per draw (``L2HMC(thin="auto")``), from one transition's predicted min ESS p
-    (:func:`predicted_ess_per_draw`): 1 from p = :data:`DRAW_ESS`; below DRAW_ESS / 2,
-    ceil(DRAW_ESS / p) (at most :data:`MAX_THIN`); between the two, 2 where warm-up's final window
-    measured its chains kept every second at :data:`THIN_KEEPS` x 2 the ESS per draw of all (else 1).
+    (:func:`predicted_ess_per_draw`): 1 from p = :data:`DRAW_ESS`; below it ceil(DRAW_ESS / p)
+    (at most :data:`MAX_THIN`) unless warm-up's final window, run at the sampler's T, measured
+    its chains kept every second at under :data:`THIN_KEEPS` x 2 the ESS per draw of all
+    (antithetic chains: 1); without that measurement (a file of before, trained networks) only
+    below DRAW_ESS / 2.
 
     Thinning pays where a transition's draws are positively correlated: k of them are then almost
-    k times as informative.  Slow chains are (below DRAW_ESS / 2 on every posterior measured).  A
-    short trajectory on a well-conditioned posterior is antithetic (its bulk ESS per draw exceeds 1
-    while its tail or spread is slower), and two such transitions undo each other's gain
-    (posteriordb's kidscore_momhs: 1140 ESS per 1k gradients with one a draw, 161 with two): in
-    between, the measured gain decides.  It is not asked below DRAW_ESS / 2, where the window's
-    few draws per chain measure gains too noisily (a latent GP's 16 chains x 50 draws stopped
-    thinning at 2 of the 7 it needed, and R-hat reached 1.09)."""
+    k times as informative, and slow chains are.  A short trajectory on a well-conditioned
+    posterior is antithetic (its bulk ESS per draw exceeds 1 while its tail or spread is slower),
+    and two such transitions undo each other's gain (posteriordb's kidscore_momhs: 1140 ESS per 1k
+    gradients with one a draw, 161 with two).  Only k = 2 is measured: the window's few draws per
+    chain measure the gains of larger k too noisily (a latent GP's 16 chains x 50 draws, taken
+    k by k, stopped at 2 of the 7 transitions it needed, and R-hat reached 1.09)."""
     one = predicted_ess_per_draw(sampler)
     if one is None or not np.isfinite(one) or one <= 0 or one >= DRAW_ESS:
         return 1
-    if one < DRAW_ESS / 2:
-        return int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
     info = sampler.warmup_info or {}
     trained = (sampler.selection or {}).get("kept") == "trained"
     table = info.get("measured_ess_per_draw_by_thin")
     if trained or not table or len(table) < 2 or info.get("n_steps") != sampler.n_steps:
+        return 1 if one >= DRAW_ESS / 2 else int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
+    if _thinning_gain(info, sampler.n_steps, 2) < 2 * THIN_KEEPS:
         return 1
-    return 2 if _thinning_gain(info, sampler.n_steps, 2) >= 2 * THIN_KEEPS else 1
+    return int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
 
 
 def _profile_at(profile, T):
