@@ -4,9 +4,9 @@
         idata = pm.sample(step=l2hmc_theano.L2HMC(), return_inferencedata=True)
 
 Each ``astep`` makes ``thin`` Metropolis-Hastings steps with the learned dynamics on the
-flat vector of the step's variables (by default, where one is predicted under 0.3 min ESS and
-more keep its ESS per gradient, as many as the slowest parameter needs for 0.3 ESS per draw:
-:func:`.budget.choose_thin`), each with a
+flat vector of the step's variables (by default, where one is predicted under 0.3 min ESS, as
+many as the slowest parameter needs for 0.3 ESS per draw, unless warm-up measured that two
+lose ESS per gradient: :func:`.budget.choose_thin`), each with a
 fresh momentum v ~ N(0, I) and direction d from NumPy's global generator (which
 ``pm.sample(random_seed=...)`` seeds, per chain and per worker).  Other free variables of the
 model (in a compound step) enter as shared values, as in PyMC3's own step methods.
@@ -70,8 +70,8 @@ class L2HMC(ArrayStepShared):
         MH transitions per draw of ``pm.sample``.  ``"auto"`` (default): where a transition is
         predicted under :data:`DRAW_ESS` min ESS (:func:`l2hmc_theano.budget.predicted_ess_per_draw`),
         enough for the slowest parameter's ESS per draw to reach it (at most :data:`MAX_THIN`;
-        between half of it and it, two only where warm-up measured that they keep the ESS per
-        gradient: :func:`l2hmc_theano.budget.choose_thin`),
+        one where warm-up measured that two transitions a draw lose ESS per gradient, as
+        antithetic chains do: :func:`l2hmc_theano.budget.choose_thin`),
         so that ``pm.sample``'s draws give a usable posterior at its usual number of draws, as
         NUTS's longer trees do; one in a compound step (the other steps' variables would wait).  The stats count every
         transition's gradients (``tree_size``).

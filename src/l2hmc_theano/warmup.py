@@ -18,12 +18,14 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   chains keep their model-space positions; their sampling coordinates are mapped anew);
 * warm-up stops early once the scales change by less than ``settle`` (relative)
   between two windows, after a last window that adapts the step size alone;
-* then, for a sampler with ``n_steps="auto"``, the number of leapfrog steps T is the one
-  with the largest predicted ESS per second over t = ``min_n_steps``..``max_n_steps``: the ESS
-  per gradient from HMC trajectories started at the chains (:func:`ess_per_gradient_profile`:
-  the lag-1 autocorrelations of the coordinates and their squares, as AR(1) processes, for bulk,
+* for a sampler with ``n_steps="auto"``, the number of leapfrog steps T is the one with the
+  largest predicted ESS per second over t = ``min_n_steps``..``max_n_steps``: the ESS per
+  gradient from HMC trajectories started at the chains (:func:`ess_per_gradient_profile`: the
+  lag-1 autocorrelations of the coordinates and their squares, as AR(1) processes, for bulk,
   tail and spread ESS) over the measured cost of a draw of t steps (:func:`.budget.draw_cost`,
-  :func:`.budget.choose_n_steps`).
+  :func:`.budget.choose_n_steps`).  It is chosen before the last window, which then runs at T
+  and measures its chains' ESS, also kept every k-th (:func:`_measured_ess`: what the run's
+  predictions and ``thin="auto"`` follow); without a preconditioner, after it.
 
 Chains that accepted nothing during a window, and chains whose energy at a slow window's end is
 still far above the batch's (:func:`lost_chains`: a jittered start the window did not bring in;
@@ -284,7 +286,8 @@ def _measured_ess(final, n_steps, bulk):
     of ``(chains, dim)``, at the chosen ``n_steps`` leapfrog steps) give a min bulk ESS per draw m
     (:func:`chain_ess_per_draw`); the profile predicted ``bulk[n_steps - 1]`` for it from one step's
     jump, which misses how slowly a funnel's or a curved posterior's scale wanders over many draws.
-    Their ratio, each taken up to 1 (at most 1), scales predictions of a run's ESS (:func:`.budget.predicted_ess_per_draw`).
+    Their ratio, each taken up to 1 (so at most 1), scales predictions of a run's ESS
+    (:func:`.budget.predicted_ess_per_draw`).
     The same chains kept every k-th, k = 1..:data:`.budget.MAX_THIN`, give the min ESS per draw of
     draws of k transitions (:func:`.budget.choose_thin`)."""
     if bulk is None or len(final) < MIN_MEASURED_DRAWS or n_steps > len(bulk):
