@@ -181,14 +181,25 @@ def predicted_ess_per_draw(sampler, thin=1):
     if not profile:
         return None
     one = _profile_at(profile, sampler.n_steps) * sampler.n_steps * float(info.get("ess_calibration", 1.0))
-    return one * _thinning_gain(info, sampler.n_steps, thin)
+    return one * _thinning_gain(_measured_by_thin(sampler), thin)
 
 
-def _thinning_gain(info, T, thin):
-    """How many times one transition's ESS a draw of ``thin`` transitions gives, as warm-up's final
-    window measured at T (:func:`.warmup._measured_ess`); ``thin`` where it did not (or not at T)."""
+def _measured_by_thin(sampler):
+    """Warm-up's final window's min ESS per draw of its chains kept every k-th, k = 1, 2, ...
+    (:func:`.warmup._measured_ess`), where it measured HMC at the sampler's T; else None (trained
+    networks kept, T changed since, a file of before, or nothing finite to go by)."""
+    info = sampler.warmup_info or {}
     table = info.get("measured_ess_per_draw_by_thin")
-    if not table or info.get("n_steps") != T or not all(np.isfinite(table)) or table[0] <= 0:
+    if ((sampler.selection or {}).get("kept") == "trained" or not table or len(table) < 2
+            or info.get("n_steps") != sampler.n_steps or not all(np.isfinite(table)) or table[0] <= 0):
+        return None
+    return table
+
+
+def _thinning_gain(table, thin):
+    """How many times one transition's ESS a draw of ``thin`` transitions gives, by the measured
+    ``table`` (:func:`_measured_by_thin`); ``thin`` without one."""
+    if table is None:
         return float(thin)
     k = min(thin, len(table))
     return table[k - 1] / table[0] * thin / k  # beyond the table, as many times its last
@@ -221,14 +232,11 @@ def choose_thin(sampler):
     one = predicted_ess_per_draw(sampler)
     if one is None or not np.isfinite(one) or one <= 0 or one >= DRAW_ESS:
         return 1
-    info = sampler.warmup_info or {}
-    trained = (sampler.selection or {}).get("kept") == "trained"
-    table = info.get("measured_ess_per_draw_by_thin")
-    if trained or not table or len(table) < 2 or info.get("n_steps") != sampler.n_steps:
-        return 1 if one >= DRAW_ESS / 2 else int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
-    if _thinning_gain(info, sampler.n_steps, 2) < 2 * THIN_KEEPS:
-        return 1
-    return int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
+    enough = int(np.clip(np.ceil(DRAW_ESS / one), 1, MAX_THIN))
+    table = _measured_by_thin(sampler)
+    if table is None:
+        return enough if one < DRAW_ESS / 2 else 1
+    return enough if _thinning_gain(table, 2) >= 2 * THIN_KEEPS else 1
 
 
 def _profile_at(profile, T):
