@@ -378,3 +378,74 @@ def test_the_chains_measured_ess_is_an_ar1_sequences(rho):
         z[t] = rho * z[t - 1] + np.sqrt(1 - rho ** 2) * rng.normal(size=(400, 3))
     for k in (1, 2, 3):
         np.testing.assert_allclose(chain_ess_per_draw(z, k), (1 - rho ** k) / (1 + rho ** k), rtol=0.15)
+
+
+def test_step_size_cap_keeps_the_largest_jittered_step_below_the_smallest_that_diverged():
+    from l2hmc_theano.warmup import STABILITY_MARGIN, step_size_cap
+
+    assert step_size_cap([], 0.3) == np.inf
+    cap = step_size_cap([0.6, 0.5, 0.55], 0.3)
+    assert cap * 1.3 == pytest.approx(STABILITY_MARGIN * 0.5) and STABILITY_MARGIN < 1
+
+
+def test_the_profile_reports_trajectories_that_overflow_and_when():
+    """U = exp(3 x) + x^2 / 2 from around x = 0 (curvature ~9 there, growing as exp(3 x)): a leapfrog
+    step of 1.5 is past the stable range (2 / 3) and the trajectories overflow within a few steps;
+    with 0.05 none do.  Each is reported once, at the first length tried at which it was lost, with
+    the step size it ran at (jittered: within 1.5 (1 +- 0.3))."""
+    from l2hmc_theano.warmup import ess_per_gradient_profile
+
+    sampler = L2HMCSampler(lambda X: tt.exp(3.0 * X[:, 0]) + 0.5 * tt.sqr(X).sum(axis=1), dim=1, zero_network=True,
+                           preconditioner=None)
+    x = np.random.default_rng(0).normal(0.0, 0.1, size=(50, 1))
+    _, _, none = ess_per_gradient_profile(sampler, x, 0.05, np.random.default_rng(1), 10, 2)
+    assert none.shape == (0, 2)
+    _, _, lost = ess_per_gradient_profile(sampler, x, 1.5, np.random.default_rng(1), 10, 2)
+    assert 0 < len(lost) <= 100 and np.all((lost[:, 0] >= 1) & (lost[:, 0] <= 10)), lost
+    assert np.all((lost[:, 1] >= 1.5 * 0.7) & (lost[:, 1] <= 1.5 * 1.3)), lost
+
+
+@pytest.mark.slow
+def test_warmup_caps_the_step_size_where_transitions_of_T_steps_diverge(monkeypatch):
+    """A stochastic volatility model (a random walk of 100 log-volatilities, non-centred, under a
+    free step scale): where the scale is large the increments' curvature grows as its square, and
+    the largest jittered steps of the dual-averaged step size overflow a few transitions in 10^4.
+    Warm-up (seed 2) sees it and caps the step size; over 200 chains x 500 transitions from warm-up's
+    chains the capped kernel diverges at under a third of the rate of the one without the cap
+    (the same warm-up with the cap switched off), and at least 10 divergences are what the uncapped
+    rate is measured from."""
+    import importlib.util
+    import pathlib
+    import l2hmc_theano.warmup as warmup_module
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "models.py"
+    spec = importlib.util.spec_from_file_location("bench_models_sv", path)
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    model = models.stochastic_volatility()
+
+    def divergences(capped):
+        sampler = L2HMCSampler(model, zero_network=True, seed=2)
+        with monkeypatch.context() as m:
+            if not capped:
+                m.setattr(warmup_module, "step_size_cap", lambda steps, jitter: np.inf)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                x, info = warmup(sampler, 50, np.random.default_rng(2))
+        kernel, rng = sampler.hmc_kernel(), np.random.default_rng(5)
+        x = np.repeat(x, 4, axis=0)
+        potential, grad = sampler.start_state(x)
+        count = 0
+        for _ in range(500):
+            out = kernel(x, rng.standard_normal(x.shape), np.ones(len(x)), np.log(rng.uniform(size=len(x))),
+                         sampler.draw_step_scale(rng, len(x)), potential, grad)
+            x, potential, grad = out[0], out[7], out[10]
+            count += int(np.count_nonzero(out[3]))
+        return info, count
+
+    capped_info, capped = divergences(True)
+    free_info, free = divergences(False)
+    assert free_info["step_size_cap"] is None
+    assert capped_info["step_size_cap"] == pytest.approx(capped_info["step_size"])
+    assert capped_info["step_size"] < 0.9 * free_info["step_size"]
+    assert free >= 10 and capped < free / 3, (capped, free)

@@ -25,7 +25,17 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   tail and spread ESS) over the measured cost of a draw of t steps (:func:`.budget.draw_cost`,
   :func:`.budget.choose_n_steps`).  It is chosen before the last window, which then runs at T
   and measures its chains' ESS, also kept every k-th (:func:`_measured_ess`: what the run's
-  predictions and ``thin="auto"`` follow); without a preconditioner, after it.
+  predictions and ``thin="auto"`` follow); without a preconditioner, after it;
+* the step size is capped where transitions like the run's diverge: dual averaging tunes the
+  mean acceptance, but where the curvature grows in a tail of the posterior (a random walk's
+  increments at a large step scale, a Gaussian process at a large amplitude) the largest
+  jittered steps leave the leapfrog's stable range there, and a few of the run's proposals
+  overflow.  Any of the profile's trajectories that turns non-finite within T steps, or any of
+  the final window's proposals after its first :data:`DIVERGENCE_WARMIN` iterations (both the
+  run's own transitions: T steps at jittered step sizes), caps the step size so that the
+  largest jittered step is :data:`STABILITY_MARGIN` x the smallest that diverged
+  (:func:`step_size_cap`); the profile is then taken again at the capped step size.  Longer
+  trajectories that diverge say nothing of T's (on most posteriors some of 20 steps do).
 
 Chains that accepted nothing during a window, and chains whose energy at a slow window's end is
 still far above the batch's (:func:`lost_chains`: a jittered start the window did not bring in;
@@ -214,8 +224,10 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     every ESS).  The figure over t gradients is the profile; between the lengths tried it is
     interpolated (and before the first it is the first's).
 
-    Returns ``(profile, bulk)``: the profile ``(max_steps,)``, and the slowest coordinate's bulk ESS
-    per draw at each t ``(max_steps,)`` (what :func:`chain_ess_per_draw` measures on the chains).
+    Returns ``(profile, bulk, diverged)``: the profile ``(max_steps,)``, the slowest coordinate's bulk
+    ESS per draw at each t ``(max_steps,)`` (what :func:`chain_ess_per_draw` measures on the chains),
+    and the trajectories that turned non-finite: ``(n, 2)``, the first length tried at which each
+    did and its step size.
     """
     energy = sampler.energy_in_y()
     lengths = trajectory_lengths(min_steps, max_steps)
@@ -229,10 +241,12 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     z0 = (y0 - centre) / sd
     jumps = np.zeros((2, len(lengths), sampler.dim))  # of z and of z^2 - 1
     norms = np.zeros((2, sampler.dim))
+    diverged = []
     for _ in range(repeats):
         v = rng.standard_normal((batch, sampler.dim)).astype(floatX)
         eps = step_size * sampler.draw_step_scale(rng, batch)
         h0 = potential + 0.5 * np.sum(np.square(v), axis=1)
+        lost = np.zeros(batch, dtype=bool)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging trajectory's overflow: A = 0
             for t, (y_t, w_t, potential_t, _, failed) in enumerate(trajectory(energy, y0, v, grad, eps, lengths[-1]),
                                                                      1):
@@ -240,6 +254,9 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
                     continue
                 dH = np.where(failed, np.inf, potential_t + 0.5 * np.sum(np.square(w_t), axis=1) - h0)
                 accept = np.where(np.isfinite(dH), np.exp(np.minimum(0.0, -dH)), 0.0)[:, None]
+                new = ~np.isfinite(dH) & ~lost
+                lost |= new
+                diverged.extend((t, e) for e in eps[new])
                 zt = np.where(accept > 0, (y_t - centre) / sd, 0.0)
                 for k, (a, b) in enumerate(((z0, zt), (z0 ** 2 - 1.0, zt ** 2 - 1.0))):
                     jumps[k, at[t]] += np.mean(accept * (b - a) ** 2, axis=0)
@@ -251,7 +268,8 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     spread = np.median(_ess_per_draw(rho[1]), axis=1)
     at_lengths = np.minimum(slowest, spread) / np.asarray(lengths)
     steps = np.arange(1, max_steps + 1)
-    return np.interp(steps, lengths, at_lengths), np.interp(steps, lengths, bulk)
+    return (np.interp(steps, lengths, at_lengths), np.interp(steps, lengths, bulk),
+            np.array(diverged, dtype=float).reshape(-1, 2))
 
 
 def chain_ess_per_draw(z, thin=1):
@@ -272,6 +290,27 @@ def chain_ess_per_draw(z, thin=1):
     positive = np.cumprod(pairs > 0, axis=0).astype(bool)  # up to the first pair that is not positive
     tau = -1.0 + 2.0 * np.sum(np.where(positive, pairs, 0.0), axis=0)
     return 1.0 / np.maximum(tau, 1e-3)
+
+
+#: The largest jittered step is this fraction of the smallest step seen to diverge.
+STABILITY_MARGIN = 0.9
+#: Profile trajectories up to this many times T count when they diverge: a step size on the edge of
+#: the leapfrog's stable range at some states blows up sooner or later, and rarely within T steps of
+#: the few hundred trajectories a profile has.
+WATCHED_LENGTHS = 2
+#: Profiles taken at most in :func:`_choose_n_steps` (each at the cap the one before set).
+CAP_ROUNDS = 3
+#: The final window's first iterations, whose step sizes still swing (up to 2x), count no divergence.
+DIVERGENCE_WARMIN = 10
+
+
+def step_size_cap(diverged_steps, jitter):
+    """The step size whose largest jittered step, x (1 + ``jitter``), is :data:`STABILITY_MARGIN`
+    x the smallest of ``diverged_steps`` (the actual step sizes of proposals that diverged);
+    inf if there are none."""
+    if len(diverged_steps) == 0:
+        return np.inf
+    return STABILITY_MARGIN * float(np.min(diverged_steps)) / (1.0 + jitter)
 
 
 #: Values (draws x chains x dim) of the final window kept to measure its chains' ESS.
@@ -400,6 +439,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     final = []  # the final window's chains at the chosen T, in y (the preconditioner is fixed there)
     choose_first = sampler.adapt_n_steps and precond is not None
     profile = bulk = cost = None
+    cap = np.inf  # the step size's cap (:func:`step_size_cap`)
+    diverged_steps = []  # step sizes of the final window's proposals that diverged (at the chosen T)
     n_gradients, n_steps = 0, warmup_n_steps
     loop_start = time.perf_counter()
     loop_seconds, loop_iterations = None, None
@@ -409,25 +450,28 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             continue
         if is_final and choose_first:
             loop_seconds, loop_iterations = time.perf_counter() - loop_start, done
-            profile, bulk, cost, spent = _choose_n_steps(sampler, kernel, x, potential, grad, dual.step_size, rng,
-                                                         settings, batch_size)
+            profile, bulk, cost, spent, cap = _choose_n_steps(sampler, kernel, x, potential, grad, dual.step_size,
+                                                              rng, settings, batch_size)
             n_gradients += spent
             n_steps = sampler.n_steps
         keep_from = length - length // 2
         positions, gradients, accepts, potentials = [], [], [], []
         moved = np.zeros(batch_size, dtype=bool)
-        eps = dual.step_size
+        eps = min(dual.step_size, cap)
         for i in range(length):
             v = rng.standard_normal((batch_size, sampler.dim)).astype(floatX)
             log_u = np.log(rng.uniform(size=batch_size)).astype(floatX)
-            out = kernel(x, v, directions, log_u, sampler.draw_step_scale(rng, batch_size), potential, grad,
-                         step_size=eps, n_steps=n_steps)
+            scale = sampler.draw_step_scale(rng, batch_size)
+            out = kernel(x, v, directions, log_u, scale, potential, grad, step_size=eps, n_steps=n_steps)
             n_gradients += batch_size * n_steps  # T evaluations of U and dU together
             x, accept, accepted, potential, grad = out[0], out[1], out[2], out[7], out[10]
             failures += int(np.count_nonzero(kernel.failed)) if kernel.failed is not None else 0
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
-            eps = dual.update(accepts[-1])
+            if choose_first and is_final and i >= DIVERGENCE_WARMIN and np.any(out[3]):
+                diverged_steps.extend(eps * scale[np.asarray(out[3], dtype=bool)])
+                cap = min(cap, step_size_cap(diverged_steps, sampler.step_jitter))
+            eps = min(dual.update(accepts[-1]), cap)
             if choose_first and is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
                 final.append(x if precond is None else precond.to_y_numpy(x))
             if slow and i >= keep_from:
@@ -477,13 +521,15 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         loop_seconds, loop_iterations = time.perf_counter() - loop_start, done
     if bar is not None:
         bar.update(total)
-    final_step = dual.final_step_size
+    final_step = min(dual.final_step_size, cap)
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     if sampler.adapt_n_steps and not choose_first:
-        profile, bulk, cost, spent = _choose_n_steps(sampler, kernel, x, potential, grad, final_step, rng, settings,
-                                                     batch_size)
+        profile, bulk, cost, spent, cap = _choose_n_steps(sampler, kernel, x, potential, grad, final_step, rng,
+                                                          settings, batch_size)
         n_gradients += spent
+        final_step = min(final_step, cap)
+        sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     info = {
         "step_size": final_step,
         "accept": float(np.mean(accepts)),
@@ -502,6 +548,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         "last_change": change,
         "replaced": replaced,
         "failed": failures,
+        # the cap on the step size where transitions of T steps diverged (None: none did)
+        "step_size_cap": None if not np.isfinite(cap) else float(cap),
         "loop_seconds": loop_seconds,  # the iterations at T = warmup_n_steps alone (for the budget)
         "loop_iterations": loop_iterations,
         "warmup_n_steps": warmup_n_steps,
@@ -514,7 +562,9 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             f"L2HMC warm-up did not settle in {done} iterations: the preconditioner's scales still changed "
             f"by {100 * np.expm1(change):.0f}% in the last window. Sampling may be poor; allow a longer "
             f"warm-up (warmup_iterations=...) or check the model's parametrisation.")
-    if abs(info["accept"] - settings.target_accept) > 0.15:
+    off = info["accept"] - settings.target_accept
+    capped = info["step_size_cap"] is not None and final_step >= info["step_size_cap"]  # accepts more, by design
+    if off < -0.15 or (off > 0.15 and not capped):
         warnings.warn(f"L2HMC warm-up ended at mean acceptance {info['accept']:.2f}, far from the target "
                       f"{settings.target_accept:.2f} (step size {final_step:.3g}).")
     return x, info
@@ -523,19 +573,32 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
 def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, settings, batch_size):
     """Set ``sampler``'s T by the ESS-per-gradient profile of HMC at ``step_size`` from the chains
     ``x`` (their energies and gradients ``potential``, ``grad``) and a draw's measured cost
-    (:func:`.budget.choose_n_steps`).  Returns ``(profile, bulk, cost, gradients)``
-    (:func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients it took)."""
+    (:func:`.budget.choose_n_steps`).  Where some of the profile's trajectories diverged within
+    the chosen T steps, the step size is capped (:func:`step_size_cap`) and the profile and T are
+    taken again at the cap (a smaller step size may choose a longer T, whose trajectories are
+    checked in turn; at most :data:`CAP_ROUNDS` profiles).  Returns ``(profile, bulk, cost,
+    gradients, cap)`` (:func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients
+    it took, the cap or inf)."""
     lo = min(settings.min_n_steps, settings.max_n_steps)
     # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
     # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
     repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
-    profile, bulk = ess_per_gradient_profile(sampler, x, step_size, rng, settings.max_n_steps, repeats, min_steps=lo)
     cost = None
-    one = np.flatnonzero(np.isfinite(potential))[:1]
-    if len(one):
-        cost = draw_cost(kernel, x[one], potential[one], grad[one], step_size)
-    sampler.set_n_steps(choose_n_steps(profile, lo, cost))
-    return profile, bulk, cost, _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
+    spent, cap, eps = 0, np.inf, step_size
+    for round_ in range(CAP_ROUNDS):
+        profile, bulk, diverged = ess_per_gradient_profile(sampler, x, eps, rng, settings.max_n_steps, repeats,
+                                                           min_steps=lo)
+        spent += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
+        one = np.flatnonzero(np.isfinite(potential))[:1]
+        if round_ == 0 and len(one):
+            cost = draw_cost(kernel, x[one], potential[one], grad[one], step_size)
+        sampler.set_n_steps(choose_n_steps(profile, lo, cost))
+        cap = min(cap, step_size_cap(diverged[diverged[:, 0] <= WATCHED_LENGTHS * sampler.n_steps, 1],
+                                     sampler.step_jitter))
+        if cap >= eps:
+            break
+        eps = cap
+    return profile, bulk, cost, spent, cap
 
 
 def describe(info):
@@ -545,7 +608,9 @@ def describe(info):
             f"{info['scale_max']:.3g}" + _describe_preconditioner(info)
             + ("" if info["settled"] else " (not settled)")
             + (f", non-centred: {', '.join(info['noncentred'])}" if info.get("noncentred") else "")
-            + (f", {info['failed']} chain steps failed to evaluate (rejected)" if info.get("failed") else ""))
+            + (f", {info['failed']} chain steps failed to evaluate (rejected)" if info.get("failed") else "")
+            + (f", step size capped at {info['step_size_cap']:.3g} (transitions of T steps diverged above it)"
+               if info.get("step_size_cap") is not None else ""))
 
 
 def _describe_preconditioner(info):
