@@ -30,12 +30,14 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   mean acceptance, but where the curvature grows in a tail of the posterior (a random walk's
   increments at a large step scale, a Gaussian process at a large amplitude) the largest
   jittered steps leave the leapfrog's stable range there, and a few of the run's proposals
-  overflow.  Any of the profile's trajectories that turns non-finite within T steps, or any of
-  the final window's proposals after its first :data:`DIVERGENCE_WARMIN` iterations (both the
-  run's own transitions: T steps at jittered step sizes), caps the step size so that the
-  largest jittered step is :data:`STABILITY_MARGIN` x the smallest that diverged
-  (:func:`step_size_cap`); the profile is then taken again at the capped step size.  Longer
-  trajectories that diverge say nothing of T's (on most posteriors some of 20 steps do).
+  overflow.  Any of the profile's trajectories that turns non-finite within
+  :data:`WATCHED_LENGTHS` x T steps (the run's transitions, or twice as long: a rare blow-up
+  shows sooner there), or any of the final window's proposals after its first
+  :data:`DIVERGENCE_WARMIN` iterations (the run's own), caps the step size so that the largest
+  jittered step is :data:`STABILITY_MARGIN` x the smallest that diverged (:func:`step_size_cap`);
+  the profile and T are then taken again at the cap.  Trajectories of many times T that diverge
+  are not counted: on most posteriors some of 20 steps do at the top of the jitter, where
+  transitions of 2-4 steps never do.
 
 Chains that accepted nothing during a window, and chains whose energy at a slow window's end is
 still far above the batch's (:func:`lost_chains`: a jittered start the window did not bring in;
@@ -574,7 +576,7 @@ def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, setting
     """Set ``sampler``'s T by the ESS-per-gradient profile of HMC at ``step_size`` from the chains
     ``x`` (their energies and gradients ``potential``, ``grad``) and a draw's measured cost
     (:func:`.budget.choose_n_steps`).  Where some of the profile's trajectories diverged within
-    the chosen T steps, the step size is capped (:func:`step_size_cap`) and the profile and T are
+    :data:`WATCHED_LENGTHS` x the chosen T steps, the step size is capped (:func:`step_size_cap`) and the profile and T are
     taken again at the cap (a smaller step size may choose a longer T, whose trajectories are
     checked in turn; at most :data:`CAP_ROUNDS` profiles).  Returns ``(profile, bulk, cost,
     gradients, cap)`` (:func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients
