@@ -442,7 +442,6 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     choose_first = sampler.adapt_n_steps and precond is not None
     profile = bulk = cost = None
     cap = np.inf  # the step size's cap (:func:`step_size_cap`)
-    diverged_steps = []  # step sizes of the final window's proposals that diverged (at the chosen T)
     n_gradients, n_steps = 0, warmup_n_steps
     loop_start = time.perf_counter()
     loop_seconds, loop_iterations = None, None
@@ -470,9 +469,8 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             failures += int(np.count_nonzero(kernel.failed)) if kernel.failed is not None else 0
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
-            if choose_first and is_final and i >= DIVERGENCE_WARMIN and np.any(out[3]):
-                diverged_steps.extend(eps * scale[np.asarray(out[3], dtype=bool)])
-                cap = min(cap, step_size_cap(diverged_steps, sampler.step_jitter))
+            if choose_first and is_final and i >= DIVERGENCE_WARMIN:  # the run's own transitions
+                cap = min(cap, step_size_cap(eps * scale[np.asarray(out[3], dtype=bool)], sampler.step_jitter))
             eps = min(dual.update(accepts[-1]), cap)
             if choose_first and is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
                 final.append(x if precond is None else precond.to_y_numpy(x))
@@ -524,14 +522,13 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
     if bar is not None:
         bar.update(total)
     final_step = min(dual.final_step_size, cap)
-    sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
-    scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     if sampler.adapt_n_steps and not choose_first:
         profile, bulk, cost, spent, cap = _choose_n_steps(sampler, kernel, x, potential, grad, final_step, rng,
                                                           settings, batch_size)
         n_gradients += spent
         final_step = min(final_step, cap)
-        sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
+    sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
+    scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     info = {
         "step_size": final_step,
         "accept": float(np.mean(accepts)),
@@ -576,9 +573,9 @@ def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, setting
     """Set ``sampler``'s T by the ESS-per-gradient profile of HMC at ``step_size`` from the chains
     ``x`` (their energies and gradients ``potential``, ``grad``) and a draw's measured cost
     (:func:`.budget.choose_n_steps`).  Where some of the profile's trajectories diverged within
-    :data:`WATCHED_LENGTHS` x the chosen T steps, the step size is capped (:func:`step_size_cap`) and the profile and T are
-    taken again at the cap (a smaller step size may choose a longer T, whose trajectories are
-    checked in turn; at most :data:`CAP_ROUNDS` profiles).  Returns ``(profile, bulk, cost,
+    :data:`WATCHED_LENGTHS` x the chosen T steps, the step size is capped (:func:`step_size_cap`)
+    and the profile and T are taken again at the cap (a smaller step size may choose a longer T,
+    whose trajectories are checked in turn; at most :data:`CAP_ROUNDS` profiles).  Returns ``(profile, bulk, cost,
     gradients, cap)`` (:func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients
     it took, the cap or inf)."""
     lo = min(settings.min_n_steps, settings.max_n_steps)
@@ -586,13 +583,13 @@ def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, setting
     # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
     repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch_size))
     cost = None
+    one = np.flatnonzero(np.isfinite(potential))[:1]
     spent, cap, eps = 0, np.inf, step_size
     for round_ in range(CAP_ROUNDS):
         profile, bulk, diverged = ess_per_gradient_profile(sampler, x, eps, rng, settings.max_n_steps, repeats,
                                                            min_steps=lo)
         spent += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
-        one = np.flatnonzero(np.isfinite(potential))[:1]
-        if round_ == 0 and len(one):
+        if round_ == 0 and len(one):  # a draw's cost, timed after the first profile as before the cap
             cost = draw_cost(kernel, x[one], potential[one], grad[one], step_size)
         sampler.set_n_steps(choose_n_steps(profile, lo, cost))
         cap = min(cap, step_size_cap(diverged[diverged[:, 0] <= WATCHED_LENGTHS * sampler.n_steps, 1],
