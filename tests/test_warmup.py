@@ -252,6 +252,38 @@ def test_ess_per_gradient_profile_prefers_long_trajectories_of_small_steps_and_s
     assert np.argmax(large) <= 2 and large[np.argmax(large)] > 3 * large[-1], large
 
 
+def test_the_profile_reports_the_mean_acceptance_of_its_proposals():
+    """On a 4-d standard Gaussian at step size 1.2 (jittered), the profile's mean acceptance at t = 1 and
+    3 steps against the same leapfrog in NumPy over 400,000 independent starts: the profile's 8,000
+    trajectories have a standard error below 0.004 (acceptance's sd <= 0.35), so 0.016 is 4 of them."""
+    from l2hmc_theano.warmup import ess_per_gradient_profile
+
+    sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X).sum(axis=1), dim=4, zero_network=True, preconditioner=None)
+    x = np.random.default_rng(0).normal(size=(2000, 4))
+    accept = ess_per_gradient_profile(sampler, x, 1.2, np.random.default_rng(1), 3, 4)[3]
+    rng = np.random.default_rng(2)
+    q, p = rng.normal(size=(2, 400_000, 4))
+    eps = 1.2 * sampler.draw_step_scale(rng, 400_000)[:, None]
+    h0 = 0.5 * np.sum(q ** 2 + p ** 2, axis=1)
+    expected = []
+    for t in range(1, 4):
+        p = p - 0.5 * eps * q
+        q = q + eps * p
+        p = p - 0.5 * eps * q
+        expected.append(np.mean(np.exp(np.minimum(0.0, h0 - 0.5 * np.sum(q ** 2 + p ** 2, axis=1)))))
+    assert expected[0] < 0.95 and abs(expected[0] - expected[2]) > 0.05  # the check can tell lengths apart
+    np.testing.assert_allclose(accept[[0, 2]], np.array(expected)[[0, 2]], atol=0.016)
+
+
+def test_the_final_window_aims_at_the_acceptance_its_t_had_in_the_profile():
+    from l2hmc_theano.warmup import FINAL_ACCEPT_MAX, FINAL_ACCEPT_SLACK, final_accept_target
+
+    assert final_accept_target(0.75, 0.8) == pytest.approx(0.75)  # kept: T was chosen at that step size
+    assert final_accept_target(0.3, 0.8) == pytest.approx(0.8 - FINAL_ACCEPT_SLACK)
+    assert final_accept_target(0.999, 0.8) == pytest.approx(FINAL_ACCEPT_MAX)
+    assert final_accept_target(0.999, 0.98) == pytest.approx(0.98)  # a user's higher target stands
+
+
 @pytest.mark.parametrize("rho", [-0.8, -0.3, 0.5, 0.9])
 def test_tail_ess_of_an_ar1_sequence_matches_arviz(rho):
     """The predicted tail ESS per draw against ArviZ's on 4 x 20000 draws of a Gaussian AR(1): over
@@ -398,9 +430,9 @@ def test_the_profile_reports_trajectories_that_overflow_and_when():
     sampler = L2HMCSampler(lambda X: tt.exp(3.0 * X[:, 0]) + 0.5 * tt.sqr(X).sum(axis=1), dim=1, zero_network=True,
                            preconditioner=None)
     x = np.random.default_rng(0).normal(0.0, 0.1, size=(50, 1))
-    _, _, none = ess_per_gradient_profile(sampler, x, 0.05, np.random.default_rng(1), 10, 2)
+    _, _, none, _ = ess_per_gradient_profile(sampler, x, 0.05, np.random.default_rng(1), 10, 2)
     assert none.shape == (0, 2)
-    _, _, lost = ess_per_gradient_profile(sampler, x, 1.5, np.random.default_rng(1), 10, 2)
+    _, _, lost, _ = ess_per_gradient_profile(sampler, x, 1.5, np.random.default_rng(1), 10, 2)
     assert 0 < len(lost) <= 100 and np.all((lost[:, 0] >= 1) & (lost[:, 0] <= 10)), lost
     assert np.all((lost[:, 1] >= 1.5 * 0.7) & (lost[:, 1] <= 1.5 * 1.3)), lost
 
