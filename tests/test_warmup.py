@@ -142,25 +142,16 @@ def diagonal_gaussian_model():
     return model
 
 
-@pytest.mark.parametrize("target_accept,n_steps", [(0.8, "auto"), (0.9, "auto"), (0.8, 10)])
-def test_warmup_reaches_its_target_acceptance_and_the_scales(target_accept, n_steps):
+@pytest.mark.parametrize("target_accept", [0.8, 0.9])
+def test_warmup_reaches_its_target_acceptance_and_the_scales(target_accept):
     """On a diagonal Gaussian (scales 0.01..100) started at the test point: afterwards HMC with
-    the adapted step size accepts at the target rate, and the scales are the Gaussian's.  The target
-    is ``target_accept`` at a fixed T; with T chosen by warm-up, the acceptance the profile saw at
-    T and the chosen step size, within the bounds of :func:`final_accept_target`.
+    the adapted step size accepts at the target rate, and the scales are the Gaussian's.
     (Once whitened, this target's acceptance is not monotone in eps beyond eps ~ 1.2, T = 10:
     every coordinate has the same frequency, and a trajectory of ~2 periods comes back with a
     small energy error; targets below ~0.75 lie there, where no step size has them.)"""
-    from l2hmc_theano.warmup import FINAL_ACCEPT_MAX, FINAL_ACCEPT_SLACK
-
-    sampler = L2HMCSampler(diagonal_gaussian_model(), zero_network=True, seed=1, n_steps=n_steps)
+    sampler = L2HMCSampler(diagonal_gaussian_model(), zero_network=True, seed=1)
     rng = np.random.default_rng(0)
     x, info = warmup(sampler, 100, rng, WarmupSettings(target_accept=target_accept))
-    target = info["target_accept"]
-    if n_steps == "auto":
-        assert target_accept - FINAL_ACCEPT_SLACK <= target <= max(target_accept, FINAL_ACCEPT_MAX)
-    else:
-        assert target == target_accept
     assert info["settled"] and info["iterations"] < 600
     assert info["preconditioner"] == "diag", "an axis-aligned posterior needs no low rank correction"
     np.testing.assert_allclose(sampler.preconditioner.scales(), SCALES, rtol=0.03)
@@ -168,7 +159,7 @@ def test_warmup_reaches_its_target_acceptance_and_the_scales(target_accept, n_st
     assert np.all(np.abs(mu - 2.0) < 0.2 * SCALES), mu
     _, accept = sampler.sample(200, n_chains=100, x0=x, seed=2)
     # 20,000 acceptance probabilities; the step size is the averaged one, so allow its wobble.
-    assert accept.mean() == pytest.approx(target, abs=0.05)
+    assert accept.mean() == pytest.approx(target_accept, abs=0.05)
 
 
 def test_warmup_picks_a_low_rank_correction_on_a_rotated_gaussian(rng):
@@ -284,28 +275,6 @@ def test_the_profile_reports_the_mean_acceptance_of_its_proposals():
     np.testing.assert_allclose(accept[[0, 2]], np.array(expected)[[0, 2]], atol=0.016)
 
 
-def test_t_is_chosen_with_the_step_size_whose_profile_is_best():
-    """A standard Gaussian from a step size of 1.15: two steps swing each coordinate past its mean (a
-    bulk ESS of 2.5 per draw) but leave its square where it was; at 0.75 x 1.15 the same two steps
-    move both, and the profile's ESS per gradient doubles.  That candidate wins, with its T and the
-    acceptance its profile saw there."""
-    from l2hmc_theano.warmup import STEP_SIZE_FACTORS, _choose_n_steps, ess_per_gradient_profile
-
-    assert STEP_SIZE_FACTORS == (1.0, 0.75)
-    sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X).sum(axis=1), dim=4, zero_network=True, preconditioner=None)
-    x = np.random.default_rng(0).normal(size=(200, 4))
-    profiles = {e: ess_per_gradient_profile(sampler, x, e, np.random.default_rng(1), 20, 4, min_steps=2)
-                for e in (1.15, 0.75 * 1.15)}
-    large, small = profiles[1.15], profiles[0.75 * 1.15]
-    assert large[1][1] > 2.0 and np.max(small[0][1:]) > 2 * np.max(large[0][1:])
-    potential, grad = sampler.start_state(x)
-    out = _choose_n_steps(sampler, sampler.hmc_kernel(), x, potential, grad, 1.15, np.random.default_rng(3),
-                          WarmupSettings(), 200)
-    assert out[5] == pytest.approx(0.75 * 1.15) and out[4] == np.inf
-    assert sampler.n_steps == np.argmax(out[0][1:]) + 2 == np.argmax(small[0][1:]) + 2
-    assert out[6] == pytest.approx(small[3][sampler.n_steps - 1], abs=0.03)
-
-
 def test_the_final_window_aims_at_the_acceptance_its_t_had_in_the_profile():
     from l2hmc_theano.warmup import FINAL_ACCEPT_MAX, FINAL_ACCEPT_SLACK, final_accept_target
 
@@ -364,7 +333,7 @@ def test_warmup_chooses_n_steps_only_when_asked():
     """With T adapted it is chosen before the final window, which runs at it and measures its
     chains (every k-th too: what thin="auto" follows); with T fixed nothing of that."""
     from l2hmc_theano.budget import MAX_THIN
-    from l2hmc_theano.warmup import STEP_SIZE_FACTORS, _gradient_count, trajectory_lengths
+    from l2hmc_theano.warmup import _gradient_count, trajectory_lengths
 
     model = diagonal_gaussian_model()
     auto = L2HMCSampler(model, zero_network=True, seed=1)
@@ -379,7 +348,7 @@ def test_warmup_chooses_n_steps_only_when_asked():
     repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch))
     assert info["warmup_n_steps"] != info["n_steps"] and info["loop_iterations"] == info["iterations"] - final
     assert info["gradients"] == (batch * (info["loop_iterations"] * info["warmup_n_steps"] + final * info["n_steps"])
-                                 + len(STEP_SIZE_FACTORS) * _gradient_count(trajectory_lengths(2, 12), batch, repeats))
+                                 + _gradient_count(trajectory_lengths(2, 12), batch, repeats))
     by_thin = info["measured_ess_per_draw_by_thin"]
     assert len(by_thin) == MAX_THIN and by_thin[0] == info["measured_ess_per_draw"] > 0
     assert auto.masks.shape == (auto.n_steps, 5) and auto.taus.shape == (auto.n_steps, 2)

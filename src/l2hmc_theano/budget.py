@@ -128,23 +128,17 @@ def draw_cost(kernel, x, potential, grad, step_size, lengths=(1, 4), repeats=5):
     return (1.0 + DRAW_OVERHEAD) * fixed, per_step
 
 
-def ess_per_cost(ess_per_gradient, cost=None):
-    """Predicted ESS per unit of a gradient's cost at t = 1..len leapfrog steps, ``(len,)``: the profile
-    ``ess_per_gradient[t - 1]`` x t ESS per draw over a draw's cost c0 + t c1 in units of c1
-    (``cost`` = (c0, c1) of :func:`draw_cost`, the ratio c0 / c1 rounded to a power of 2); without
-    ``cost``, per gradient."""
+def choose_n_steps(ess_per_gradient, min_steps, cost=None):
+    """T in ``min_steps..len(ess_per_gradient)`` with the most predicted ESS per second: the profile
+    ``ess_per_gradient[t - 1]`` x t ESS per draw over a draw's cost c0 + t c1 (``cost`` = (c0, c1)
+    of :func:`draw_cost`, the ratio c0 / c1 rounded to a power of 2); without ``cost``, per gradient."""
     profile = np.asarray(ess_per_gradient, dtype=float)
     t = np.arange(1, len(profile) + 1)
     ratio = 0.0
     if cost is not None and cost[1] > 0 and cost[0] > 0:
         ratio = 2.0 ** np.round(np.log2(cost[0] / cost[1]))
-    return profile * t / (ratio + t)
-
-
-def choose_n_steps(ess_per_gradient, min_steps, cost=None):
-    """T in ``min_steps..len(ess_per_gradient)`` with the most predicted ESS per second
-    (:func:`ess_per_cost`)."""
-    return min_steps + int(np.argmax(ess_per_cost(ess_per_gradient, cost)[min_steps - 1:]))
+    per_second = profile * t / (ratio + t)
+    return min_steps + int(np.argmax(per_second[min_steps - 1:]))
 
 
 def training_decision(sampler, warmup_info, one_chain_seconds):

@@ -23,12 +23,9 @@ sampler's preconditioner (:mod:`.preconditioner`).  Meanwhile
   gradient from HMC trajectories started at the chains (:func:`ess_per_gradient_profile`: the
   lag-1 autocorrelations of the coordinates and their squares, as AR(1) processes, for bulk,
   tail and spread ESS) over the measured cost of a draw of t steps (:func:`.budget.draw_cost`,
-  :func:`.budget.choose_n_steps`), at the adapted step size and at :data:`STEP_SIZE_FACTORS` of it:
-  the pair (step size, T) with the most wins.  It is chosen before the last window, which then
-  runs at T, tunes the step size to the acceptance the profile saw there
-  (:func:`final_accept_target`) and measures its chains' ESS, also kept every k-th
-  (:func:`_measured_ess`: what the run's predictions and ``thin="auto"`` follow); without a
-  preconditioner, after it;
+  :func:`.budget.choose_n_steps`).  It is chosen before the last window, which then runs at T
+  and measures its chains' ESS, also kept every k-th (:func:`_measured_ess`: what the run's
+  predictions and ``thin="auto"`` follow); without a preconditioner, after it;
 * the step size is capped where transitions like the run's diverge: dual averaging tunes the
   mean acceptance, but where the curvature grows in a tail of the posterior (a random walk's
   increments at a large step scale, a Gaussian process at a large amplitude) the largest
@@ -56,7 +53,7 @@ import warnings
 import numpy as np
 
 from ._theano import floatX
-from .budget import MAX_THIN, choose_n_steps, draw_cost, ess_per_cost
+from .budget import MAX_THIN, choose_n_steps, draw_cost
 from .hmc import trajectory
 from .preconditioner import fitted
 
@@ -308,11 +305,6 @@ STABILITY_MARGIN = 0.9
 WATCHED_LENGTHS = 2
 #: Profiles taken at most in :func:`_choose_n_steps` (each at the cap the one before set).
 CAP_ROUNDS = 3
-#: The step sizes whose profiles :func:`_choose_n_steps` compares, as multiples of the adapted one: a
-#: short trajectory of the adapted step size can swing a well-conditioned posterior's coordinates to
-#: the other side, antithetic for their means but slow for their spread (a regression at T = 2 and
-#: 1.14: 119 ESS of |z - median| per 1k gradients; at 0.86, 317), which the profile sees.
-STEP_SIZE_FACTORS = (1.0, 0.75)
 #: The final window's first iterations, whose step sizes still swing (up to 2x), count no divergence.
 DIVERGENCE_WARMIN = 10
 
@@ -480,12 +472,12 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             continue
         if is_final and choose_first:
             loop_seconds, loop_iterations = time.perf_counter() - loop_start, done
-            profile, bulk, cost, spent, cap, chosen, profile_accept = _choose_n_steps(
+            profile, bulk, cost, spent, cap, profile_accept = _choose_n_steps(
                 sampler, kernel, x, potential, grad, dual.step_size, rng, settings, batch_size)
             n_gradients += spent
             n_steps = sampler.n_steps
             final_target = final_accept_target(profile_accept, settings.target_accept)
-            dual = DualAveraging(chosen, final_target, reach=2.0)
+            dual = DualAveraging(dual.step_size, final_target, reach=2.0)
         keep_from = length - length // 2
         positions, gradients, accepts, potentials = [], [], [], []
         moved = np.zeros(batch_size, dtype=bool)
@@ -554,9 +546,10 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
         bar.update(total)
     final_step = min(dual.final_step_size, cap)
     if sampler.adapt_n_steps and not choose_first:
-        profile, bulk, cost, spent, cap, final_step, _ = _choose_n_steps(sampler, kernel, x, potential, grad,
-                                                                         final_step, rng, settings, batch_size)
+        profile, bulk, cost, spent, cap, _ = _choose_n_steps(sampler, kernel, x, potential, grad, final_step, rng,
+                                                             settings, batch_size)
         n_gradients += spent
+        final_step = min(final_step, cap)
     sampler.log_step_size.set_value(np.asarray(np.log(final_step), dtype=floatX))
     scales = precond.scales() if precond is not None else np.ones(sampler.dim)
     info = {
@@ -601,16 +594,14 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
 
 
 def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, settings, batch_size):
-    """Set ``sampler``'s T and the step size to run at, by the ESS-per-gradient profiles of HMC from
-    the chains ``x`` (their energies and gradients ``potential``, ``grad``) and a draw's measured cost
-    (:func:`.budget.choose_n_steps`): at ``step_size`` x each of :data:`STEP_SIZE_FACTORS`, each
-    candidate with its best T, the one with the most predicted ESS per second wins.  Where some of
-    the profiles' trajectories diverged within :data:`WATCHED_LENGTHS` x the chosen T steps, the step
-    size is capped (:func:`step_size_cap`) and the candidates are profiled again below the cap (a
-    smaller step size may choose a longer T, whose trajectories are checked in turn; at most
-    :data:`CAP_ROUNDS` rounds).  Returns ``(profile, bulk, cost, gradients, cap, step, accept)``:
-    the winner's :func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients it took,
-    the cap or inf, the winner's step size and its profile's mean acceptance at the chosen T."""
+    """Set ``sampler``'s T by the ESS-per-gradient profile of HMC at ``step_size`` from the chains
+    ``x`` (their energies and gradients ``potential``, ``grad``) and a draw's measured cost
+    (:func:`.budget.choose_n_steps`).  Where some of the profile's trajectories diverged within
+    :data:`WATCHED_LENGTHS` x the chosen T steps, the step size is capped (:func:`step_size_cap`)
+    and the profile and T are taken again at the cap (a smaller step size may choose a longer T,
+    whose trajectories are checked in turn; at most :data:`CAP_ROUNDS` profiles).  Returns ``(profile, bulk, cost,
+    gradients, cap)`` (:func:`ess_per_gradient_profile`, :func:`.budget.draw_cost`, the gradients
+    it took, the cap or inf) and the profile's mean acceptance at the chosen T."""
     lo = min(settings.min_n_steps, settings.max_n_steps)
     # Each coordinate's jump is a mean over trajectories: with 16 chains x 4 momenta, the min over 27
     # coordinates of such noisy means ranked T = 3 at a fifth of its ESS on a regression (diamonds).
@@ -619,26 +610,18 @@ def _choose_n_steps(sampler, kernel, x, potential, grad, step_size, rng, setting
     one = np.flatnonzero(np.isfinite(potential))[:1]
     spent, cap, eps = 0, np.inf, step_size
     for round_ in range(CAP_ROUNDS):
-        best, diverged = None, []
-        for factor in STEP_SIZE_FACTORS:
-            profile, bulk, lost, acceptance = ess_per_gradient_profile(sampler, x, eps * factor, rng,
-                                                                       settings.max_n_steps, repeats, min_steps=lo)
-            spent += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
-            if cost is None and len(one):  # a draw's cost, timed after the first profile as before the cap
-                cost = draw_cost(kernel, x[one], potential[one], grad[one], step_size)
-            n_steps = choose_n_steps(profile, lo, cost)
-            value = ess_per_cost(profile, cost)[n_steps - 1]
-            diverged.append(lost)
-            if best is None or value > best[0]:
-                best = (value, n_steps, eps * factor, profile, bulk, float(acceptance[n_steps - 1]))
-        _, n_steps, chosen, profile, bulk, accept = best
-        sampler.set_n_steps(n_steps)
-        diverged = np.concatenate(diverged)
-        cap = min(cap, step_size_cap(diverged[diverged[:, 0] <= WATCHED_LENGTHS * n_steps, 1], sampler.step_jitter))
-        if cap >= chosen:
+        profile, bulk, diverged, acceptance = ess_per_gradient_profile(sampler, x, eps, rng, settings.max_n_steps,
+                                                                       repeats, min_steps=lo)
+        spent += _gradient_count(trajectory_lengths(lo, settings.max_n_steps), batch_size, repeats)
+        if round_ == 0 and len(one):  # a draw's cost, timed after the first profile as before the cap
+            cost = draw_cost(kernel, x[one], potential[one], grad[one], step_size)
+        sampler.set_n_steps(choose_n_steps(profile, lo, cost))
+        cap = min(cap, step_size_cap(diverged[diverged[:, 0] <= WATCHED_LENGTHS * sampler.n_steps, 1],
+                                     sampler.step_jitter))
+        if cap >= eps:
             break
         eps = cap
-    return profile, bulk, cost, spent, cap, min(chosen, cap), accept
+    return profile, bulk, cost, spent, cap, float(acceptance[sampler.n_steps - 1])
 
 
 def describe(info):
