@@ -16,8 +16,8 @@ equivalent (4 chains x 5000 draws, tune 2000, target_accept 0.95, seed 1000).
 
 Columns: "worst z" = max over the model's free variables' scalars (model space) of |mean - reference
 mean| / sqrt(MCSE^2 + reference MCSE^2), and the same for the standard deviations ("worst z (sd)",
-ArviZ's MCSE of the sd); max rank R-hat; min bulk ESS per 1000 gradients; seconds to 1000 min ESS
-with setup; divergences.  A cell is the median [min, max] over seeds.
+ArviZ's MCSE of the sd); max rank R-hat; min bulk ESS per 1000 gradients; min tail ESS (of the 5%
+and 95% quantiles) per 1000 gradients; seconds to 1000 min bulk ESS with setup; divergences.  A cell is the median [min, max] over seeds.
 """
 import argparse
 import datetime
@@ -83,16 +83,17 @@ def run(name, sampler, seed, draws, ref):
 
 
 def table(results, references):
-    lines = ["| model | sampler | worst z (mean) | worst z (sd) | max R-hat | ESS per 1k gradients | s to 1000 ESS "
-             "| divergences | notes |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | sampler | worst z (mean) | worst z (sd) | max R-hat | ESS per 1k gradients | tail ESS per 1k "
+             "gradients | s to 1000 ESS | divergences | notes |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, by_sampler in results.items():
         for sampler, rows in by_sampler.items():
             notes = "; ".join(sorted({r["note"] for r in rows if r.get("note")}))
             cells = [median_cell(rows, key, fmt) for key, fmt in (("z_mean", ".2f"), ("z_sd", ".2f"), ("max_rhat", ".3f"),
-                                                                   ("ess_per_kgrad", ".3g"), ("s_to_target", ".3g"),
+                                                                   ("ess_per_kgrad", ".3g"), ("tail_per_kgrad", ".3g"),
+                                                                   ("s_to_target", ".3g"),
                                                                    ("divergences", ".0f"))]
             lines.append(f"| {name} | {sampler} | " + " | ".join(cells) + f" | {notes} |")
-        lines.append(f"| {name} | reference | | | {references[name]:.3f} | | | | non-centred NUTS, "
+        lines.append(f"| {name} | reference | | | {references[name]:.3f} | | | | | non-centred NUTS, "
                      f"{REFERENCE['chains']} x {REFERENCE['draws']} |")
     return lines
 
@@ -104,7 +105,9 @@ def summary(results):
         if not (ours and nuts):
             continue
         ratio = np.median([r["ess_per_kgrad"] for r in ours]) / np.median([r["ess_per_kgrad"] for r in nuts])
-        lines.append(f"- {name}: L2HMC / NUTS min ESS per gradient {ratio:.2f}x (medians); divergences "
+        tail = np.median([r["tail_per_kgrad"] for r in ours]) / np.median([r["tail_per_kgrad"] for r in nuts])
+        lines.append(f"- {name}: L2HMC / NUTS min ESS per gradient {ratio:.2f}x, min tail ESS {tail:.2f}x (medians); "
+                     f"divergences "
                      f"{sum(r['divergences'] for r in ours)} against {sum(r['divergences'] for r in nuts)}; max "
                      f"R-hat {max(r['max_rhat'] for r in ours):.3f} against {max(r['max_rhat'] for r in nuts):.3f}; "
                      f"worst z {max(max(r['z_mean'], r['z_sd']) for r in ours):.2f} against "

@@ -29,7 +29,8 @@ reference var / reference draws) (MCSE of the run's mean, by ArviZ; as benchmark
 max rank R-hat and min bulk ESS over the free variables' scalars (model space); "ESS per 1k
 gradients" = 1000 x min ESS / the sum of nutpie's n_steps (leapfrog steps) over the kept draws;
 "x PyMC3 NUTS" = that over PyMC3 NUTS's figure in docs/posteriordb.md, "L2HMC / this" = L2HMC's
-figure there over this one; "s to 1000 ESS" = compile s + sample s x 1000 / min ESS (sample s includes tuning);
+figure there over this one; "tail ESS per 1k gradients" the same for ArviZ's tail ESS (of the 5% and
+95% quantiles), and "L2HMC / this, tail" L2HMC's over it; "s to 1000 ESS" = compile s + sample s x 1000 / min ESS (sample s includes tuning);
 divergences after tuning.  With several seeds a cell is the median [min, max].  A run that raises
 or exceeds --time-limit is recorded as failed and the benchmark goes on.
 
@@ -418,11 +419,13 @@ def measure(model, trace, reference, to_posteriordb, compile_s, sample_s, draws)
     ess_ds = az.ess(free, method="bulk")
     ess_all = [(n, float(x)) for n in names for x in np.ravel(ess_ds[n].values)]
     min_at, ess = min(ess_all, key=lambda t: t[1])
+    tail = min(flat(az.ess(free, method="tail"), names))
     grads = int(stats["n_steps"].values.sum())
     z, z_at = worst_z(posterior, reference, to_posteriordb)
     return {
         "compile_s": compile_s, "sample_s": sample_s, "min_ess": ess, "min_at": min_at, "grads": grads,
         "steps_per_draw": grads / (2 * draws), "ess_per_kgrad": 1e3 * ess / grads,
+        "tail_per_kgrad": 1e3 * tail / grads,
         "max_rhat": max(flat(az.rhat(free, method="rank"), names)),
         "divergences": int(stats["diverging"].values.sum()),
         "s_to_target": compile_s + sample_s * TARGET_ESS / ess if ess > 0 else float("inf"),
@@ -508,18 +511,21 @@ def read_baseline():
     text = git("show", f"HEAD:{BASELINE}")
     changed = git("log", "-1", "--format=%h", "HEAD", "--", BASELINE).strip() or "unknown"
     measured = re.search(r"git commit: (\S+)", text)
-    out = {}
+    out, columns = {}, {}
+    keys = {"worst z": "worst_z", "max R-hat": "max_rhat", "ESS per 1k gradients": "ess_per_kgrad",
+            "tail ESS per 1k gradients": "tail_per_kgrad", "s to 1000 ESS": "s_to_target"}
+
+    def first(cell):
+        m = re.match(r"[-+0-9.e]+", cell)
+        return float(m.group(0)) if m else None
+
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == ["posterior", "sampler"]:  # the table's header: columns by name
+            columns = {keys[c]: i for i, c in enumerate(cells) if c in keys}
         if len(cells) < 8 or cells[1] not in ("l2hmc", "nuts"):
             continue
-
-        def first(cell):
-            m = re.match(r"[-+0-9.e]+", cell)
-            return float(m.group(0)) if m else None
-
-        out.setdefault(cells[0], {})[cells[1]] = {"worst_z": first(cells[2]), "max_rhat": first(cells[3]),
-                                                 "ess_per_kgrad": first(cells[4]), "s_to_target": first(cells[5])}
+        out.setdefault(cells[0], {})[cells[1]] = {key: first(cells[i]) for key, i in columns.items()}
     return out, changed, measured.group(1) if measured else "unknown"
 
 
@@ -536,8 +542,9 @@ def median_of(rows, key):
 
 def table(results, samplers, baseline):
     lines = ["| posterior | sampler | worst z | max R-hat | min ESS | ESS per 1k gradients | x PyMC3 NUTS | "
-             "L2HMC / this | s to 1000 ESS | compile s | sample s | steps per draw | divergences | notes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "L2HMC / this | tail ESS per 1k gradients | L2HMC / this, tail | s to 1000 ESS | compile s | sample s | "
+             "steps per draw | divergences | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, by_sampler in results.items():
         base = baseline.get(name, {})
         for s in samplers:
@@ -550,7 +557,9 @@ def table(results, samplers, baseline):
             notes = sorted({r["failed"] for r in rows if "failed" in r})
             cells = [median_cell(rows, key, fmt) for key, fmt in (("worst_z", ".2f"), ("max_rhat", ".3f"),
                                                                    ("min_ess", ".0f"), ("ess_per_kgrad", ".3g"))]
-            cells += [vs_nuts, vs_l2hmc]
+            cells += [vs_nuts, vs_l2hmc, median_cell(rows, "tail_per_kgrad", ".3g")]
+            mine_tail, l2hmc_tail = median_of(rows, "tail_per_kgrad"), (base.get("l2hmc") or {}).get("tail_per_kgrad")
+            cells.append(f"{l2hmc_tail / mine_tail:.3g}" if mine_tail and l2hmc_tail else "-")
             cells += [median_cell(rows, key, fmt) for key, fmt in (("s_to_target", ".3g"), ("compile_s", ".1f"),
                                                                    ("sample_s", ".1f"), ("steps_per_draw", ".1f"),
                                                                    ("divergences", ".0f"))]
@@ -570,15 +579,22 @@ def ratio_line(label, ratios):
 def summary(results, baseline):
     lines = []
 
-    def ratios(num, den):
+    def figure(name, by_sampler, key, column):
+        if key in ("nuts", "l2hmc"):
+            return (baseline.get(name, {}).get(key) or {}).get(column)
+        return median_of(list(by_sampler.get(key, {}).values()), column)
+
+    def ratios(num, den, column="ess_per_kgrad"):
+        """{posterior: num's figure / den's}; column "low" is the smaller of bulk and tail ESS per gradient."""
         out = {}
         for name, by_sampler in results.items():
             values = {}
             for key in (num, den):
-                if key in ("nuts", "l2hmc"):
-                    values[key] = (baseline.get(name, {}).get(key) or {}).get("ess_per_kgrad")
+                if column == "low":
+                    both = [figure(name, by_sampler, key, c) for c in ("ess_per_kgrad", "tail_per_kgrad")]
+                    values[key] = min(both) if all(both) else None
                 else:
-                    values[key] = median_of(list(by_sampler.get(key, {}).values()), "ess_per_kgrad")
+                    values[key] = figure(name, by_sampler, key, column)
             if values[num] and values[den]:
                 out[name] = values[num] / values[den]
         return out
@@ -589,6 +605,11 @@ def summary(results, baseline):
     lines.append(ratio_line("(c) L2HMC / nutpie low-rank, min ESS per gradient", ratios("l2hmc", "nutpie_lowrank")))
     r = ratios("l2hmc", "nutpie_lowrank")
     below = [n for n, v in sorted(r.items(), key=lambda t: t[1]) if v < 1]
+    for label, column in (("tail ESS", "tail_per_kgrad"), ("min of bulk and tail ESS", "low")):
+        lines.append(ratio_line(f"(a) nutpie low-rank / PyMC3 NUTS, {label} per gradient",
+                                ratios("nutpie_lowrank", "nuts", column)))
+        lines.append(ratio_line(f"(c) L2HMC / nutpie low-rank, {label} per gradient",
+                                ratios("l2hmc", "nutpie_lowrank", column)))
     lines.append(f"- L2HMC below nutpie low-rank per gradient: "
                  + (", ".join(f"{n} ({r[n]:.2f}x)" for n in below) or "none") + ".")
     # seconds to 1000 ESS, compile / setup included: nutpie low-rank / L2HMC (> 1: L2HMC sooner)

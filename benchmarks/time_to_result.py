@@ -28,7 +28,8 @@ cores=1, random_seed=seed):
 
 Columns: min bulk ESS over every scalar of every free variable (ArviZ's ``ess(method="bulk")``;
 deterministics such as a GP's f are left out), gradient evaluations (the sum of the n_steps
-sample stat: PyMC3's tree_size), min ESS per 1000 gradients, max rank R-hat, divergences;
+sample stat: PyMC3's tree_size), min bulk ESS per 1000 gradients, min tail ESS (ArviZ's
+``method="tail"``: of the 5% and 95% quantiles) per 1000 gradients, max rank R-hat, divergences;
 "s to draws" = setup + compile + sample s, the wall time to the requested draws; "s to 1000
 ESS" = setup + compile + sample s x 1000 / min ESS: a **linear extrapolation** of the
 sampling phase (tuning included, for both samplers: NUTS's tuning draws adapt; L2HMC's start a
@@ -123,7 +124,7 @@ COLUMNS = [  # (key, header, format: a format spec, or a function of the value)
     ("setup_s", "setup s", ".1f"), ("warmup_s", "warm-up s", ".1f"), ("train_s", "train s", ".1f"),
     ("other_s", "other s", ".1f"), ("compile_s", "compile s", ".1f"), ("sample_s", "sample s", ".1f"),
     ("min_ess", "min bulk ESS", ".0f"), ("grads", "grad evals", ".0f"), ("ess_per_kgrad", "ESS / 1k grads", ".2f"),
-    ("max_rhat", "max R-hat", ".3f"), ("divergences", "divergences", ".0f"), ("total_s", "s to draws", seconds),
+    ("tail_per_kgrad", "tail ESS / 1k grads", ".2f"), ("max_rhat", "max R-hat", ".3f"), ("divergences", "divergences", ".0f"), ("total_s", "s to draws", seconds),
     ("s_to_target", f"s to {TARGET_ESS} ESS", seconds),
 ]
 
@@ -169,12 +170,14 @@ def measure(model, idata, setup_s, compile_s, sample_s):
     gradients, divergences, and the wall times to the draws and to ``TARGET_ESS``."""
     free = az.InferenceData(posterior=idata.posterior[free_names(model)])
     name, ess = min_ess(free, "bulk")
+    tail = min_ess(free, "tail")[1]
     stats = idata.sample_stats
     grads = int(stats["n_steps"].values.sum()) if "n_steps" in stats else 0  # pymc3's tree_size, renamed by ArviZ
     total = setup_s + compile_s + sample_s
     row = {
         "setup_s": setup_s, "compile_s": compile_s, "sample_s": sample_s, "min_ess": ess, "min_at": name,
         "grads": grads, "ess_per_kgrad": 1e3 * ess / grads if grads else float("nan"),
+        "tail_per_kgrad": 1e3 * tail / grads if grads else float("nan"),
         "max_rhat": max(value for _, value in flat_scalars(az.rhat(free, method="rank"))),
         "divergences": int(stats["diverging"].values.sum()) if "diverging" in stats else 0,
         "total_s": total, "s_to_target": setup_s + compile_s + sample_s * TARGET_ESS / ess if ess > 0 else np.inf,
