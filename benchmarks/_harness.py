@@ -1,14 +1,33 @@
 """What the benchmark scripts share and that needs nothing but the standard library and NumPy
-(so ``posteriordb_nutpie.py`` can use it from a venv without PyMC3): the repository's commit,
-median cells of result tables, and writing a result file whole or not at all."""
+(so the nutpie scripts can use it from a venv without PyMC3): the nutpie scripts' environment,
+the repository's commit, median cells of result tables, and writing a result file whole or not
+at all.  NumPy is imported where it is used: :func:`nutpie_environment` runs before it loads."""
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def nutpie_environment(argv, caches=True):
+    """Before PyTensor, numba or NumPy load (they read these at import): one thread for OpenMP,
+    OpenBLAS, MKL and numba, and (with ``caches``) PyTensor's and numba's caches under the value
+    of ``--cache-dir`` in ``argv``, else ``caches/`` inside the running venv.  Returns that
+    directory.  A variable already set is left as it is."""
+    cache = os.path.join(sys.prefix, "caches")
+    for i, arg in enumerate(argv):
+        if arg == "--cache-dir" and i + 1 < len(argv):
+            cache = os.path.abspath(argv[i + 1])
+        elif arg.startswith("--cache-dir="):
+            cache = os.path.abspath(arg.split("=", 1)[1])
+    if caches:
+        os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache}/pytensor")
+        os.environ.setdefault("NUMBA_CACHE_DIR", f"{cache}/numba")
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    return cache
 
 
 def git_commit():
@@ -31,6 +50,8 @@ def command(script, argv):
 def median_cell(rows, key, fmt):
     """"median [min, max]" of ``rows``' ``key`` over the rows that did not fail (just the value for
     one; "failed" for none)."""
+    import numpy as np
+
     values = [r[key] for r in rows if "failed" not in r]
     if not values:
         return "failed"

@@ -48,26 +48,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PYMC3_MODE = "--pymc3-logp" in sys.argv  # the helper run under the repo's PyMC3 venv (see check_logp)
 
+sys.path.insert(0, HERE)
+from _harness import nutpie_environment  # noqa: E402  (the standard library only, until a function needs NumPy)
 
-
-def _cache_dir(argv):
-    """--cache-dir's value, read before argparse: PyTensor and numba take their cache paths at import."""
-    for i, arg in enumerate(argv):
-        if arg == "--cache-dir" and i + 1 < len(argv):
-            return os.path.abspath(argv[i + 1])
-        if arg.startswith("--cache-dir="):
-            return os.path.abspath(arg.split("=", 1)[1])
-    return os.path.join(sys.prefix, "caches")
-
-
-if not PYMC3_MODE:
-    # caches inside the throw-away venv (or --cache-dir), one thread everywhere (another benchmark may share
-    # the machine)
-    _cache = _cache_dir(sys.argv)
-    os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_cache}/pytensor")
-    os.environ.setdefault("NUMBA_CACHE_DIR", f"{_cache}/numba")
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+# caches inside the throw-away venv (or --cache-dir), one thread everywhere (another benchmark may share the
+# machine); the PyMC3 helper keeps PyMC3's own caches
+nutpie_environment(sys.argv, caches=not PYMC3_MODE)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402

@@ -40,26 +40,13 @@ BASELINE = "docs/time_to_result.md"
 BASELINE_ROWS = {"L2HMC first run": "L2HMC, pm.sample (first run)", "l2hmc_theano.sample": "L2HMC, l2hmc_theano.sample"}
 ADAPTATIONS = ("low_rank", "diag")
 
+sys.path.insert(0, HERE)
+from _harness import nutpie_environment  # noqa: E402  (before NumPy, PyTensor and numba load)
 
-def _cache_dir(argv):
-    """--cache-dir's value, read before the imports: PyTensor and numba take their cache paths then."""
-    for i, arg in enumerate(argv):
-        if arg == "--cache-dir" and i + 1 < len(argv):
-            return os.path.abspath(argv[i + 1])
-        if arg.startswith("--cache-dir="):
-            return os.path.abspath(arg.split("=", 1)[1])
-    return os.path.join(sys.prefix, "caches")
-
-
-_CACHE = _cache_dir(sys.argv)
-os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_CACHE}/pytensor")
-os.environ.setdefault("NUMBA_CACHE_DIR", f"{_CACHE}/numba")
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+_CACHE = nutpie_environment(sys.argv)
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, HERE)
 from _harness import git_commit, median_cell, write_result  # noqa: E402
 
 
