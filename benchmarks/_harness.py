@@ -3,6 +3,7 @@
 the repository's commit, median cells of result tables, and writing a result file whole or not
 at all.  NumPy is imported where it is used: :func:`nutpie_environment` runs before it loads."""
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -57,6 +58,28 @@ def median_cell(rows, key, fmt):
         return "failed"
     text = format(float(np.median(values)), fmt)
     return text if len(values) == 1 else f"{text} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
+
+
+def table_rows(text, first_columns):
+    """The rows of the markdown table in ``text`` whose header begins with ``first_columns`` (e.g.
+    ``("posterior", "sampler")``), each a dict {column header: cell text}; the separator row is left out."""
+    header, rows = None, []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if tuple(cells[:len(first_columns)]) == tuple(first_columns):
+            header = cells
+        elif header is not None and line.lstrip().startswith("|"):
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                rows.append(dict(zip(header, cells)))
+        else:
+            header = None
+    return rows
+
+
+def leading_number(cell):
+    """The number a cell starts with ("339 [282, 397]" -> 339.0), or None."""
+    m = re.match(r"[-+0-9.e]+", cell or "")
+    return float(m.group(0)) if m else None
 
 
 def write_result(path, text):

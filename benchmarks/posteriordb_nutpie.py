@@ -30,9 +30,10 @@ max rank R-hat and min bulk ESS over the free variables' scalars (model space); 
 gradients" = 1000 x min ESS / the sum of nutpie's n_steps (leapfrog steps) over the kept draws;
 "x PyMC3 NUTS" = that over PyMC3 NUTS's figure in docs/posteriordb.md, "L2HMC / this" = L2HMC's
 figure there over this one; "tail ESS per 1k gradients" the same for ArviZ's tail ESS (of the 5% and
-95% quantiles), and "L2HMC / this, tail" L2HMC's over it; "s to 1000 ESS" = compile s + sample s x 1000 / min ESS (sample s includes tuning);
-divergences after tuning.  With several seeds a cell is the median [min, max].  A run that raises
-or exceeds --time-limit is recorded as failed and the benchmark goes on.
+95% quantiles), and "L2HMC / this, tail" L2HMC's over it; "s to 1000 ESS" = compile s + sample s x
+1000 / min ESS (sample s includes tuning); divergences after tuning.  With several seeds a cell is
+the median [min, max].  A run that raises or exceeds --time-limit is recorded as failed and the
+benchmark goes on.
 
 ``--check-logp`` compares each port's log density under PyMC 6 (through the shim) with the same
 port under PyMC3 (``--pymc3-python``, the repo's venv): at the model's initial point and three
@@ -70,7 +71,8 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from _harness import chosen_samplers, git_commit, median_cell, write_result  # noqa: E402
+from _harness import (chosen_samplers, git_commit, leading_number, median_cell, table_rows,  # noqa: E402
+                      write_result)
 
 TARGET_ESS = 1000
 SAMPLERS = {"nutpie_diag": "diag", "nutpie_lowrank": "low_rank"}
@@ -497,21 +499,13 @@ def read_baseline():
     text = git("show", f"HEAD:{BASELINE}")
     changed = git("log", "-1", "--format=%h", "HEAD", "--", BASELINE).strip() or "unknown"
     measured = re.search(r"git commit: (\S+)", text)
-    out, columns = {}, {}
     keys = {"worst z": "worst_z", "max R-hat": "max_rhat", "ESS per 1k gradients": "ess_per_kgrad",
             "tail ESS per 1k gradients": "tail_per_kgrad", "s to 1000 ESS": "s_to_target"}
-
-    def first(cell):
-        m = re.match(r"[-+0-9.e]+", cell)
-        return float(m.group(0)) if m else None
-
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[:2] == ["posterior", "sampler"]:  # the table's header: columns by name
-            columns = {keys[c]: i for i, c in enumerate(cells) if c in keys}
-        if len(cells) < 8 or cells[1] not in ("l2hmc", "nuts"):
-            continue
-        out.setdefault(cells[0], {})[cells[1]] = {key: first(cells[i]) for key, i in columns.items()}
+    out = {}
+    for row in table_rows(text, ("posterior", "sampler")):
+        if row["sampler"] in ("l2hmc", "nuts"):
+            out.setdefault(row["posterior"], {})[row["sampler"]] = {
+                key: leading_number(row[column]) for column, key in keys.items() if column in row}
     return out, changed, measured.group(1) if measured else "unknown"
 
 

@@ -47,7 +47,7 @@ _CACHE = nutpie_environment(sys.argv)
 
 import numpy as np  # noqa: E402
 
-from _harness import git_commit, median_cell, write_result  # noqa: E402
+from _harness import git_commit, leading_number, median_cell, table_rows, write_result  # noqa: E402
 
 
 def say(text):
@@ -90,20 +90,11 @@ def read_baseline():
     time_to_result.md, and the commit it says it was measured at."""
     text = subprocess.run(["git", "show", f"HEAD:{BASELINE}"], cwd=ROOT, capture_output=True, text=True).stdout
     keys = {"ESS / 1k grads": "ess_per_kgrad", "tail ESS / 1k grads": "tail_per_kgrad"}
-    columns, out = {}, {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[:2] == ["model", "sampler"]:
-            columns = {keys[c]: i for i, c in enumerate(cells) if c in keys}
-        if cells[0] == "rotated_gaussian50" and cells[1] in BASELINE_ROWS:
-            out[cells[1]] = {k: cells[i] for k, i in columns.items()}
+    out = {row["sampler"]: {key: row[column] for column, key in keys.items() if column in row}
+           for row in table_rows(text, ("model", "sampler"))
+           if row["model"] == "rotated_gaussian50" and row["sampler"] in BASELINE_ROWS}
     measured = re.search(r"git commit: (\S+)", text)
     return out, measured.group(1) if measured else "unknown"
-
-
-def first(cell):
-    m = re.match(r"[-+0-9.e]+", cell or "")
-    return float(m.group(0)) if m else None
 
 
 def report(rows, compile_s, args, started):
@@ -136,7 +127,7 @@ def report(rows, compile_s, args, started):
     lines += ["", f"nutpie compile: {compile_s:.1f} s (once, numba backend)."]
     low = rows["low_rank"]
     first_run = baseline.get("L2HMC first run", {})
-    ours = {k: first(first_run.get(k)) for k in ("ess_per_kgrad", "tail_per_kgrad")}
+    ours = {k: leading_number(first_run.get(k)) for k in ("ess_per_kgrad", "tail_per_kgrad")}
     if low and all(ours.values()):
         theirs = {k: float(np.median([r[k] for r in low])) for k in ours}
         lines += ["", f"- L2HMC (pm.sample, first run) / nutpie low-rank, medians: bulk ESS per gradient "
