@@ -17,7 +17,8 @@ equivalent (4 chains x 5000 draws, tune 2000, target_accept 0.95, seed 1000).
 Columns: "worst z" = max over the model's free variables' scalars (model space) of |mean - reference
 mean| / sqrt(MCSE^2 + reference MCSE^2), and the same for the standard deviations ("worst z (sd)",
 ArviZ's MCSE of the sd); max rank R-hat; min bulk ESS per 1000 gradients; min tail ESS (of the 5%
-and 95% quantiles) per 1000 gradients; seconds to 1000 min bulk ESS with setup; divergences.  A cell is the median [min, max] over seeds.
+and 95% quantiles) per 1000 gradients; seconds to 1000 min bulk ESS with setup; divergences.  A
+cell is the median [min, max] over seeds.
 """
 import argparse
 import datetime
@@ -90,8 +91,7 @@ def table(results, references):
             notes = "; ".join(sorted({r["note"] for r in rows if r.get("note")}))
             cells = [median_cell(rows, key, fmt) for key, fmt in (("z_mean", ".2f"), ("z_sd", ".2f"), ("max_rhat", ".3f"),
                                                                    ("ess_per_kgrad", ".3g"), ("tail_per_kgrad", ".3g"),
-                                                                   ("s_to_target", ".3g"),
-                                                                   ("divergences", ".0f"))]
+                                                                   ("s_to_target", ".3g"), ("divergences", ".0f"))]
             lines.append(f"| {name} | {sampler} | " + " | ".join(cells) + f" | {notes} |")
         lines.append(f"| {name} | reference | | | {references[name]:.3f} | | | | | non-centred NUTS, "
                      f"{REFERENCE['chains']} x {REFERENCE['draws']} |")

@@ -23,8 +23,9 @@ over the free variables' scalars per 1000 gradients (the n_steps stat: PyMC3's t
 L2HMC), and min tail ESS (ArviZ's ``method="tail"``, of the 5% and 95% quantiles) the same way;
 "s to 1000 ESS" = setup + sample s x 1000 / min bulk ESS; divergences.  With several seeds a
 cell is the median [min, max].  The summary gives the median over posteriors of L2HMC's ratio to
-NUTS per gradient (of bulk ESS, of tail ESS, and of the smaller of the two), the posteriors L2HMC gets wrong (worst z > 5 or R-hat > 1.01) and the five with
-the lowest ratio.  A run that raises is recorded as failed and the benchmark goes on.
+NUTS per gradient (of bulk ESS, of tail ESS, and of the smaller of the two), the posteriors L2HMC
+gets wrong (worst z > 5 or R-hat > 1.01) and the five with the lowest ratio.  A run that raises
+is recorded as failed and the benchmark goes on.
 """
 import argparse
 import datetime
@@ -126,6 +127,12 @@ def table(results, samplers):
 
 def summary(results):
     """The median ratio per gradient (L2HMC / NUTS), the posteriors L2HMC gets wrong, the worst five."""
+    def per(rows, key):
+        return np.median([r[key] for r in rows])
+
+    def smaller(rows):
+        return min(per(rows, "ess_per_kgrad"), per(rows, "tail_per_kgrad"))
+
     ratios, tails, lows, wrong = {}, {}, {}, []
     for name, by_sampler in results.items():
         ours = [r for r in by_sampler.get("l2hmc", []) if "failed" not in r]
@@ -133,13 +140,9 @@ def summary(results):
         if len(ours) < len(by_sampler.get("l2hmc", [])) or any(r["worst_z"] > 5 or r["max_rhat"] > 1.01 for r in ours):
             wrong.append(name)
         if ours and nuts:
-            def per(rows, key):
-                return np.median([r[key] for r in rows])
             ratios[name] = per(ours, "ess_per_kgrad") / per(nuts, "ess_per_kgrad")
-            if all("tail_per_kgrad" in r for r in ours + nuts):
-                tails[name] = per(ours, "tail_per_kgrad") / per(nuts, "tail_per_kgrad")
-                lows[name] = (min(per(ours, "ess_per_kgrad"), per(ours, "tail_per_kgrad"))
-                              / min(per(nuts, "ess_per_kgrad"), per(nuts, "tail_per_kgrad")))
+            tails[name] = per(ours, "tail_per_kgrad") / per(nuts, "tail_per_kgrad")
+            lows[name] = smaller(ours) / smaller(nuts)
     lines = []
     if ratios:
         values = np.array(list(ratios.values()))
@@ -147,11 +150,10 @@ def summary(results):
                      f"{np.median(values):.2f}x, range {values.min():.2f}x .. {values.max():.2f}x; "
                      f"below 0.8x: {', '.join(n for n, v in ratios.items() if v < 0.8) or 'none'}.")
         for label, by_name in (("tail ESS", tails), ("min of bulk and tail ESS", lows)):
-            if by_name:
-                v = np.array(list(by_name.values()))
-                lines.append(f"- L2HMC / NUTS {label} per gradient over {len(v)} posteriors: median {np.median(v):.2f}x, "
-                             f"range {v.min():.2f}x .. {v.max():.2f}x; below 0.8x: "
-                             f"{', '.join(n for n, x in by_name.items() if x < 0.8) or 'none'}.")
+            v = np.array(list(by_name.values()))
+            lines.append(f"- L2HMC / NUTS {label} per gradient over {len(v)} posteriors: median "
+                         f"{np.median(v):.2f}x, range {v.min():.2f}x .. {v.max():.2f}x; below 0.8x: "
+                         f"{', '.join(n for n, x in by_name.items() if x < 0.8) or 'none'}.")
         worst = sorted(ratios, key=ratios.get)[:5]
         lines.append("- Lowest five: " + ", ".join(f"{n} ({ratios[n]:.2f}x)" for n in worst) + ".")
     lines.append(f"- L2HMC wrong (worst z > 5 or R-hat > 1.01 in a seed, or failed): {', '.join(wrong) or 'none'}.")

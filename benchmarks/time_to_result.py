@@ -124,7 +124,8 @@ COLUMNS = [  # (key, header, format: a format spec, or a function of the value)
     ("setup_s", "setup s", ".1f"), ("warmup_s", "warm-up s", ".1f"), ("train_s", "train s", ".1f"),
     ("other_s", "other s", ".1f"), ("compile_s", "compile s", ".1f"), ("sample_s", "sample s", ".1f"),
     ("min_ess", "min bulk ESS", ".0f"), ("grads", "grad evals", ".0f"), ("ess_per_kgrad", "ESS / 1k grads", ".2f"),
-    ("tail_per_kgrad", "tail ESS / 1k grads", ".2f"), ("max_rhat", "max R-hat", ".3f"), ("divergences", "divergences", ".0f"), ("total_s", "s to draws", seconds),
+    ("tail_per_kgrad", "tail ESS / 1k grads", ".2f"), ("max_rhat", "max R-hat", ".3f"),
+    ("divergences", "divergences", ".0f"), ("total_s", "s to draws", seconds),
     ("s_to_target", f"s to {TARGET_ESS} ESS", seconds),
 ]
 
