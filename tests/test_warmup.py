@@ -11,7 +11,7 @@ from l2hmc_theano._theano import tt
 from l2hmc_theano.preconditioner import (EIGENVALUE_CUTOFF, Preconditioner, fisher_dense, fisher_diagonal,
                                          fisher_lowrank, fitted)
 from l2hmc_theano.budget import choose_n_steps
-from l2hmc_theano.warmup import DualAveraging, WarmupSettings, initial_chains, warmup
+from l2hmc_theano.warmup import DualAveraging, WarmupSettings, chain_ess_per_draw, initial_chains, warmup
 
 SCALES = np.array([0.01, 0.3, 1.0, 7.0, 100.0])
 
@@ -250,6 +250,49 @@ def test_ess_per_gradient_profile_prefers_long_trajectories_of_small_steps_and_s
     assert np.all(np.diff(small) > 0), small
     large = ess_per_gradient_profile(sampler, x, 1.0, np.random.default_rng(1), 10, 2)[0]
     assert np.argmax(large) <= 2 and large[np.argmax(large)] > 3 * large[-1], large
+
+
+def _measured_hmc_ess_per_gradient(sd, eps, n_steps, sampler, rng, chains=400, draws=120):
+    """Min over coordinates of min(bulk, folded) ESS per gradient of jittered HMC in NumPy on a
+    Gaussian with standard deviations ``sd`` ``(dim,)``: chains started exactly, draws pooled."""
+    q = rng.normal(size=(chains, len(sd))) * sd
+    kept = []
+    for _ in range(draws):
+        p = rng.normal(size=q.shape)
+        e = eps * sampler.draw_step_scale(rng, chains)[:, None]
+        h0 = 0.5 * np.sum((q / sd) ** 2 + p ** 2, axis=1)
+        qt, pt = q.copy(), p.copy()
+        for _ in range(n_steps):
+            pt = pt - 0.5 * e * qt / sd ** 2
+            qt = qt + e * pt
+            pt = pt - 0.5 * e * qt / sd ** 2
+        accept = np.log(rng.uniform(size=chains)) < h0 - 0.5 * np.sum((qt / sd) ** 2 + pt ** 2, axis=1)
+        q = np.where(accept[:, None], qt, q)
+        kept.append(q / sd)
+    z = np.stack(kept)
+    bulk = chain_ess_per_draw(z)
+    folded = chain_ess_per_draw(np.abs(z - np.median(z, axis=(0, 1))))
+    return float(np.min(np.minimum(bulk, folded))) / n_steps
+
+
+def test_the_profile_sees_a_spread_that_stalls_in_a_fifth_of_the_coordinates(rng):
+    """A 20-d Gaussian whose first 4 coordinates have sd 0.5: at step size 0.5 their trajectories
+    turn by ~1 radian a step, so 3 steps nearly reverse them, which mixes their mean but leaves their
+    spread almost where it was (the other 16 turn by half as much).  The profile must rank the
+    lengths as measured min(bulk, folded) ESS per gradient does (NumPy HMC, 400 x 120 draws; the
+    two lengths differ by far more than the estimate's noise), not as the majority of coordinates
+    would."""
+    from l2hmc_theano.warmup import ess_per_gradient_profile
+
+    sd = np.ones(20)
+    sd[:4] = 0.5
+    sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X / sd).sum(axis=1), dim=20, zero_network=True,
+                           preconditioner=None)
+    x = rng.normal(size=(400, 20)) * sd
+    profile = ess_per_gradient_profile(sampler, x, 0.5, np.random.default_rng(1), 4, 2)[0]
+    measured = {t: _measured_hmc_ess_per_gradient(sd, 0.5, t, sampler, np.random.default_rng(t)) for t in (2, 3)}
+    assert measured[2] > 1.5 * measured[3], measured  # the case this test is about
+    assert profile[1] > profile[2], (profile, measured)
 
 
 def test_the_profile_reports_the_mean_acceptance_of_its_proposals():
