@@ -93,7 +93,7 @@ import pymc3 as pm  # noqa: E402
 import models  # noqa: E402
 from real_models import MODELS as REAL_MODELS, QUICK, flat_scalars, min_ess  # noqa: E402
 from _harness import git_commit, write_result  # noqa: E402,F401  (git_commit: the other scripts import it here)
-from l2hmc_theano.sampler import every  # noqa: E402
+from l2hmc_theano.progress import every  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: pm.sample's own defaults: what a user gets.

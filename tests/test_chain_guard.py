@@ -75,14 +75,13 @@ def crossing_batch():
     return x, v, d, np.full(4, -0.1, dtype=floatX), np.ones(4, dtype=floatX)
 
 
-def assert_chain_1_stays(out, x, potential, grad, grad_output):
-    """Chain 1 of an MH step's outputs ``out`` stayed at ``x[1]`` with its U and dU/dy (``out[7]``,
-    ``out[grad_output]``), rejected and diverging, energy error inf; returns ``diverging``."""
-    x_next, accept, accepted, diverging, _, energy_error = out[:6]
-    np.testing.assert_array_equal(x_next[1], x[1])
-    assert accept[1] == 0 and not accepted[1] and diverging[1] and energy_error[1] == np.inf
-    assert out[7][1] == potential[1] and np.array_equal(out[grad_output][1], grad[1])
-    return diverging
+def assert_chain_1_stays(out, x, potential, grad):
+    """Chain 1 of an MH step ``out`` (a :class:`~l2hmc_theano.kernel.Step`) stayed at ``x[1]`` with
+    its U and dU/dy, rejected and diverging, energy error inf; returns ``out.diverging``."""
+    np.testing.assert_array_equal(out.x[1], x[1])
+    assert out.accept_prob[1] == 0 and not out.accepted[1] and out.diverging[1] and out.energy_error[1] == np.inf
+    assert out.potential[1] == potential[1] and np.array_equal(out.grad[1], grad[1])
+    return out.diverging
 
 
 def test_failing_rows_finds_exactly_the_rows_that_raise():
@@ -125,10 +124,11 @@ def test_a_chain_whose_trajectory_raises_diverges_and_the_others_step_exactly():
     with pytest.raises(Exception, match="positive definite"):
         raw(x, v, d, log_u, scale, potential, grad)  # the batch as one call: chain 1 crosses x_0 = 1
     out = sampler.mh_step_carrying(x, potential, grad, v, d, log_u, scale)
-    diverging = assert_chain_1_stays(out, x, potential, grad, grad_output=8)
+    diverging = assert_chain_1_stays(out, x, potential, grad)
     healthy = [0, 2, 3]
     alone = raw(*(a[healthy] for a in (x, v, d, log_u, scale, potential, grad)))
-    for got, expected in zip(out, alone):
+    assert len(alone) == 9  # the compiled step's outputs: the eight stats, then dU/dy
+    for got, expected in zip(out[:8] + (out.grad,), alone):
         np.testing.assert_allclose(got[healthy], expected, rtol=1e-12, atol=1e-12)
     assert not np.any(diverging[healthy])
 
@@ -161,12 +161,13 @@ def test_an_hmc_chain_whose_trajectory_raises_diverges_and_the_others_step_exact
     kernel = sampler.hmc_kernel()
     out = kernel(x, v, d, log_u, scale, potential, grad)
     np.testing.assert_array_equal(kernel.failed, [False, True, False, False])
-    diverging, accepted = assert_chain_1_stays(out, x, potential, grad, grad_output=10), out[2]
+    diverging, accepted = assert_chain_1_stays(out, x, potential, grad), out.accepted
     healthy = [0, 2, 3]
     alone = kernel(*(a[healthy] for a in (x, v, d, log_u, scale, potential, grad)))
     assert kernel.failed is None
-    for k in (0, 1, 2, 3, 4, 5, 7, 10, 11):
-        np.testing.assert_array_equal(out[k][healthy], alone[k])
+    for field in ("x", "accept_prob", "accepted", "diverging", "energy", "energy_error", "potential", "grad",
+                  "y_proposal"):
+        np.testing.assert_array_equal(getattr(out, field)[healthy], getattr(alone, field))
     assert not np.any(diverging[healthy]) and accepted[healthy].any()
 
 
@@ -182,9 +183,9 @@ def test_sampling_through_failing_evaluations_keeps_the_truncated_target():
     potential, grad = sampler.start_state(x)
     draws, failed = [], 0
     for _ in range(n_draws):
-        x, _, _, diverging, _, energy_error, _, potential, grad = sampler.mh_step_carrying(
-            x, potential, grad, *sampler.draw_step_inputs(rng, n_chains))
-        failed += int(np.sum(diverging & np.isinf(energy_error)))
+        step = sampler.mh_step_carrying(x, potential, grad, *sampler.draw_step_inputs(rng, n_chains))
+        x, potential, grad = step.x, step.potential, step.grad
+        failed += int(np.sum(step.diverging & np.isinf(step.energy_error)))
         draws.append(x)
     assert failed > 100, "the test should make chains fail"
     mean, cov = truncated_moments()

@@ -165,6 +165,22 @@ def test_sample_writes_the_training_chains_draws_as_netcdf(tmp_path, capsys):
     assert code == 1 and "add --sample N" in err
 
 
+def test_importing_the_command_module_keeps_train_the_function():
+    """``import l2hmc_theano.train`` binds the package's ``train``; it must stay the function (in a
+    fresh interpreter, so that the import is not already done)."""
+    code = ("import l2hmc_theano, l2hmc_theano.fit, l2hmc_theano.train; "
+            "assert l2hmc_theano.train is l2hmc_theano.fit.train, l2hmc_theano.train; "
+            "from l2hmc_theano import train; assert callable(train); print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_command_module_runs_as_a_program():
+    result = subprocess.run([sys.executable, "-m", "l2hmc_theano.train", "--help"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "MODEL" in result.stdout.upper(), result.stderr
+
+
 @pytest.mark.slow
 def test_trains_saves_compares_and_the_file_samples(tmp_path):
     model_file = write(tmp_path, "tiny.py", MODEL)

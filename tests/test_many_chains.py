@@ -99,7 +99,7 @@ def test_an_over_large_request_fails_before_sampling(schools, monkeypatch):
         raise AssertionError("sampling started")
 
     monkeypatch.setattr(L2HMCSampler, "mh_step_carrying", refuse)
-    monkeypatch.setattr(l2hmc_theano.cli, "train", refuse)
+    monkeypatch.setattr(l2hmc_theano.fit, "train", refuse)
     with model, pytest.raises(ValueError, match=r"would hold .* GiB .* fewer chains or draws.*thin"):
         l2hmc_theano.sample(draws=10 ** 6, chains=1000, progressbar=False)
     with model, pytest.raises(ValueError, match="max_memory"):

@@ -597,7 +597,7 @@ def test_a_long_compile_prints_a_mark_every_heartbeat(capsys):
     """No silent stretch: while a compile lasts, a dot every heartbeat, then its seconds."""
     import time
 
-    from l2hmc_theano.sampler import compiling
+    from l2hmc_theano.progress import compiling
 
     with compiling("something slow", True, heartbeat=0.05):
         time.sleep(0.32)

@@ -515,8 +515,8 @@ def test_warmup_caps_the_step_size_where_transitions_of_T_steps_diverge(monkeypa
         for _ in range(500):
             out = kernel(x, rng.standard_normal(x.shape), np.ones(len(x)), np.log(rng.uniform(size=len(x))),
                          sampler.draw_step_scale(rng, len(x)), potential, grad)
-            x, potential, grad = out[0], out[7], out[10]
-            count += int(np.count_nonzero(out[3]))
+            x, potential, grad = out.x, out.potential, out.grad
+            count += int(np.count_nonzero(out.diverging))
         return info, count
 
     capped_info, capped = divergences(True)

@@ -1,10 +1,10 @@
 """L2HMC (Levy, Hoffman, Sohl-Dickstein, ICLR 2018) for PyMC3, in one Theano graph."""
 from . import _theano  # noqa: F401  (sets Theano's flags before anything imports it)
 from .energy import Energy, FunctionEnergy, ModelEnergy, StartError
-from .persistence import load
+from .loading import load
 from .sampler import L2HMCSampler
 from .step import L2HMC
-from .cli import train
+from .fit import train
 from .many_chains import sample
 from .training import TrainingError
 from .cache import clear_cache

@@ -134,7 +134,7 @@ def cache_key(energy, settings):
     (:func:`settings_of`), or None when it is not cached: ``energy`` is not a
     :class:`~l2hmc_theano.energy.ModelEnergy`, or ``settings`` is None."""
     from .energy import ModelEnergy
-    from .persistence import layout
+    from .energy import layout
 
     if not isinstance(energy, ModelEnergy) or settings is None:
         return None
@@ -156,7 +156,7 @@ def _entry(key):
 def _load_entry(energy, key):
     """The sampler stored under ``key`` for ``energy``, or None (no entry, or a damaged one:
     then a warning).  A failed load leaves ``energy``'s non-centring weights as they were."""
-    from .persistence import load
+    from .loading import load
     from .sampler import warn_training_problems
 
     path = _entry(key)

@@ -1,9 +1,6 @@
-"""Train an L2HMC sampler: ``l2hmc_theano.train(model, ...)`` and the command line
+"""The command line that trains an L2HMC sampler (:func:`l2hmc_theano.train` is :mod:`.fit`):
 
     python -m l2hmc_theano.train MODEL.py [--out FILE] [--train-steps N] ...
-
-(``l2hmc_theano/train.py`` only runs :func:`main`, so that importing the package
-never shadows the :func:`train` function with a module of the same name.)
 
 The command imports MODEL.py, finds its ``pm.Model`` (a module attribute named
 ``model``, the one ``--model-name`` names, or what ``build_model()`` returns),
@@ -11,7 +8,6 @@ trains with a progress bar, saves the sampler atomically and prints a summary.
 """
 import argparse
 import importlib.util
-import inspect
 import os
 import sys
 import time
@@ -21,28 +17,7 @@ from .preconditioner import CHOICES
 from .sampler import _check_count, _check_fraction, _check_hidden, _check_non_negative, _check_positive
 from .training import FRESH_DRAWS, TrainingSettings
 
-__all__ = ["train", "main"]
-
-
-def train(model=None, cache=True, **kwargs):
-    """Build an :class:`~l2hmc_theano.L2HMCSampler` for ``model`` and train it; returns the sampler.
-
-    Keyword arguments go to the constructor (``n_steps, step_size, hidden, seed,
-    zero_network, dim, networks``) or to :meth:`L2HMCSampler.train` (the rest).
-    The training history is ``sampler.history``.  ``cache``: load the sampler trained on
-    this model with these arguments last time, if any, and cache a newly trained one
-    (default True; :mod:`l2hmc_theano.cache`).
-    """
-    from .cache import trained_sampler
-    from .energy import as_energy
-    from .sampler import L2HMCSampler
-
-    init_names = set(inspect.signature(L2HMCSampler.__init__).parameters) - {"self", "model"}
-    init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
-    unknown = set(kwargs) - set(inspect.signature(L2HMCSampler.train).parameters)
-    if unknown:
-        raise TypeError(f"train() got unknown keyword argument(s): {', '.join(sorted(unknown))}.")
-    return trained_sampler(as_energy(model, dim=init_kwargs.get("dim")), init_kwargs, kwargs, cache=cache)
+__all__ = ["main"]
 
 
 class CLIError(Exception):
@@ -226,7 +201,6 @@ def compare_with_nuts(model, sampler, draws, seed):
     (compiles left out of both): {"NUTS": row, label: row}, the label "L2HMC", or "HMC (kept)" where
     training kept plain HMC."""
     import arviz as az
-    import numpy as np
     import pymc3 as pm
 
     from .step import L2HMC

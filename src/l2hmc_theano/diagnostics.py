@@ -65,8 +65,6 @@ def training_warnings(sampler, history, baseline=True):
     a loss that rose from the first 10%, and (``baseline``) an ESJD on the final chains
     that is not above HMC's (zero networks, same eps, T and preconditioner).
     """
-    from .sampler import L2HMCSampler
-
     n = len(history["loss"])
     if n == 0:
         return []
@@ -89,7 +87,7 @@ def training_warnings(sampler, history, baseline=True):
     elif n >= 20 and np.mean(history["loss"][tail]) > np.mean(history["loss"][head]):
         out.append("the training loss rose during training (it should fall)")
     if baseline and out == [] and not getattr(sampler, "zero_network", False):
-        hmc = L2HMCSampler(sampler.energy_target, n_steps=sampler.n_steps, step_size=sampler.step_size,
+        hmc = type(sampler)(sampler.energy_target, n_steps=sampler.n_steps, step_size=sampler.step_size,
                            zero_network=True, preconditioner=sampler.preconditioner)
         chains = history["chains"]
         learned, plain = expected_squared_jump(sampler, chains), expected_squared_jump(hmc, chains)

@@ -18,7 +18,7 @@ import numpy as np
 from ._theano import change_flags, floatX, theano, tt
 from .reparam import flat_slices
 
-__all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy", "StartError"]
+__all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy", "layout", "StartError"]
 
 
 class StartError(ValueError):
@@ -279,6 +279,15 @@ class ModelEnergy(Energy):
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
+
+
+def layout(energy):
+    """Flat-vector layout of a target: [(name, shape, dtype)] (one entry per dimension
+    for a plain energy function)."""
+    ordering = getattr(energy, "ordering", None)
+    if ordering is not None:
+        return [[name, [int(n) for n in shape], str(dtype)] for name, _, shape, dtype in ordering.vmap]
+    return [[name, [], floatX] for name in energy.var_names]
 
 
 def _discrete_steps(variables):

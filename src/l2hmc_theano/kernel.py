@@ -10,16 +10,51 @@ A non-finite log acceptance ratio (or a non-finite proposal) is a rejection
 come in as ``log_u`` so that all randomness is drawn, reproducibly, outside.
 """
 from collections import namedtuple
+from typing import Any, NamedTuple
 
 from ._theano import floatX, tt
 from .dynamics import generalized_leapfrog
 
-__all__ = ["Proposal", "propose", "metropolis_hastings", "finite"]
+__all__ = ["Proposal", "Step", "propose", "metropolis_hastings", "finite"]
 
 Proposal = namedtuple(
     "Proposal",
     "x v logdet potential_start potential_end energy_start energy_end grad_end log_accept accept_prob diverging",
 )
+
+
+class Step(NamedTuple):
+    """One MH step of a batch of B chains, as arrays, by name (what every step the sampler
+    compiles, and its HMC kernel, return).
+
+    ``x`` ``(B, dim)`` the next state; ``accept_prob`` ``(B,)`` A; ``accepted``, ``diverging``
+    ``(B,)`` bool; ``energy`` ``(B,)`` H at the next state; ``energy_error`` ``(B,)``
+    H(proposal) - H(start); ``logdet`` ``(B,)`` log|det J| of the proposal (0 for HMC);
+    ``potential`` ``(B,)`` U at the next state; ``grad`` ``(B, dim)`` dU/dy there (None from a
+    step that does not carry it); ``model_x`` ``(B, dim)`` and ``log_jacobian`` ``(B,)`` the next
+    state as the model's flat vector and log|det dx/du| (None without them); ``y_proposal``
+    ``(B, dim)`` the proposal in the preconditioner's coordinates (the HMC kernel's; else None)."""
+    x: Any
+    accept_prob: Any
+    accepted: Any
+    diverging: Any
+    energy: Any
+    energy_error: Any
+    logdet: Any
+    potential: Any
+    grad: Any = None
+    model_x: Any = None
+    log_jacobian: Any = None
+    y_proposal: Any = None
+
+    @classmethod
+    def of_outputs(cls, outputs, model_values=False, carry=False):
+        """From a compiled step's outputs, in the order its graph lists them: the eight stats, then
+        (``model_values``) the model's flat vector and log|det dx/du|, then (``carry``) dU/dy."""
+        outputs = list(outputs)
+        model = outputs[8:10] if model_values else [None, None]
+        grad = outputs[10 if model_values else 8] if carry else None
+        return cls(*outputs[:8], grad=grad, model_x=model[0], log_jacobian=model[1])
 
 
 def finite(t):

@@ -17,6 +17,7 @@ import weakref
 
 import numpy as np
 
+from . import fit
 from ._theano import change_flags, floatX, theano, tt
 from .chain_guard import replace_non_finite_starts
 
@@ -77,16 +78,15 @@ def _compile_back_transform(energy, names):
 
 
 def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs, cache=True):
-    from .cli import train
     from .energy import ModelEnergy
-    from .persistence import load
+    from .loading import load
     from .sampler import L2HMCSampler
 
     if sampler is None:
         from .step import AUTO_BUDGET
 
         seed = train_kwargs.pop("seed", random_seed)
-        return train(model, seed=seed, progressbar=progressbar, cache=cache, **{**AUTO_BUDGET, **train_kwargs})
+        return fit.train(model, seed=seed, progressbar=progressbar, cache=cache, **{**AUTO_BUDGET, **train_kwargs})
     if train_kwargs:
         raise TypeError(f"sample() got training arguments ({', '.join(sorted(train_kwargs))}) together with a "
                         "trained sampler; pass one or the other.")
@@ -221,14 +221,14 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     try:
         for i in steps:
             v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)
-            x, accept, accepted, diverging, energy_now, energy_error, logdet, potential, grad = \
-                sampler.mh_step_carrying(x, potential, grad, v, d, log_u, scale, networks)
+            step = sampler.mh_step_carrying(x, potential, grad, v, d, log_u, scale, networks)
+            x, potential, grad = step.x, step.potential, step.grad
             if i >= tune and (i - tune) % thin == 0:
                 kept_u[kept] = x
-                for key, value in (("accept", accept), ("accepted", accepted), ("diverging", diverging),
-                                   ("energy", energy_now), ("energy_error", energy_error),
-                                   ("step_size", sampler.step_size * scale), ("log_jacobian", logdet),
-                                   ("direction", d), ("potential", potential)):
+                for key, value in (("accept", step.accept_prob), ("accepted", step.accepted),
+                                   ("diverging", step.diverging), ("energy", step.energy),
+                                   ("energy_error", step.energy_error), ("step_size", sampler.step_size * scale),
+                                   ("log_jacobian", step.logdet), ("direction", d), ("potential", potential)):
                     stats[key][kept] = value
                 kept += 1
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ Nothing in the file is code: it is read with ``numpy.load(allow_pickle=False)``,
 so a sampler from an untrusted source is safe to load.  The file holds the
 network weights, masks, log step size, the settings, the flat-vector layout
 (variable names, shapes, dtypes) and a fingerprint of the target: energies at a
-few stored probe points, which the target given to :func:`load` must reproduce; and the
+few stored probe points, which the target given to :func:`l2hmc_theano.load` must reproduce; and the
 final training chains (with ``save(..., history=True)`` the whole training history).
 Writes go to a temporary file in the same directory, renamed into place.
 """
@@ -17,8 +17,9 @@ import zlib
 import numpy as np
 
 from ._theano import floatX
+from .energy import layout
 
-__all__ = ["save", "load", "FORMAT"]
+__all__ = ["save", "read", "restore", "sampler_arguments", "FORMAT"]
 
 FORMAT = "l2hmc_theano.sampler/1"
 _N_PROBES = 4
@@ -26,15 +27,6 @@ _META_KEYS = ("networks", "n_steps", "hidden", "seed", "dim", "layout")
 _ARRAY_KEYS = ("masks", "log_step_size", "probe_x", "probe_energy")
 # What a truncated or corrupt .npz can raise while it is opened or a member is read.
 _READ_ERRORS = (ValueError, OSError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error)
-
-
-def layout(energy):
-    """Flat-vector layout of a target: [(name, shape, dtype)] (one entry per dimension
-    for a plain energy function)."""
-    ordering = getattr(energy, "ordering", None)
-    if ordering is not None:
-        return [[name, [int(n) for n in shape], str(dtype)] for name, _, shape, dtype in ordering.vmap]
-    return [[name, [], floatX] for name in energy.var_names]
 
 
 def _probe_points(sampler):
@@ -215,7 +207,7 @@ def _umask():
     return mask
 
 
-def _read(path):
+def read(path):
     try:
         with np.load(os.fspath(path), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -241,24 +233,21 @@ def _read(path):
     return meta, arrays
 
 
-def load(path, model=None):
-    """Load a sampler saved with :meth:`L2HMCSampler.save` for ``model``.
+def sampler_arguments(meta, model):
+    """The constructor arguments of the sampler a file's ``meta`` (:func:`read`) describes, for
+    ``model`` (a PyMC3 model, or the plain energy function the sampler was trained on)."""
+    return dict(n_steps=meta["n_steps"], hidden=meta["hidden"], seed=meta["seed"],
+                zero_network=meta["networks"] == "zero", dim=meta["dim"] if callable(model) else None,
+                preconditioner=meta.get("preconditioner"), step_jitter=meta.get("step_jitter", 0.0))
 
-    ``model``: the PyMC3 model (default: the one on the context stack) or the
-    plain energy function the sampler was trained on.  Raises ``ValueError`` if
-    its variables or its logp differ from the saved ones.  A file saved before
-    samplers had a preconditioner and step-size jitter loads as a sampler without
-    them (the dynamics it was trained with).
-    """
-    from .sampler import L2HMCSampler
 
-    meta, arrays = _read(path)
+def restore(sampler, path, meta, arrays):
+    """Set a sampler built from :func:`sampler_arguments` to the file's state: its preconditioner,
+    non-centring, networks, masks and step size, after checking that the sampler's target is the
+    file's (its layout, then its energy at the probe points).  A file saved before samplers had a
+    preconditioner and step-size jitter gives a sampler without them (the dynamics it was trained
+    with).  Raises ``ValueError`` naming the file and what differs.  Returns ``sampler``."""
     kind = meta.get("preconditioner")
-    sampler = L2HMCSampler(
-        model, n_steps=meta["n_steps"], hidden=meta["hidden"], seed=meta["seed"],
-        zero_network=meta["networks"] == "zero", dim=meta["dim"] if callable(model) else None,
-        preconditioner=kind, step_jitter=meta.get("step_jitter", 0.0),
-    )
     _check_same_layout(path, meta, sampler)  # first: a model of another size is the model's fault, not the file's
     if kind is not None:
         try:

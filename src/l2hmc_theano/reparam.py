@@ -39,6 +39,7 @@ fitting them recompiles nothing.
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
+from .progress import compiling
 from .reparam_groups import find_groups
 
 __all__ = ["NonCentring", "find_groups"]
@@ -170,7 +171,6 @@ class NonCentring:
     # -- numpy maps of batches --------------------------------------------------------------
     def _batched(self, key, build):
         if key not in self._compiled:
-            from .sampler import compiling
             from .vectorize import vectorize
 
             what = {"to_model": "the non-centring's map to the model", "to_sampling": "the non-centring's inverse map"}
@@ -195,8 +195,6 @@ class NonCentring:
         """x ``(dim,)`` (model space) -> per group, the data's precision in units of the prior's
         (each group's ``ratio``), from Hessian-vector products of the density less the group's prior."""
         if "ratio" not in self._compiled:
-            from .sampler import compiling
-
             with change_flags(compute_test_value="off"), compiling("the non-centring's curvature", self.announce):
                 x = tt.vector("x_model", dtype=floatX)
                 values = dict(self.shared)

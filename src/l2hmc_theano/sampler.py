@@ -19,11 +19,12 @@ from .budget import describe as describe_setup
 from .chain_guard import FAILURES, call_by_rows, mark_mh_step, neutralise_step_scale, replace_non_finite_starts
 from .constants import fold_shared
 from .dynamics import draw_masks, time_encoding
-from .energy import StartError, as_energy
+from .energy import StartError, as_energy, layout
 from .hmc import hmc_step
-from .kernel import metropolis_hastings, propose
+from .kernel import Step, metropolis_hastings, propose
 from .networks import AuxiliaryNetworks, ZeroFunctions
 from .preconditioner import Preconditioner, WhitenedEnergy
+from .progress import compiling
 
 __all__ = ["L2HMCSampler"]
 
@@ -54,49 +55,6 @@ def _fingerprint(shared_variables):
         digest.update(f"{value.dtype}{value.shape}".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
-
-
-#: Seconds between the marks a long compile prints (never a silent stretch longer than this).
-COMPILE_HEARTBEAT = 5.0
-
-
-@contextlib.contextmanager
-def every(seconds, action):
-    """Within the block, call ``action()`` every ``seconds`` from a daemon thread (a heartbeat:
-    never a silent stretch longer than that); it stops, and is joined, when the block ends."""
-    import threading
-
-    done = threading.Event()
-
-    def beat():
-        while not done.wait(seconds):
-            action()
-
-    ticker = threading.Thread(target=beat, daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        done.set()
-        ticker.join()
-
-
-@contextlib.contextmanager
-def compiling(what, announce, heartbeat=None):
-    """With ``announce``, one line on stderr around a compile: what, a dot every ``heartbeat``
-    seconds (default :data:`COMPILE_HEARTBEAT`) while it lasts (a first compile on a machine
-    builds C code for a minute or more), and how long it took."""
-    if not announce:
-        yield
-        return
-    print(f"L2HMC: compiling {what} ...", end="", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    try:
-        with every(COMPILE_HEARTBEAT if heartbeat is None else heartbeat,
-                   lambda: print(".", end="", file=sys.stderr, flush=True)):
-            yield
-    finally:
-        print(f" {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def _check_count(value, name):
@@ -428,10 +386,9 @@ class L2HMCSampler:
     def hmc_kernel(self, model_values=False):
         """Plain HMC's MH step (:func:`.hmc.hmc_step`) for chains that carry U and dU/dy (as
         :meth:`mh_step_carrying`), whatever the networks: ``f(x, v, direction, log_u, step_scale,
-        potential, grad, step_size=None, n_steps=None)`` -> twelve arrays: :meth:`model_step_function`'s
-        outputs (next x, acceptance probability, accepted, diverging, H, energy error, log-det (0),
-        U, the model's flat vector, log|det dx/du|, dU/dy), then the proposal in y ``(batch, dim)``;
-        without ``model_values`` the model's flat vector and log|det dx/du| are None (not computed).
+        potential, grad, step_size=None, n_steps=None)`` -> a :class:`~.kernel.Step` with every field
+        (log-det 0, the proposal in y as ``y_proposal``); without ``model_values`` the model's flat
+        vector and log|det dx/du| are None (not computed).
         The step size and T default to the sampler's; the preconditioner and non-centring are read
         as they stand at each call, so it serves warm-up (which changes them), its choice of T and
         the draws, with no compile but :meth:`energy_and_grad`'s.  A chain whose evaluation raises
@@ -464,8 +421,9 @@ class L2HMCSampler:
             if model_values:
                 q, log_jacobian = to_model(x_next) if to_model is not None else (x_next, np.zeros(batch, dtype=floatX))
             step.failed = s.failed if s.failed.any() else None
-            return [x_next, s.accept_prob, s.accepted, s.diverging, s.energy, s.energy_error,
-                    np.zeros(batch, dtype=floatX), s.potential, q, log_jacobian, s.grad, s.y_proposal]
+            return Step(x_next, s.accept_prob, s.accepted, s.diverging, s.energy, s.energy_error,
+                        np.zeros(batch, dtype=floatX), s.potential, grad=s.grad, model_x=q, log_jacobian=log_jacobian,
+                        y_proposal=s.y_proposal)
 
         step.failed = None
         return step
@@ -537,14 +495,15 @@ class L2HMCSampler:
         return self._loops
 
     def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None, networks=None):
-        """One MH step of a batch: ``(x_next, accept_prob, accepted, diverging, energy,
-        energy_error, logdet, potential)``; ``energy`` is H at the returned state,
-        ``energy_error`` H(proposal) - H(start), ``potential`` U at the returned state.
+        """One MH step of a batch: a :class:`~.kernel.Step` of its first eight fields (``x,
+        accept_prob, accepted, diverging, energy, energy_error, logdet, potential``; ``energy`` is H
+        at the returned state, ``energy_error`` H(proposal) - H(start), ``potential`` U there).
         ``step_scale`` ``(batch,)`` multiplies the step size per chain (default 1; see
         :meth:`draw_step_scale`).  ``networks``: see :meth:`compiled_mh_step`."""
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
-        return tuple(self._guarded_step(self.compiled_mh_step(networks=networks), [x, v, direction, log_u, step_scale]))
+        return Step.of_outputs(self._guarded_step(self.compiled_mh_step(networks=networks),
+                                                  [x, v, direction, log_u, step_scale]))
 
     @staticmethod
     def _guarded_step(fn, args):
@@ -593,24 +552,23 @@ class L2HMCSampler:
     def mh_step_carrying(self, x, potential, grad, v, direction, log_u, step_scale=None, networks=None):
         """:meth:`mh_step_with_stats` for chains that carry U and dU/dy at ``x`` (``potential``
         ``(batch,)``, ``grad`` ``(batch, dim)``; first from :meth:`start_state`) from one step to the
-        next: the same eight outputs, the eighth U at the returned state, then dU/dy there.  A
+        next: a :class:`~.kernel.Step` with U at the returned state and dU/dy there (``grad``).  A
         proposal then evaluates the energy T times, each with its gradient, instead of T + 2."""
         if step_scale is None:
             step_scale = np.ones(len(log_u), dtype=floatX)
         if self.networks_are_zero() if networks is None else not networks:  # HMC: the kernel of warm-up
-            out = self.hmc_kernel()(x, v, self._as_direction(direction, len(log_u)), log_u, step_scale, potential,
-                                    grad)
-            return tuple(out[:8]) + (out[10],)
-        return tuple(self._guarded_step(self.compiled_mh_step(networks=networks, carry=True),
-                                        [x, v, direction, log_u, step_scale, potential, grad]))
+            return self.hmc_kernel()(x, v, self._as_direction(direction, len(log_u)), log_u, step_scale, potential,
+                                     grad)
+        return Step.of_outputs(self._guarded_step(self.compiled_mh_step(networks=networks, carry=True),
+                                                  [x, v, direction, log_u, step_scale, potential, grad]), carry=True)
 
     def model_step_function(self):
         """``pm.sample``'s per-draw call, for the networks as they stand (see
         :meth:`compiled_mh_step`): ``f(x, v, direction, log_u, step_scale, potential, grad)``, a
         step of chains that carry U and dU/dy at ``x`` (as :meth:`mh_step_carrying`: T energy
-        evaluations per step), gives :meth:`mh_step_with_stats`'s outputs, then the next state
-        as the model's flat vectors ``(batch, dim)`` and log|det dx/du| ``(batch,)`` (for a
-        model's energy), then dU/dy at the next state ``(batch, dim)``.
+        evaluations per step), gives a :class:`~.kernel.Step` with the next state as the model's
+        flat vectors ``model_x`` ``(batch, dim)``, log|det dx/du| ``(batch,)`` (for a model's
+        energy) and dU/dy at the next state ``grad`` ``(batch, dim)``.
 
         ``f`` converts and checks its inputs, and the compiled function trusts them (Theano's
         own per-call checks of every input, shared variables included, cost about as much as a
@@ -622,8 +580,7 @@ class L2HMCSampler:
             to_model = getattr(self.energy_target, "to_model_with_jacobian", None)
             if to_model is not None:  # compiles the non-centring's map, if any, now rather than at a draw
                 to_model(np.zeros((1, self.dim), dtype=floatX))
-            kernel = self.hmc_kernel(model_values=True)
-            return lambda *args: kernel(*args)[:11]
+            return self.hmc_kernel(model_values=True)
         fn = self.compiled_mh_step(model_values=True)
         fn.trust_input = True
         dim = self.dim
@@ -636,14 +593,14 @@ class L2HMCSampler:
                 raise ValueError(
                     f"mh_step_with_model_values takes x, v and grad of shape (batch, {dim}) and direction, log_u, "
                     f"step_scale and potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
-            return fn(*args)
+            return Step.of_outputs(fn(*args), model_values=True, carry=True)
 
         return mh_step
 
     def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
-        """:meth:`mh_step_with_stats` followed by the next state as the model's flat vectors
+        """:meth:`mh_step_with_stats` with the next state as the model's flat vectors ``model_x``
         ``(batch, dim)``, log|det dx/du| ``(batch,)`` (for a model's energy) and dU/dy there
-        ``(batch, dim)``: :meth:`model_step_function`'s call (which ``pm.sample``'s step resolves
+        ``(batch, dim)`` (a :class:`~.kernel.Step`): :meth:`model_step_function`'s call (which ``pm.sample``'s step resolves
         once per run), from U and dU/dy at ``x`` evaluated here (:meth:`start_state`)."""
         x = self._as_batch(x, "x")
         potential, grad = self.start_state(x)
@@ -654,8 +611,6 @@ class L2HMCSampler:
         compound step).  Networks, masks and step size are shared, not copied; a model's
         non-centring (on or off, and its weights) is this sampler's."""
         import copy
-
-        from .persistence import layout
 
         if energy.dim != self.dim or layout(energy) != layout(self.energy_target):
             raise ValueError(
@@ -733,7 +688,7 @@ class L2HMCSampler:
         x, potential, grad, _ = replace_non_finite_starts(x, potential, grad, rng)
         for i in steps:
             out = self.mh_step_carrying(x, potential, grad, *self.draw_step_inputs(rng, n_chains), networks)
-            x, accept_prob[i], potential, grad = out[0], out[1], out[7], out[8]
+            x, accept_prob[i], potential, grad = out.x, out.accept_prob, out.potential, out.grad
             draws[i] = x
         return draws, accept_prob
 

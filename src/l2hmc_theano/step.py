@@ -34,6 +34,7 @@ from .budget import DRAW_ESS, MAX_THIN, choose_thin, predicted_ess_per_draw  # n
 from .cache import trained_sampler
 from .chain_guard import FAILURES
 from .energy import ModelEnergy
+from .kernel import Step
 from .sampler import L2HMCSampler
 
 __all__ = ["L2HMC"]
@@ -119,7 +120,7 @@ class L2HMC(ArrayStepShared):
                     "trained sampler; pass one or the other."
                 )
             if isinstance(sampler, (str, os.PathLike)):
-                from .persistence import load
+                from .loading import load
 
                 sampler = load(sampler, model=energy)
             elif not isinstance(sampler, L2HMCSampler):
@@ -189,14 +190,14 @@ class L2HMC(ArrayStepShared):
         x, potential, grad = self._start(q0)
         accepts, accepted_any, diverged = [], False, False
         for _ in range(self.thin):
-            (x, accept, accepted, diverging, energy, energy_error, logdet, potential, q_next, log_jacobian, grad,
-             direction, step_scale) = self._transition(x, potential, grad)
-            accepts.append(float(accept[0]))
-            accepted_any |= bool(accepted[0])
-            diverged |= bool(diverging[0])
-        q_next = q_next[0].astype(q0.dtype)
+            step, direction, step_scale = self._transition(x, potential, grad)
+            x, potential, grad = step.x, step.potential, step.grad
+            accepts.append(float(step.accept_prob[0]))
+            accepted_any |= bool(step.accepted[0])
+            diverged |= bool(step.diverging[0])
+        q_next = step.model_x[0].astype(q0.dtype)
         self._last = (q_next, x, potential, grad)
-        model_logp = -float(potential[0]) - float(log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
+        model_logp = -float(potential[0]) - float(step.log_jacobian[0])  # U(u) = -log p(x) - log|dx/du|
         accept = float(np.mean(accepts))
         self._n_draws += 1
         self._n_divergent += int(diverged)
@@ -208,10 +209,10 @@ class L2HMC(ArrayStepShared):
             "accept": accept,  # the mean over the draw's transitions
             "accepted": accepted_any,
             "diverging": diverged,
-            "energy": float(energy[0]),  # the last transition's
-            "energy_error": float(energy_error[0]),
+            "energy": float(step.energy[0]),  # the last transition's
+            "energy_error": float(step.energy_error[0]),
             "step_size": self.sampler.step_size * float(step_scale[0]),
-            "log_jacobian": float(logdet[0]),
+            "log_jacobian": float(step.logdet[0]),
             "direction": int(direction),
             "tree_size": float(self.sampler.n_steps * self.thin),  # gradients of the draw
             "model_logp": model_logp,
@@ -222,7 +223,7 @@ class L2HMC(ArrayStepShared):
     def _transition(self, x, potential, grad):
         """One MH transition of the chain at ``x`` ``(1, dim)`` with U ``potential`` and dU/dy ``grad``,
         with a fresh momentum, direction, uniform and step scale from NumPy's global generator:
-        the compiled step's outputs, then the direction and step scale."""
+        ``(step, direction, step_scale)``, ``step`` a :class:`~.kernel.Step` with the model's values."""
         v = np.random.standard_normal((1, self.sampler.dim)).astype(floatX)
         direction = 1.0 if np.random.uniform() < 0.5 else -1.0
         log_u = np.log(np.random.uniform(size=1)).astype(floatX)
@@ -231,7 +232,7 @@ class L2HMC(ArrayStepShared):
             out = self._mh_step(x, v, np.array([direction], dtype=floatX), log_u, step_scale, potential, grad)
         except FAILURES:  # this chain's trajectory cannot be evaluated: a divergence, not the run's end
             out = self._stay(x, v, potential, grad)
-        return (*out, direction, step_scale)
+        return out, direction, step_scale
 
     def _stay(self, x, v, potential, grad):
         """The step's outputs for a chain at ``x`` ``(1, dim)`` whose proposal raised: it stays,
@@ -239,7 +240,8 @@ class L2HMC(ArrayStepShared):
         q, log_jacobian = self.sampler.energy_target.to_model_with_jacobian(x)
         energy = potential + 0.5 * np.sum(np.square(v), axis=1)
         zero, no = np.zeros(1), np.zeros(1, dtype=bool)
-        return x, zero, no, ~no, energy, np.full(1, np.inf), zero, potential, q, log_jacobian, grad
+        return Step(x, zero, no, ~no, energy, np.full(1, np.inf), zero, potential, grad=grad, model_x=q,
+                    log_jacobian=log_jacobian)
 
     def reset_tuning(self):
         """Nothing is adapted; a new run starts with tuning draws again (and a warm start)."""

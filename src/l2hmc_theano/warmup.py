@@ -496,12 +496,12 @@ def warmup(sampler, batch_size, rng, settings=WarmupSettings(), progressbar=Fals
             scale = sampler.draw_step_scale(rng, batch_size)
             out = kernel(x, v, directions, log_u, scale, potential, grad, step_size=eps, n_steps=n_steps)
             n_gradients += batch_size * n_steps  # T evaluations of U and dU together
-            x, accept, accepted, potential, grad = out[0], out[1], out[2], out[7], out[10]
+            x, accept, accepted, potential, grad = out.x, out.accept_prob, out.accepted, out.potential, out.grad
             failures += int(np.count_nonzero(kernel.failed)) if kernel.failed is not None else 0
             moved |= accepted.astype(bool)
             accepts.append(float(np.mean(accept)))
             if choose_first and is_final and i >= DIVERGENCE_WARMIN:  # the run's own transitions
-                cap = min(cap, step_size_cap(eps * scale[np.asarray(out[3], dtype=bool)], sampler.step_jitter))
+                cap = min(cap, step_size_cap(eps * scale[np.asarray(out.diverging, dtype=bool)], sampler.step_jitter))
             eps = min(dual.update(accepts[-1]), cap)
             if choose_first and is_final and len(final) * batch_size * sampler.dim < FINAL_DRAWS_KEPT:
                 final.append(x if precond is None else precond.to_y_numpy(x))

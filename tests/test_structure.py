@@ -1,0 +1,53 @@
+"""The package's structure: no module imports, however indirectly, a module that imports it."""
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "l2hmc_theano"
+
+
+def package_imports():
+    """{module: the package's modules it imports anywhere in its file (at the top or inside a
+    function: an import put in a function to dodge a circle is still one)}."""
+    modules = {path.stem: path for path in PACKAGE.glob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("l2hmc_theano."):
+                found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("l2hmc_theano."))
+        edges[name] = (found & set(modules)) - {name, "__init__"}
+    return edges
+
+
+def import_circles(edges):
+    """The circles of a graph ``{node: set of nodes}``: each a sorted list of the nodes that reach
+    one another (strongly connected, more than one node)."""
+    reach = {node: set() for node in edges}
+    for start in edges:
+        todo = list(edges[start])
+        while todo:
+            node = todo.pop()
+            if node not in reach[start]:
+                reach[start].add(node)
+                todo.extend(edges.get(node, ()))
+    circles = {tuple(sorted({start} | {n for n in reach[start] if start in reach.get(n, ())}))
+               for start in edges if start in reach[start]}
+    return sorted(list(c) for c in circles)
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_of_the_package_imports_itself_through_others():
+    edges = package_imports()
+    assert {"sampler", "energy", "warmup", "training", "persistence", "loading"} <= set(edges)  # the walk sees them
+    assert "energy" in edges["sampler"] and "sampler" in edges["loading"]
+    circles = import_circles(edges)
+    assert circles == [], "import circles: " + "; ".join(
+        " <-> ".join(f"{a} -> {sorted(edges[a] & set(c))}" for a in c) for c in circles)
