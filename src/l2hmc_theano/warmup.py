@@ -205,7 +205,7 @@ def _tail_ess_per_draw(rho):
 
 #: The percentile over coordinates of the spread's ESS per draw that caps the profile
 #: (:func:`ess_per_gradient_profile`).
-SPREAD_PERCENTILE = 10
+SPREAD_PERCENTILE = 25
 
 
 def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min_steps=1):
@@ -228,11 +228,12 @@ def ess_per_gradient_profile(sampler, x, step_size, rng, max_steps, repeats, min
     the spread's ESS 2.5-fold, and R-hat rose to 1.013-1.025).  A low percentile, not the minimum,
     because one step's jump of a square is a noisy and, where the slowest direction is not a
     coordinate, misleading guide to any single coordinate (the minimum ranked T = 2 above T = 3 on
-    a logistic regression, which measured better on every ESS); not the median, which misses a
-    slow spread in a tenth of the coordinates (it chose T = 4 over T = 2-3 on radon, a regression
-    of earnings and diamonds, where the measured min of bulk and folded ESS per gradient was 2-3x
-    lower).  The figure over t gradients is the profile; between the lengths tried it is
-    interpolated (and before the first it is the first's).
+    a logistic regression, which measured better on every ESS; the 10th percentile halved T on
+    posteriordb's gp_pois_regr, where R-hat rose to 1.03); not the median, which misses a slow
+    spread in a quarter of the coordinates (it chose T = 4 over T = 3 on radon and over T = 2 on a
+    regression of earnings, where the measured min of bulk and folded ESS per gradient was 1.5-3x
+    lower and R-hat reached 1.016).  The figure over t gradients is the profile; between the
+    lengths tried it is interpolated (and before the first it is the first's).
 
     Returns ``(profile, bulk, diverged, accept)``: the profile ``(max_steps,)``, the slowest
     coordinate's bulk ESS per draw at each t ``(max_steps,)`` (what :func:`chain_ess_per_draw`
