@@ -252,24 +252,19 @@ def test_ess_per_gradient_profile_prefers_long_trajectories_of_small_steps_and_s
     assert np.argmax(large) <= 2 and large[np.argmax(large)] > 3 * large[-1], large
 
 
-def _measured_hmc_ess_per_gradient(sd, eps, n_steps, sampler, rng, chains=400, draws=120):
-    """Min over coordinates of min(bulk, folded) ESS per gradient of jittered HMC in NumPy on a
-    Gaussian with standard deviations ``sd`` ``(dim,)``: chains started exactly, draws pooled."""
-    q = rng.normal(size=(chains, len(sd))) * sd
+def _measured_hmc_ess_per_gradient(sampler, x, eps, n_steps, rng, draws=120):
+    """Min over coordinates of min(bulk, folded) ESS per gradient of the sampler's HMC kernel
+    (:meth:`L2HMCSampler.hmc_kernel`, jittered step ``eps``, ``n_steps``) from the chains ``x``
+    ``(chains, dim)``, their draws pooled, standardised by the draws' own spread."""
+    kernel = sampler.hmc_kernel()
+    potential, grad = sampler.start_state(x)
     kept = []
     for _ in range(draws):
-        p = rng.normal(size=q.shape)
-        e = eps * sampler.draw_step_scale(rng, chains)[:, None]
-        h0 = 0.5 * np.sum((q / sd) ** 2 + p ** 2, axis=1)
-        qt, pt = q.copy(), p.copy()
-        for _ in range(n_steps):
-            pt = pt - 0.5 * e * qt / sd ** 2
-            qt = qt + e * pt
-            pt = pt - 0.5 * e * qt / sd ** 2
-        accept = np.log(rng.uniform(size=chains)) < h0 - 0.5 * np.sum((qt / sd) ** 2 + pt ** 2, axis=1)
-        q = np.where(accept[:, None], qt, q)
-        kept.append(q / sd)
+        step = kernel(x, *sampler.draw_step_inputs(rng, len(x)), potential, grad, step_size=eps, n_steps=n_steps)
+        x, potential, grad = step.x, step.potential, step.grad
+        kept.append(x)
     z = np.stack(kept)
+    z = z / z.std(axis=(0, 1))
     bulk = chain_ess_per_draw(z)
     folded = chain_ess_per_draw(np.abs(z - np.median(z, axis=(0, 1))))
     return float(np.min(np.minimum(bulk, folded))) / n_steps
@@ -279,7 +274,7 @@ def test_the_profile_sees_a_spread_that_stalls_in_under_half_of_the_coordinates(
     """A 20-d Gaussian whose first 6 coordinates have sd 0.5: at step size 0.5 their trajectories
     turn by ~1 radian a step, so 3 steps nearly reverse them, which mixes their mean but leaves their
     spread almost where it was (the other 14 turn by half as much).  The profile must rank the
-    lengths as measured min(bulk, folded) ESS per gradient does (NumPy HMC, 400 x 120 draws; the
+    lengths as measured min(bulk, folded) ESS per gradient does (its HMC kernel, 400 x 120 draws; the
     two lengths differ by far more than the estimate's noise), not as the majority of coordinates
     would."""
     from l2hmc_theano.warmup import ess_per_gradient_profile
@@ -290,7 +285,7 @@ def test_the_profile_sees_a_spread_that_stalls_in_under_half_of_the_coordinates(
                            preconditioner=None)
     x = rng.normal(size=(400, 20)) * sd
     profile = ess_per_gradient_profile(sampler, x, 0.5, np.random.default_rng(1), 4, 2)[0]
-    measured = {t: _measured_hmc_ess_per_gradient(sd, 0.5, t, sampler, np.random.default_rng(t)) for t in (2, 3)}
+    measured = {t: _measured_hmc_ess_per_gradient(sampler, x, 0.5, t, np.random.default_rng(t)) for t in (2, 3)}
     assert measured[2] > 1.5 * measured[3], measured  # the case this test is about
     assert profile[1] > profile[2], (profile, measured)
 

@@ -133,8 +133,7 @@ def cache_key(energy, settings):
     """The cache key (64 hex digits) of training ``energy`` with ``settings``
     (:func:`settings_of`), or None when it is not cached: ``energy`` is not a
     :class:`~l2hmc_theano.energy.ModelEnergy`, or ``settings`` is None."""
-    from .energy import ModelEnergy
-    from .energy import layout
+    from .energy import ModelEnergy, layout
 
     if not isinstance(energy, ModelEnergy) or settings is None:
         return None

@@ -600,8 +600,9 @@ class L2HMCSampler:
     def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
         """:meth:`mh_step_with_stats` with the next state as the model's flat vectors ``model_x``
         ``(batch, dim)``, log|det dx/du| ``(batch,)`` (for a model's energy) and dU/dy there
-        ``(batch, dim)`` (a :class:`~.kernel.Step`): :meth:`model_step_function`'s call (which ``pm.sample``'s step resolves
-        once per run), from U and dU/dy at ``x`` evaluated here (:meth:`start_state`)."""
+        ``(batch, dim)`` (a :class:`~.kernel.Step`): :meth:`model_step_function`'s call (which
+        ``pm.sample``'s step resolves once per run), from U and dU/dy at ``x`` evaluated here
+        (:meth:`start_state`)."""
         x = self._as_batch(x, "x")
         potential, grad = self.start_state(x)
         return self.model_step_function()(x, v, direction, log_u, step_scale, potential, grad)
