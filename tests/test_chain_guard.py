@@ -8,7 +8,7 @@ from conftest import HandWrittenAux
 from l2hmc_theano import FunctionEnergy, L2HMC, L2HMCSampler, ModelEnergy
 from l2hmc_theano._theano import floatX, theano, tt
 from l2hmc_theano.chain_guard import call_by_rows, failing_rows, replace_non_finite_starts
-from l2hmc_theano.training import guarded_training_step
+from l2hmc_theano.training_guards import guarded_training_step
 from l2hmc_theano.warmup import WarmupSettings, warmup
 from mcmc_checks import moment_z_scores
 
@@ -220,9 +220,10 @@ def test_training_step_takes_a_raising_proposal_again_with_step_size_zero():
     out, used, failed = guarded_training_step(sampler, step_fn, inputs)
     assert failed == 1 and len(calls) == 2
     np.testing.assert_array_equal(used[5], [1.0, 0.0, 1.0, 1.0])
-    np.testing.assert_array_equal(out[0][1], x[1])  # the failed chain stays
-    np.testing.assert_array_equal(out[0][[0, 2, 3]], x[[0, 2, 3]] + 1.0)
-    assert out[7][1] and out[4] == 1 and out[6][1] == -np.inf and out[2] == pytest.approx(0.75)
+    np.testing.assert_array_equal(out.x[1], x[1])  # the failed chain stays
+    np.testing.assert_array_equal(out.x[[0, 2, 3]], x[[0, 2, 3]] + 1.0)
+    assert out.proposal_diverging[1] and out.diverging == 1 and out.log_accept[1] == -np.inf
+    assert out.accept == pytest.approx(0.75)
 
 
 def test_a_model_cholesky_returns_nan_instead_of_raising():

@@ -34,8 +34,8 @@ def gaussian_model():
 class DropsLogDet(L2HMCSampler):
     """A wrong kernel: accepts as if the map preserved volume."""
 
-    def _build_proposal(self, *args, **kwargs):
-        p = super()._build_proposal(*args, **kwargs)
+    def propose(self, *args, **kwargs):
+        p = super().propose(*args, **kwargs)
         return p._replace(log_accept=p.log_accept - p.logdet)
 
 

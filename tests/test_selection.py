@@ -10,6 +10,7 @@ from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
 from l2hmc_theano import selection
 from l2hmc_theano.selection import NETWORKS_MARGIN, compare_with_hmc, describe, min_ess
+from l2hmc_theano.tuning import keep_better_of_trained_and_hmc
 
 SCALES = np.array([0.5, 1.0, 2.0])
 GAUSSIAN = FunctionEnergy(lambda X: 0.5 * tt.sqr(X / SCALES).sum(axis=1), 3, name="gauss3")
@@ -68,7 +69,7 @@ def test_networks_worse_than_hmc_are_replaced_by_hmc(rng):
         np.testing.assert_array_equal(p.get_value(), value)
     assert sampler.step_size == before[1]
     sampler.history = {"chains": chains}
-    sampler._keep_better_of_trained_and_hmc(0.6, np.random.default_rng(2))
+    keep_better_of_trained_and_hmc(sampler, 0.6, np.random.default_rng(2))
     chosen = sampler.selection
     assert chosen["kept"] == "hmc" and chosen["hmc"] > 2 * chosen["trained"], chosen
     assert sampler.step_size == pytest.approx(0.6)
@@ -86,7 +87,7 @@ def test_networks_must_beat_hmc_by_the_margin_their_cost_needs(gain, kept, monke
     monkeypatch.setattr(selection, "compare_with_hmc", lambda *args: {"trained": 100.0 * gain, "hmc": 100.0,
                                                                       "draws": 50, "chains": 60})
     sampler.history = {"chains": rng.standard_normal((60, 3))}
-    sampler._keep_better_of_trained_and_hmc(0.6, np.random.default_rng(2))
+    keep_better_of_trained_and_hmc(sampler, 0.6, np.random.default_rng(2))
     assert sampler.selection["kept"] == kept
     assert sampler.networks_are_zero() == (kept == "hmc")
     if kept == "trained":

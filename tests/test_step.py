@@ -292,8 +292,8 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     assert sampler.networks_are_zero()
     zeroed = sampler.compiled_mh_step(networks=True)(x, *inputs)
     hmc = sampler.mh_step_with_stats(x, *inputs)
-    assert "mh_step_stats_hmc" in sampler._compiled
-    dots = [n for n in sampler._compiled["mh_step_stats_hmc"].maker.fgraph.apply_nodes if "Dot" in str(n.op)
+    assert "mh_step_stats_hmc" in sampler.functions
+    dots = [n for n in sampler.functions["mh_step_stats_hmc"].maker.fgraph.apply_nodes if "Dot" in str(n.op)
             or "Gemm" in str(n.op)]
     assert not dots, dots  # no network is evaluated
     for a, b in zip(zeroed, hmc):
@@ -323,7 +323,7 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
 
 def compiled_names(sampler):
     """The names of a sampler's compiled functions (a frozen one's key is (name, fingerprint))."""
-    return {k[0] if isinstance(k, tuple) else k for k in sampler._compiled}
+    return {k[0] if isinstance(k, tuple) else k for k in sampler.functions}
 
 
 def test_the_model_step_compiles_the_parameters_in_and_follows_their_changes(schools):
@@ -356,7 +356,7 @@ def test_the_model_step_compiles_the_parameters_in_and_follows_their_changes(sch
         assert (np.abs(model_step.grad - before.grad).max() > 1e-6
                 or np.abs(model_step.x - before.x).max() > 1e-6)
         before = model_step
-        assert [k[0] for k in sampler._compiled if isinstance(k, tuple)] == ["mh_step_model"]  # the old one dropped
+        assert [k[0] for k in sampler.functions if isinstance(k, tuple)] == ["mh_step_model"]  # the old one dropped
 
 
 def test_the_step_carries_u_and_its_gradient_from_draw_to_draw(schools, monkeypatch):

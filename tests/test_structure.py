@@ -51,3 +51,27 @@ def test_no_module_of_the_package_imports_itself_through_others():
     circles = import_circles(edges)
     assert circles == [], "import circles: " + "; ".join(
         " <-> ".join(f"{a} -> {sorted(edges[a] & set(c))}" for a in c) for c in circles)
+
+
+def private_uses(source, owner="sampler"):
+    """The attributes with a leading underscore read from a name ``owner`` (``sampler._x``,
+    ``self.sampler._x``) in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            value = node.value
+            name = value.id if isinstance(value, ast.Name) else value.attr if isinstance(value, ast.Attribute) else None
+            if name == owner:
+                found.append(node.attr)
+    return found
+
+
+def test_the_private_use_finder_finds_one():
+    assert sorted(private_uses("sampler._compiled['x']\nself.sampler._loops\nsampler.dim")) == ["_compiled", "_loops"]
+
+
+def test_no_module_reads_a_private_attribute_of_the_sampler():
+    """The sampler's set-up, graphs and kernels live in modules that take it as an argument: they read
+    what it offers (its parameters and public methods), not its privates."""
+    uses = {path.name: private_uses(path.read_text()) for path in PACKAGE.glob("*.py") if path.name != "sampler.py"}
+    assert {name: found for name, found in uses.items() if found} == {}

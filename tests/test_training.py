@@ -7,6 +7,7 @@ import pytest
 
 import l2hmc_theano
 from l2hmc_theano import Energy, FunctionEnergy, L2HMCSampler
+from l2hmc_theano.training_guards import TrainingStepOutputs
 from l2hmc_theano._theano import tt
 from l2hmc_theano.diagnostics import autocorrelation, ess_per_step
 from l2hmc_theano.targets import PAPER_SAMPLER, PAPER_TRAINING, SCG_COV, scg_energy
@@ -139,10 +140,11 @@ def test_one_stuck_chain_with_nan_curvature_is_replaced_and_training_goes_on():
         np.testing.assert_array_equal(p.get_value(), value)
 
     # Per chain, from the same start: only chain 3 is stuck, and it did not diverge.
-    (step_fn,) = [f for k, f in sampler._compiled.items() if k[0] == "train"]
+    (step_fn,) = [f for k, f in sampler.functions.items() if k[0] == "train"]
     rng = np.random.default_rng(0)
-    out = step_fn(x0, x0, rng.normal(size=(8, 2)), np.ones(8), np.log(rng.uniform(size=8)), np.ones(8))
-    applied, log_accept, diverging = out[5:]
+    out = TrainingStepOutputs._make(step_fn(x0, x0, rng.normal(size=(8, 2)), np.ones(8), np.log(rng.uniform(size=8)),
+                                            np.ones(8)))
+    applied, log_accept, diverging = out.applied, out.log_accept, out.proposal_diverging
     assert not applied and log_accept[3] < -1e10 and np.all(np.delete(log_accept, 3) > -20)
     assert not diverging.any()
 
@@ -181,8 +183,8 @@ def test_skipped_steps_in_the_warning_and_the_training_check():
 
 def test_ctrl_c_keeps_what_was_learned(trained_pair):
     sampler = trained_pair[1]
-    key = next(k for k in sampler._compiled if k[0] == "train")
-    real, calls = sampler._compiled[key], []
+    key = next(k for k in sampler.functions if k[0] == "train")
+    real, calls = sampler.functions[key], []
 
     def interrupted(*args):
         calls.append(1)
@@ -190,31 +192,31 @@ def test_ctrl_c_keeps_what_was_learned(trained_pair):
             raise KeyboardInterrupt
         return real(*args)
 
-    sampler._compiled[key] = interrupted
+    sampler.functions[key] = interrupted
     try:
         with pytest.warns(UserWarning, match="interrupted after 3 of 50"):
             history = sampler.train(train_steps=50, batch_size=8, progressbar=False, check=False, **PAPER_TRAINING)
     finally:
-        sampler._compiled[key] = real
+        sampler.functions[key] = real
     assert len(history["loss"]) == 3 and sampler.history is history
 
 
 def test_training_continues_the_persistent_chains(trained_pair):
     sampler = trained_pair[1]
-    key = next(k for k in sampler._compiled if k[0] == "train")
-    real, starts = sampler._compiled[key], []
+    key = next(k for k in sampler.functions if k[0] == "train")
+    real, starts = sampler.functions[key], []
 
     def recording(*args):
         starts.append(args[0].copy())
         return real(*args)
 
-    sampler._compiled[key] = recording
+    sampler.functions[key] = recording
     try:
         first = sampler.train(train_steps=2, batch_size=16, progressbar=False, check=False, **PAPER_TRAINING)
         second = sampler.train(train_steps=1, batch_size=16, progressbar=False, check=False, **PAPER_TRAINING)
         sampler.train(train_steps=1, batch_size=4, progressbar=False, check=False, **PAPER_TRAINING)
     finally:
-        sampler._compiled[key] = real
+        sampler.functions[key] = real
     np.testing.assert_array_equal(starts[2], first["chains"])
     assert not np.array_equal(starts[1], starts[0])
     assert starts[3].shape == (4, 2) and second["chains"].shape == (16, 2)
@@ -319,7 +321,7 @@ def test_training_without_the_burn_in_batch_proposes_for_the_chains_only():
     sampler = L2HMCSampler(SCG, seed=4)
     history = sampler.train(train_steps=10, batch_size=8, burn_in_weight=0, constant_forces=True,
                             progressbar=False, check=False, compare_hmc=False)
-    (step_fn,) = [f for k, f in sampler._compiled.items() if k[0] == "train"]
+    (step_fn,) = [f for k, f in sampler.functions.items() if k[0] == "train"]
     assert step_fn.proposals_per_chain == 1
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
     assert history["chains"].shape == (8, 2)
@@ -405,7 +407,7 @@ def test_training_with_the_scaled_jump():
     sampler = L2HMCSampler(SCG, seed=4)
     history = sampler.train(train_steps=10, batch_size=8, scaled_jump=True, coordinate_loss=False,
                             progressbar=False, check=False, compare_hmc=False)
-    assert [k[5] for k in sampler._compiled if k[0] == "train"] == [True]  # graph_key()'s scaled_jump
+    assert [k[5] for k in sampler.functions if k[0] == "train"] == [True]  # graph_key()'s scaled_jump
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
     fresh = L2HMCSampler(SCG, seed=4)
     assert any(not np.array_equal(a.get_value(), b.get_value())
@@ -441,23 +443,23 @@ def test_coordinate_loss_is_the_paper_loss_of_each_coordinates_batch_esjd():
 def test_training_with_the_coordinate_loss():
     sampler = L2HMCSampler(SCG, seed=4)
     history = sampler.train(train_steps=10, batch_size=8, coordinate_loss=True, progressbar=False, check=False, compare_hmc=False)
-    assert [k[6] for k in sampler._compiled if k[0] == "train"] == [True]
+    assert [k[6] for k in sampler.functions if k[0] == "train"] == [True]
     assert np.all(np.isfinite(history["loss"])) and history["applied"].all()
 
 
 def test_masked_retry_zeroes_the_step_of_stuck_and_diverging_proposals_only():
-    from l2hmc_theano.training import masked_retry
+    from l2hmc_theano.training_guards import masked_retry
 
     calls = []
 
     def step_fn(*inputs):
         calls.append(inputs)
-        return "outputs"
+        return list(range(8))
 
     inputs = (None, None, None, None, None, np.array([1.1, 0.9, 1.2, 0.8]))
     out, masked = masked_retry(step_fn, inputs, np.array([0.0, -50.0, -1.0, np.nan]),
                                np.array([False, False, True, False]))
-    assert (out, masked) == ("outputs", 3)
+    assert masked == 3 and out == TrainingStepOutputs(*range(8)) and out.applied == 5
     np.testing.assert_array_equal(calls[0][5], [1.1, 0.0, 0.0, 0.0])
     # Nothing stuck, or everything: no retry.
     assert masked_retry(step_fn, inputs, np.zeros(4), np.zeros(4, bool)) == (None, 0)

@@ -11,7 +11,9 @@ from l2hmc_theano._theano import tt
 from l2hmc_theano.preconditioner import (EIGENVALUE_CUTOFF, Preconditioner, fisher_dense, fisher_diagonal,
                                          fisher_lowrank, fitted)
 from l2hmc_theano.budget import choose_n_steps
-from l2hmc_theano.warmup import DualAveraging, WarmupSettings, chain_ess_per_draw, initial_chains, warmup
+from l2hmc_theano.step_size import DualAveraging
+from l2hmc_theano.trajectory_length import chain_ess_per_draw
+from l2hmc_theano.warmup import WarmupSettings, initial_chains, warmup
 
 SCALES = np.array([0.01, 0.3, 1.0, 7.0, 100.0])
 
@@ -242,7 +244,7 @@ def test_train_warms_up_once_and_continues_from_there():
 def test_ess_per_gradient_profile_prefers_long_trajectories_of_small_steps_and_short_ones_of_large():
     """On a standard Gaussian: with eps = 0.1 a trajectory of t steps turns by ~0.1 t radians, so
     the predicted ESS per gradient grows with t up to 10 steps; with eps = 1 it peaks early."""
-    from l2hmc_theano.warmup import ess_per_gradient_profile
+    from l2hmc_theano.trajectory_length import ess_per_gradient_profile
 
     sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X).sum(axis=1), dim=4, zero_network=True, preconditioner=None)
     x = np.random.default_rng(0).normal(size=(200, 4))
@@ -277,7 +279,7 @@ def test_the_profile_sees_a_spread_that_stalls_in_under_half_of_the_coordinates(
     lengths as measured min(bulk, folded) ESS per gradient does (its HMC kernel, 400 x 120 draws; the
     two lengths differ by far more than the estimate's noise), not as the majority of coordinates
     would."""
-    from l2hmc_theano.warmup import ess_per_gradient_profile
+    from l2hmc_theano.trajectory_length import ess_per_gradient_profile
 
     sd = np.ones(20)
     sd[:6] = 0.5
@@ -294,7 +296,7 @@ def test_the_profile_reports_the_mean_acceptance_of_its_proposals():
     """On a 4-d standard Gaussian at step size 1.2 (jittered), the profile's mean acceptance at t = 1 and
     3 steps against the same leapfrog in NumPy over 400,000 independent starts: the profile's 8,000
     trajectories have a standard error below 0.004 (acceptance's sd <= 0.35), so 0.016 is 4 of them."""
-    from l2hmc_theano.warmup import ess_per_gradient_profile
+    from l2hmc_theano.trajectory_length import ess_per_gradient_profile
 
     sampler = L2HMCSampler(lambda X: 0.5 * tt.sqr(X).sum(axis=1), dim=4, zero_network=True, preconditioner=None)
     x = np.random.default_rng(0).normal(size=(2000, 4))
@@ -314,7 +316,7 @@ def test_the_profile_reports_the_mean_acceptance_of_its_proposals():
 
 
 def test_the_final_window_aims_at_the_acceptance_its_t_had_in_the_profile():
-    from l2hmc_theano.warmup import FINAL_ACCEPT_MAX, FINAL_ACCEPT_SLACK, final_accept_target
+    from l2hmc_theano.step_size import FINAL_ACCEPT_MAX, FINAL_ACCEPT_SLACK, final_accept_target
 
     assert final_accept_target(0.75, 0.8) == pytest.approx(0.75)  # kept: T was chosen at that step size
     assert final_accept_target(0.3, 0.8) == pytest.approx(0.8 - FINAL_ACCEPT_SLACK)
@@ -330,7 +332,7 @@ def test_tail_ess_of_an_ar1_sequence_matches_arviz(rho):
     import arviz as az
     from scipy.signal import lfilter
 
-    from l2hmc_theano.warmup import _ess_per_draw, _tail_ess_per_draw
+    from l2hmc_theano.trajectory_length import _ess_per_draw, _tail_ess_per_draw
 
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((4, 20000)) * np.sqrt(1.0 - rho ** 2)
@@ -371,7 +373,7 @@ def test_warmup_chooses_n_steps_only_when_asked():
     """With T adapted it is chosen before the final window, which runs at it and measures its
     chains (every k-th too: what thin="auto" follows); with T fixed nothing of that."""
     from l2hmc_theano.budget import MAX_THIN
-    from l2hmc_theano.warmup import _gradient_count, trajectory_lengths
+    from l2hmc_theano.trajectory_length import gradient_count, trajectory_lengths
 
     model = diagonal_gaussian_model()
     auto = L2HMCSampler(model, zero_network=True, seed=1)
@@ -386,7 +388,7 @@ def test_warmup_chooses_n_steps_only_when_asked():
     repeats = max(settings.n_steps_repeats, -(-settings.n_steps_trajectories // batch))
     assert info["warmup_n_steps"] != info["n_steps"] and info["loop_iterations"] == info["iterations"] - final
     assert info["gradients"] == (batch * (info["loop_iterations"] * info["warmup_n_steps"] + final * info["n_steps"])
-                                 + _gradient_count(trajectory_lengths(2, 12), batch, repeats))
+                                 + gradient_count(trajectory_lengths(2, 12), batch, repeats))
     by_thin = info["measured_ess_per_draw_by_thin"]
     assert len(by_thin) == MAX_THIN and by_thin[0] == info["measured_ess_per_draw"] > 0
     assert auto.masks.shape == (auto.n_steps, 5) and auto.taus.shape == (auto.n_steps, 2)
@@ -439,7 +441,7 @@ def test_the_chains_measured_ess_is_an_ar1_sequences(rho):
     """Many short chains of a stationary Gaussian AR(1) sequence (400 chains x 50 draws, 3
     coordinates): the pooled autocorrelations give its ESS per draw (1 - rho) / (1 + rho), to the
     noise of 20000 draws (well within 15 %), and kept every k-th, (1 - rho^k) / (1 + rho^k)."""
-    from l2hmc_theano.warmup import chain_ess_per_draw
+    from l2hmc_theano.trajectory_length import chain_ess_per_draw
 
     rng = np.random.default_rng(0)
     z = np.empty((50, 400, 3))
@@ -451,7 +453,7 @@ def test_the_chains_measured_ess_is_an_ar1_sequences(rho):
 
 
 def test_step_size_cap_keeps_the_largest_jittered_step_below_the_smallest_that_diverged():
-    from l2hmc_theano.warmup import STABILITY_MARGIN, step_size_cap
+    from l2hmc_theano.step_size import STABILITY_MARGIN, step_size_cap
 
     assert step_size_cap([], 0.3) == np.inf
     cap = step_size_cap([0.6, 0.5, 0.55], 0.3)
@@ -463,7 +465,7 @@ def test_the_profile_reports_trajectories_that_overflow_and_when():
     step of 1.5 is past the stable range (2 / 3) and the trajectories overflow within a few steps;
     with 0.05 none do.  Each is reported once, at the first length tried at which it was lost, with
     the step size it ran at (jittered: within 1.5 (1 +- 0.3))."""
-    from l2hmc_theano.warmup import ess_per_gradient_profile
+    from l2hmc_theano.trajectory_length import ess_per_gradient_profile
 
     sampler = L2HMCSampler(lambda X: tt.exp(3.0 * X[:, 0]) + 0.5 * tt.sqr(X).sum(axis=1), dim=1, zero_network=True,
                            preconditioner=None)
@@ -487,6 +489,7 @@ def test_warmup_caps_the_step_size_where_transitions_of_T_steps_diverge(monkeypa
     smaller and diverges 13 times, not 36: the cap's margin fell from 6 against 36 to 6 against 13.)"""
     import importlib.util
     import pathlib
+    import l2hmc_theano.trajectory_length as trajectory_length_module
     import l2hmc_theano.warmup as warmup_module
 
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "models.py"
@@ -499,7 +502,8 @@ def test_warmup_caps_the_step_size_where_transitions_of_T_steps_diverge(monkeypa
         sampler = L2HMCSampler(model, zero_network=True, seed=2)
         with monkeypatch.context() as m:
             if not capped:
-                m.setattr(warmup_module, "step_size_cap", lambda steps, jitter: np.inf)
+                for module in (warmup_module, trajectory_length_module):  # the run's and the profile's caps
+                    m.setattr(module, "step_size_cap", lambda steps, jitter: np.inf)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 x, info = warmup(sampler, 50, np.random.default_rng(2))

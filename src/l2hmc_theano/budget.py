@@ -23,7 +23,7 @@ same seed; the decision is saved with the sampler, and ``batch_size=`` and
   :func:`choose_n_steps`).  The ratio c0 / c1 is rounded to a power of 2, so that timing noise
   seldom changes T.
 * **Training.**  After warm-up, HMC with the adapted step size, preconditioner and T has a
-  predicted ESS per gradient p (warm-up's profile, :func:`.warmup.ess_per_gradient_profile`),
+  predicted ESS per gradient p (warm-up's profile, :func:`.trajectory_length.ess_per_gradient_profile`),
   so it reaches :data:`TARGET_ESS` in t_hmc = TARGET_ESS / (p T) draws of c(T) seconds (without
   a measured c: TARGET_ESS / p gradients of one chain).
   Training costs a compile (~:data:`TRAIN_COMPILE_COST` x the energy's, measured, and at least
@@ -186,7 +186,7 @@ def predicted_ess_per_draw(sampler, thin=1):
 
 def _measured_by_thin(sampler):
     """Warm-up's final window's min ESS per draw of its chains kept every k-th, k = 1, 2, ...
-    (:func:`.warmup._measured_ess`), where it measured HMC at the sampler's T; else None (trained
+    (:func:`.trajectory_length.measured_ess`), where it measured HMC at the sampler's T; else None (trained
     networks kept, T changed since, a file of before, or nothing finite to go by)."""
     info = sampler.warmup_info or {}
     table = info.get("measured_ess_per_draw_by_thin")

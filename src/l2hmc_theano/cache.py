@@ -156,7 +156,7 @@ def _load_entry(energy, key):
     """The sampler stored under ``key`` for ``energy``, or None (no entry, or a damaged one:
     then a warning).  A failed load leaves ``energy``'s non-centring weights as they were."""
     from .loading import load
-    from .sampler import warn_training_problems
+    from .tuning import warn_training_problems
 
     path = _entry(key)
     if not path.is_file():

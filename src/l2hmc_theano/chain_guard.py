@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["call_by_rows", "failing_rows", "mark_mh_step", "neutralise_step_scale", "FAILURES"]
+__all__ = ["call_by_rows", "failing_rows", "guarded_mh_step", "mark_mh_step", "neutralise_step_scale", "FAILURES"]
 
 #: What one chain's evaluation may raise (scipy's LinAlgError, ValueError for NaN input,
 #: FloatingPointError, ...); KeyboardInterrupt and SystemExit are not Exceptions.
@@ -128,6 +128,13 @@ def mark_mh_step(outputs, failed, args):
         outputs[-1][failed] = args[6][failed]
     return outputs
 
+
+def guarded_mh_step(fn, args):
+    """The outputs of a compiled MH step ``fn`` for ``args`` (every one batched): a chain whose
+    evaluation raises stays where it is, rejected and diverging (:func:`mark_mh_step`), and the
+    others go on."""
+    args = [np.asarray(a) for a in args]
+    return call_by_rows(fn, args, range(len(args)), neutralise_step_scale(4), mark_mh_step)[0]
 
 def replace_non_finite_starts(x, potential, grad, rng):
     """Chains ``x`` ``(n, dim)`` whose U ``(n,)`` or dU ``(n, dim)`` is not finite (or raised) made

@@ -14,7 +14,7 @@ import time
 import warnings
 
 from .preconditioner import CHOICES
-from .sampler import _check_count, _check_fraction, _check_hidden, _check_non_negative, _check_positive
+from .checks import check_count, check_fraction, check_hidden, check_non_negative, check_positive
 from .training import FRESH_DRAWS, TrainingSettings
 
 __all__ = ["main"]
@@ -40,12 +40,12 @@ def _argument(convert, check):
     return parse
 
 
-_positive_int = _argument(int, lambda v: _check_count(v, "value"))
-_positive_float = _argument(float, lambda v: _check_positive(v, "value"))
-_non_negative_float = _argument(float, lambda v: _check_non_negative(v, "value"))
-_n_steps = _argument(lambda t: t if t == "auto" else int(t), lambda v: v if v == "auto" else _check_count(v, "value"))
-_fraction = _argument(float, lambda v: _check_fraction(v, "value"))
-_hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), _check_hidden)
+_positive_int = _argument(int, lambda v: check_count(v, "value"))
+_positive_float = _argument(float, lambda v: check_positive(v, "value"))
+_non_negative_float = _argument(float, lambda v: check_non_negative(v, "value"))
+_n_steps = _argument(lambda t: t if t == "auto" else int(t), lambda v: v if v == "auto" else check_count(v, "value"))
+_fraction = _argument(float, lambda v: check_fraction(v, "value"))
+_hidden = _argument(lambda t: tuple(int(w) for w in t.split(",")), check_hidden)
 
 
 def _parser():

@@ -22,7 +22,11 @@ from collections import namedtuple
 
 import numpy as np
 
-__all__ = ["HMCStep", "hmc_step", "leapfrog", "trajectory"]
+from ._theano import floatX
+from .chain_guard import FAILURES, call_by_rows
+from .kernel import Step
+
+__all__ = ["HMCStep", "hmc_step", "leapfrog", "trajectory", "energy_in_y", "hmc_kernel"]
 
 HMCStep = namedtuple("HMCStep", "accept_prob accepted diverging energy energy_error potential grad y_proposal failed")
 
@@ -100,3 +104,73 @@ def hmc_step(energy, y, v, direction, log_u, step_size, n_steps, potential, grad
         y_proposal=y1,
         failed=failed,
     )
+
+
+def energy_in_y(sampler):
+    """``f(y, rows) -> (U (n,), dU/dy (n, dim), failed (n,) bool)`` at whitened positions ``y``
+    ``(n, dim)`` of ``sampler``'s target (``rows`` unused: :func:`leapfrog`'s signature), from its
+    compiled energy and gradient (:meth:`.L2HMCSampler.energy_grad_function`).  A row whose
+    evaluation raises is NaN and ``failed`` (:mod:`.chain_guard`), every row if all raise: the
+    chains' starts evaluated (they carry U and dU/dy), so a proposal that cannot is that chain's
+    divergence."""
+    fn = sampler.energy_grad_function()
+    fn.trust_input = True  # x is made a floatX (n, dim) array here and in energy_and_grad
+    precond = sampler.preconditioner
+
+    def energy(y, rows):
+        x = y if precond is None else precond.to_x_numpy(y)
+        try:
+            (potential, grad), failed = call_by_rows(fn, [np.asarray(x, dtype=floatX)], [0])
+        except FAILURES:
+            return np.full(len(y), np.nan, dtype=floatX), np.full_like(y, np.nan), np.ones(len(y), dtype=bool)
+        if precond is not None:
+            grad = precond.grad_to_y_numpy(grad)
+        return potential, grad, failed
+
+    return energy
+
+
+def hmc_kernel(sampler, model_values=False):
+    """Plain HMC's MH step (:func:`hmc_step`) of ``sampler``'s target for chains that carry U and
+    dU/dy (as :meth:`.L2HMCSampler.mh_step_carrying`), whatever its networks: ``f(x, v, direction,
+    log_u, step_scale, potential, grad, step_size=None, n_steps=None)`` -> a :class:`~.kernel.Step`
+    with every field (log-det 0, the proposal in y as ``y_proposal``); without ``model_values`` the
+    model's flat vector and log|det dx/du| are None (not computed).
+    The step size and T default to the sampler's; the preconditioner and non-centring are read
+    as they stand at each call, so it serves warm-up (which changes them), its choice of T and
+    the draws, with no compile but the energy and gradient's.  A chain whose evaluation raises
+    is rejected and diverging (:mod:`.chain_guard`); ``f.failed`` is then the ``(batch,)`` bool
+    of such chains in the last call (else None)."""
+    sampler.energy_grad_function()
+    dim = sampler.dim
+    to_model = getattr(sampler.energy_target, "to_model_with_jacobian", None)
+
+    def step(x, v, direction, log_u, step_scale, potential, grad, step_size=None, n_steps=None):
+        args = [np.ascontiguousarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential,
+                                                                 grad)]
+        x, v, direction, log_u, step_scale, potential, grad = args
+        batch = x.shape[0] if x.ndim == 2 else -1
+        if (any(a.shape != (batch, dim) for a in (x, v, grad))
+                or any(a.shape != (batch,) for a in (direction, log_u, step_scale, potential))):
+            raise ValueError(
+                f"The HMC step takes x, v and grad of shape (batch, {dim}) and direction, log_u, step_scale and "
+                f"potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+        eps = float(sampler.step_size if step_size is None else step_size)
+        T = int(sampler.n_steps if n_steps is None else n_steps)
+        if T < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps!r}.")
+        precond = sampler.preconditioner
+        y = x if precond is None else precond.to_y_numpy(x).astype(floatX)
+        s = hmc_step(energy_in_y(sampler), y, v, direction, log_u, eps * step_scale, T, potential, grad)
+        proposal = s.y_proposal if precond is None else precond.to_x_numpy(s.y_proposal).astype(floatX)
+        x_next = np.where(s.accepted[:, None], proposal, x)
+        q, log_jacobian = None, None
+        if model_values:
+            q, log_jacobian = to_model(x_next) if to_model is not None else (x_next, np.zeros(batch, dtype=floatX))
+        step.failed = s.failed if s.failed.any() else None
+        return Step(x_next, s.accept_prob, s.accepted, s.diverging, s.energy, s.energy_error,
+                    np.zeros(batch, dtype=floatX), s.potential, grad=s.grad, model_x=q, log_jacobian=log_jacobian,
+                    y_proposal=s.y_proposal)
+
+    step.failed = None
+    return step

@@ -22,13 +22,14 @@ import warnings
 import numpy as np
 
 from ._theano import change_flags, floatX, theano, tt
-from .chain_guard import FAILURES, failing_rows
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
+from .training_guards import (STUCK_LOG_ACCEPT, CollapseGuard, FlatStop, TrainingError, backoff_message,
+                              guarded_training_step, masked_retry, replace_stuck_chains)
 from .warmup import replace_frozen
 
-__all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "replace_stuck_chains", "TemperedEnergy",
+__all__ = ["TrainingError", "TrainingSettings", "build_training_step", "run_training", "TemperedEnergy",
            "ConstantForces", "FRESH_DRAWS", "fresh_draws"]
 
 #: The per-iteration arrays of a training history.
@@ -51,15 +52,6 @@ TRAIN_OPT_EXCLUDE = ("scanOp_make_inplace", "scan_eqopt1", "scan_eqopt2")
 #: copy of one that has (as warm-up does after each window): the chains are where sampling
 #: continues (``history["chains"]``), and one stuck in a far tail would stay there.
 FROZEN_WINDOW = 50
-
-#: A chain whose proposal has log A below this (A < 2e-9) is stuck: it would wait
-#: ~1e9 iterations to move, and it adds nothing to the loss's gradient but risk.
-STUCK_LOG_ACCEPT = -20.0
-
-
-class TrainingError(RuntimeError):
-    """Training stopped; the sampler keeps the last parameters with a finite loss."""
-
 
 class ConstantForces(Energy):
     """The same U and dU, but dU is a constant to ``tt.grad``: the loss's gradient does not
@@ -257,20 +249,6 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
     return fn
 
 
-def replace_stuck_chains(x, log_accept, diverging, rng, threshold=STUCK_LOG_ACCEPT):
-    """Chains ``x`` ``(B, dim)`` with each stuck one (``diverging`` or ``log_accept <
-    threshold``, both ``(B,)``) replaced by a copy of a healthy chain drawn uniformly
-    from ``rng``; returns (new chains, number replaced).  Unchanged when no chain is
-    healthy or none is stuck (then ``rng`` is not used)."""
-    stuck = np.asarray(diverging, dtype=bool) | ~(np.asarray(log_accept) >= threshold)
-    healthy = np.flatnonzero(~stuck)
-    if not stuck.any() or healthy.size == 0:
-        return x, 0
-    x = np.array(x, copy=True)
-    x[stuck] = x[rng.choice(healthy, size=int(stuck.sum()))]
-    return x, int(stuck.sum())
-
-
 def skipped_steps_message(history):
     """What the skipped Adam steps of ``history`` were, in words ('' when none was skipped)."""
     skipped = history["applied"] == 0
@@ -307,158 +285,6 @@ def _finish(history, done, start, chains):
     return history
 
 
-class _FlatStop:
-    """Tells when the windowed mean ESJD has stopped improving (see :class:`TrainingSettings`)."""
-
-    def __init__(self, settings):
-        self.settings = settings
-        self.window = []
-        self.best = -np.inf
-        self.flat_windows = 0
-
-    def update(self, esjd):
-        """Take one iteration's ESJD; True when training should stop."""
-        s = self.settings
-        self.window.append(esjd)
-        if len(self.window) < s.stop_window:
-            return False
-        mean = float(np.mean(self.window))
-        self.window = []
-        if mean > self.best * (1.0 + s.min_gain):
-            self.best, self.flat_windows = mean, 0
-        else:
-            self.best = max(self.best, mean)
-            self.flat_windows += 1
-        return self.flat_windows >= s.patience
-
-
-class _CollapseGuard:
-    """Backs training off when it collapses (see :class:`TrainingSettings`).
-
-    At the end of every healthy window it keeps a copy of the parameters, log eps and the
-    chains.  On a collapse it puts those back, halves the step size and the learning rate
-    (``lr_factor``) and restarts Adam's moments, and records the event.
-    """
-
-    def __init__(self, sampler, step_fn, settings, x):
-        self.sampler, self.step_fn, self.settings = sampler, step_fn, settings
-        self.lr_factor = 1.0
-        self.events = []
-        self.accepts, self.applied = [], []
-        self._keep(x)
-
-    def _keep(self, x):
-        self.good = ([p.get_value() for p in self.sampler.networks.params], self.sampler.log_step_size.get_value(),
-                     np.array(x, copy=True))
-
-    @property
-    def exhausted(self):
-        return len(self.events) >= self.settings.max_backoffs
-
-    def update(self, i, x, loss, accept, applied):
-        """Take iteration ``i``'s outcome; returns the chains to continue from (the kept
-        ones after a back-off) and the reason of a back-off ('' when none)."""
-        s = self.settings
-        reason = ""
-        if not np.isfinite(loss):
-            reason = f"the loss was not finite ({loss})"
-        else:
-            self.accepts.append(accept)
-            self.applied.append(applied)
-            if len(self.accepts) < s.collapse_window:
-                return x, ""
-            mean_accept, share_applied = float(np.mean(self.accepts)), float(np.mean(self.applied))
-            self.accepts, self.applied = [], []
-            if mean_accept < s.collapse_floor:
-                reason = f"mean acceptance {mean_accept:.3f} over {s.collapse_window} iterations"
-            elif share_applied < 0.5:
-                reason = f"{100 * (1 - share_applied):.0f}% of {s.collapse_window} training steps skipped"
-            else:
-                self._keep(x)
-                return x, ""
-        return self._back_off(i, reason), reason
-
-    def finish(self, i, x):
-        """At the end of training: if the last (partial) window has collapsed, go back to the
-        last healthy parameters and chains (without halving anything); returns the chains."""
-        judged = len(self.accepts) >= min(10, self.settings.collapse_window)
-        if judged and float(np.mean(self.accepts)) < self.settings.collapse_floor:
-            return self._restore(i, f"mean acceptance {np.mean(self.accepts):.3f} over the last "
-                                    f"{len(self.accepts)} iterations", self.good[1])
-        return x
-
-    def _back_off(self, i, reason):
-        for var in getattr(self.step_fn, "optimizer_state", []):
-            var.set_value(np.zeros_like(var.get_value()))
-        self.lr_factor *= 0.5
-        self.accepts, self.applied = [], []
-        return self._restore(i, reason, np.asarray(self.good[1] - np.log(2.0), dtype=floatX))
-
-    def _restore(self, i, reason, log_eps):
-        """The kept parameters and chains back, with step size exp(``log_eps``) (kept from
-        now on); the event recorded.  Returns a copy of the kept chains."""
-        params, _, x = self.good
-        for p, value in zip(self.sampler.networks.params, params):
-            p.set_value(value)
-        self.sampler.log_step_size.set_value(log_eps)
-        self.good = (params, log_eps, x)
-        self.events.append({"iteration": i, "reason": reason, "step_size": float(np.exp(log_eps)),
-                            "learning_rate_factor": self.lr_factor})
-        return np.array(x, copy=True)
-
-
-def masked_retry(step_fn, inputs, log_accept, diverging, threshold=STUCK_LOG_ACCEPT):
-    """Re-run a training step whose gradient was not finite with the step size of every
-    diverging or stuck proposal (log A < ``threshold``) set to 0: those proposals stay
-    where they start (a finite trajectory, jump 0), so they drop out of the loss while
-    the rest of the batch trains.  Returns ``(outputs, number masked)``, or
-    ``(None, 0)`` when nothing or everything is stuck."""
-    bad = np.asarray(diverging, dtype=bool) | ~(np.asarray(log_accept) >= threshold)
-    if not bad.any() or bad.all():
-        return None, 0
-    x, z, v, d, log_u, step_scale = inputs
-    return step_fn(x, z, v, d, log_u, np.where(bad, 0.0, step_scale).astype(floatX)), int(bad.sum())
-
-
-def guarded_training_step(sampler, step_fn, inputs):
-    """``step_fn(*inputs)``; when that raises for the batch, the proposals whose trajectory raises
-    (found by bisection with the sampler's MH step, which makes the same trajectories:
-    :func:`~l2hmc_theano.chain_guard.failing_rows`) are taken again with step size 0, counted as
-    diverging and rejected, and the rest of the batch trains.  Returns ``(outputs, inputs,
-    number failed)``: the inputs as used; the first error is raised when no proposal alone
-    raises, or the step still raises with those proposals' step size 0."""
-    try:
-        return list(step_fn(*inputs)), inputs, 0
-    except FAILURES as error:
-        first = error
-    x, z, v, d, log_u, step_scale = inputs
-    n = len(x)
-    starts = x
-    if len(v) > n:  # the burn-in term's fresh batch, drawn in y
-        fresh = z if sampler.preconditioner is None else sampler.preconditioner.to_x_numpy(z).astype(floatX)
-        starts = np.concatenate([x, fresh])
-    mh_step = sampler.compiled_mh_step(networks=True)
-    no_accept = np.full(len(v), -np.inf, dtype=floatX)  # acceptance does not matter here
-    args = [starts, v, d, no_accept, step_scale]
-    failed = failing_rows(lambda rows: mh_step(*[a[rows] for a in args]), len(v))
-    if not failed.any():
-        raise first
-    inputs = (x, z, v, d, log_u, np.where(failed, 0.0, step_scale).astype(floatX))
-    try:
-        out = list(step_fn(*inputs))
-    except FAILURES:
-        raise first from None
-    chains_failed = failed[:n]
-    out[0] = np.where(chains_failed[:, None], x, out[0])
-    out[6] = np.where(failed, -np.inf, out[6]).astype(out[6].dtype)
-    out[7] = np.asarray(out[7], dtype=bool) | failed
-    out[4] = int(np.sum(out[7][:n]))
-    with np.errstate(invalid="ignore"):
-        accept = np.where(out[7][:n] | ~np.isfinite(out[6][:n]), 0.0, np.exp(np.minimum(out[6][:n], 0.0)))
-    out[2] = float(np.mean(accept))
-    return out, inputs, int(failed.sum())
-
-
 def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temperature=None):
     """The Python loop around ``step_fn``; returns a history dict of per-iteration arrays.
 
@@ -482,8 +308,8 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
         if sampler.preconditioner is not None:
             x = sampler.preconditioner.to_x_numpy(x).astype(floatX)
     lr0 = float(learning_rate.get_value())
-    stop = _FlatStop(settings) if settings.stop_when_flat else None
-    guard = _CollapseGuard(sampler, step_fn, settings, x) if settings.collapse_floor > 0 else None
+    stop = FlatStop(settings) if settings.stop_when_flat else None
+    guard = CollapseGuard(sampler, step_fn, settings, x) if settings.collapse_floor > 0 else None
     stopped_early = interrupted = False
     iterations = range(n_iter)
     bar = None
@@ -516,17 +342,18 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
             out, inputs, failed = guarded_training_step(sampler, step_fn, inputs)
             # The dynamics' own acceptance and divergences: a masked retry's proposals of step
             # size 0 stay put and count as accepted, which would hide a collapse.
-            accept, diverging = out[2], out[4]
+            accept, diverging = out.accept, out.diverging
             replaced = masked = 0
-            if not out[5] and np.isfinite(out[1]):
-                retry, masked = masked_retry(step_fn, inputs, out[6], out[7])
-                if retry is not None and retry[5]:
+            if not out.applied and np.isfinite(out.loss):
+                retry, masked = masked_retry(step_fn, inputs, out.log_accept, out.proposal_diverging)
+                if retry is not None and retry.applied:
                     out = retry
                 else:
                     masked = 0
-            x, loss, _, esjd, _, applied, log_accept, proposal_diverging = out
+            x, loss, esjd, applied = out.x, out.loss, out.esjd, out.applied
             if not applied and np.isfinite(loss):
-                x, replaced = replace_stuck_chains(x, log_accept[:batch_size], proposal_diverging[:batch_size], rng)
+                x, replaced = replace_stuck_chains(x, out.log_accept[:batch_size], out.proposal_diverging[:batch_size],
+                                                   rng)
             last_moved[np.any(x != x_before, axis=1)] = i + 1
             row = dict(loss=loss, accept=accept, esjd=esjd, step_size=sampler.step_size,
                        temperature=temp, diverging=diverging, applied=applied, replaced=replaced, masked=masked,
@@ -542,7 +369,7 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
                         "sampler keeps the parameters of the last healthy window. Try a smaller step_size or "
                         "learning_rate, or NUTS.")
                 if reason and stop is not None:
-                    stop = _FlatStop(settings)  # the jump after a back-off starts a new comparison
+                    stop = FlatStop(settings)  # the jump after a back-off starts a new comparison
             elif not np.isfinite(loss):
                 raise TrainingError(
                     f"Training stopped at iteration {i}: the loss is not finite ({loss}). The sampler "
@@ -577,11 +404,3 @@ def run_training(sampler, step_fn, settings, rng, progressbar, chains=None, temp
     if history["backoffs"]:
         warnings.warn(backoff_message(history["backoffs"]))
     return history
-
-
-def backoff_message(events):
-    """The back-offs of a training run (``history["backoffs"]``), in words."""
-    return (f"Training collapsed and backed off {len(events)} time(s), each time to the last healthy "
-            "parameters: " + "; ".join(
-                f"at iteration {e['iteration']} ({e['reason']}): step size {e['step_size']:.3g}, "
-                f"learning rate x{e['learning_rate_factor']:g}" for e in events) + ".")
