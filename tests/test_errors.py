@@ -51,7 +51,7 @@ def test_a_start_with_an_infinite_log_density_is_refused_before_warm_up(monkeypa
 def test_a_kink_at_the_initial_point_is_jittered_away_as_nuts_does():
     """The gradient is not finite at a = 0 only: warm-up's jittered starts avoid it (as NUTS's
     jitter+adapt_diag does), so the sampler starts, from points where the gradient is finite."""
-    from l2hmc_theano.warmup import initial_chains
+    from l2hmc_theano.starts import initial_chains
 
     sampler = L2HMCSampler(ModelEnergy(_kinked_model()), seed=0)
     sampler.check_start()

@@ -75,3 +75,23 @@ def test_no_module_reads_a_private_attribute_of_the_sampler():
     what it offers (its parameters and public methods), not its privates."""
     uses = {path.name: private_uses(path.read_text()) for path in PACKAGE.glob("*.py") if path.name != "sampler.py"}
     assert {name: found for name, found in uses.items() if found} == {}
+
+
+def imported_libraries(source):
+    """The top-level names of the modules ``source`` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_facades_import_theano_and_pymc3():
+    """Theano is imported in ``_theano.py`` only and PyMC3 in ``_pymc3.py`` only: every other module
+    takes them from there, so a second stack slots in behind those two."""
+    owners = {"theano": {"_theano.py"}, "pymc3": {"_pymc3.py"}}
+    found = {library: {path.name for path in PACKAGE.glob("*.py") if library in imported_libraries(path.read_text())}
+             for library in owners}
+    assert found == owners

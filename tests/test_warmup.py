@@ -13,7 +13,8 @@ from l2hmc_theano.preconditioner import (EIGENVALUE_CUTOFF, Preconditioner, fish
 from l2hmc_theano.budget import choose_n_steps
 from l2hmc_theano.step_size import DualAveraging
 from l2hmc_theano.trajectory_length import chain_ess_per_draw
-from l2hmc_theano.warmup import WarmupSettings, initial_chains, warmup
+from l2hmc_theano.starts import initial_chains
+from l2hmc_theano.warmup import WarmupSettings, warmup
 
 SCALES = np.array([0.01, 0.3, 1.0, 7.0, 100.0])
 

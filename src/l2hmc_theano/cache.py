@@ -16,6 +16,7 @@ turns the cache off everywhere; ``cache=False`` per call.
 """
 import functools
 import hashlib
+import importlib.metadata
 import inspect
 import json
 import math
@@ -28,7 +29,13 @@ import warnings
 
 import numpy as np
 
+from ._pymc3 import VERSION as PYMC3_VERSION
 from ._theano import floatX, theano
+from .energy import ModelEnergy, layout
+from .loading import load
+from .persistence import save
+from .sampler import L2HMCSampler
+from .tuning import warn_training_problems
 
 __all__ = ["cache_dir", "enabled", "settings_of", "cache_key", "lookup", "store", "clear_cache", "trained_sampler"]
 
@@ -82,8 +89,6 @@ def settings_of(init_kwargs, train_kwargs):
     :class:`L2HMCSampler` constructor and :meth:`~L2HMCSampler.train` argument (defaults filled
     in, plain JSON values), or None when one is not a plain value (a ``networks`` object, a
     ``Preconditioner`` instance) or not an argument at all: such runs are not cached."""
-    from .sampler import L2HMCSampler
-
     try:
         return {"init": {k: _plain(v) for k, v in _bound(L2HMCSampler.__init__, init_kwargs, ("self", "model")).items()},
                 "train": {k: _plain(v) for k, v in _bound(L2HMCSampler.train, train_kwargs, ("self",) + _NOT_IN_KEY)
@@ -95,15 +100,11 @@ def settings_of(init_kwargs, train_kwargs):
 @functools.lru_cache(maxsize=None)
 def _code_digest():
     """A digest of this package's version, its ``.py`` sources, and Theano's and PyMC3's versions."""
-    import importlib.metadata
-
-    import pymc3
-
     try:
         version = importlib.metadata.version("l2hmc_theano")
     except importlib.metadata.PackageNotFoundError:
         version = "not installed"
-    digest = hashlib.sha256(f"{version}|{theano.__version__}|{pymc3.__version__}|{floatX}".encode())
+    digest = hashlib.sha256(f"{version}|{theano.__version__}|{PYMC3_VERSION}|{floatX}".encode())
     for path in sorted(pathlib.Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -133,8 +134,6 @@ def cache_key(energy, settings):
     """The cache key (64 hex digits) of training ``energy`` with ``settings``
     (:func:`settings_of`), or None when it is not cached: ``energy`` is not a
     :class:`~l2hmc_theano.energy.ModelEnergy`, or ``settings`` is None."""
-    from .energy import ModelEnergy, layout
-
     if not isinstance(energy, ModelEnergy) or settings is None:
         return None
     header = {
@@ -155,9 +154,6 @@ def _entry(key):
 def _load_entry(energy, key):
     """The sampler stored under ``key`` for ``energy``, or None (no entry, or a damaged one:
     then a warning).  A failed load leaves ``energy``'s non-centring weights as they were."""
-    from .loading import load
-    from .tuning import warn_training_problems
-
     path = _entry(key)
     if not path.is_file():
         return None
@@ -180,8 +176,6 @@ def _load_entry(energy, key):
 def _store_entry(sampler, key):
     """Save ``sampler`` under ``key``; returns the path, or None when that failed (a warning,
     once per process): a cache that cannot be written never stops a run."""
-    from .persistence import save
-
     global _warned_write
     path = _entry(key)
     try:
@@ -232,8 +226,6 @@ def trained_sampler(energy, init_kwargs, train_kwargs, cache=True):
     ``L2HMCSampler(energy, **init_kwargs)`` trained with ``train(**train_kwargs)`` and then cached
     (unless training was interrupted).  ``cache=False`` (or ``L2HMC_THEANO_CACHE=off``)
     neither reads nor writes the cache."""
-    from .sampler import L2HMCSampler
-
     key = None
     if cache and enabled():
         key = cache_key(energy, settings_of(init_kwargs, train_kwargs))

@@ -13,9 +13,20 @@ import sys
 import time
 import warnings
 
-from .preconditioner import CHOICES
+import arviz as az
+import numpy as np
+
+from ._pymc3 import pm
+from .cache import trained_sampler
 from .checks import check_count, check_fraction, check_hidden, check_non_negative, check_positive
-from .training import FRESH_DRAWS, TrainingSettings
+from .energy import ModelEnergy, StartError
+from .many_chains import sample, write_netcdf
+from .preconditioner import CHOICES
+from .sampler import L2HMCSampler
+from .selection import describe as describe_selection
+from .step import L2HMC
+from .training import FRESH_DRAWS, TrainingError, TrainingSettings
+from .warmup import WarmupError, describe
 
 __all__ = ["main"]
 
@@ -139,8 +150,6 @@ def _parser():
 
 def find_model(path, name=None):
     """Import ``path`` and return its ``pm.Model`` (see the module docstring)."""
-    import pymc3 as pm
-
     if not os.path.isfile(path):
         raise CLIError(f"model file {path!r} does not exist")
     module_name = "_l2hmc_user_model_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
@@ -200,11 +209,6 @@ def compare_with_nuts(model, sampler, draws, seed):
     """ESS (ArviZ bulk, minimum over variables) per gradient evaluation and the seconds of sampling
     (compiles left out of both): {"NUTS": row, label: row}, the label "L2HMC", or "HMC (kept)" where
     training kept plain HMC."""
-    import arviz as az
-    import pymc3 as pm
-
-    from .step import L2HMC
-
     rows = {}
     label = "HMC (kept)" if sampler.networks_are_zero() else "L2HMC"  # training may keep plain HMC
     with model:
@@ -224,10 +228,6 @@ def compare_with_nuts(model, sampler, draws, seed):
 
 
 def main(argv=None):
-    from .energy import StartError
-    from .training import TrainingError
-    from .warmup import WarmupError
-
     args = _parser().parse_args(argv)
     try:
         _run(args)
@@ -238,9 +238,6 @@ def main(argv=None):
 
 
 def _run(args):
-    from .cache import trained_sampler
-    from .sampler import L2HMCSampler
-
     if args.scaled_jump and not args.paper_loss:
         raise CLIError("--scaled-jump rescales the paper's loss: add --paper-loss (the default per-coordinate "
                        "loss already weighs each coordinate by its own jump)")
@@ -256,8 +253,6 @@ def _run(args):
                     warmup_iterations=args.warmup_iterations, compare_hmc=not args.keep_trained,
                     progressbar=not args.no_progressbar)
     try:
-        from .energy import ModelEnergy
-
         energy = ModelEnergy(model, noncentre=not args.centred)
         sampler = L2HMCSampler(energy, **init)  # checks the arguments before the cache or training
     except (ValueError, TypeError) as err:
@@ -276,15 +271,11 @@ def _run(args):
     sampler.save(out)
     tail = slice(max(0, len(history["loss"]) - 100), None)
     if sampler.warmup_info is not None:
-        from .warmup import describe
-
         print(describe(sampler.warmup_info))
     print(f"trained {len(history['loss'])} iterations in {history['seconds']:.1f} s; final acceptance "
           f"{history['accept'][tail].mean():.3f}, ESJD {history['esjd'][tail].mean():.4g}, "
           f"step size {sampler.step_size:.4g}")
     if sampler.selection is not None:
-        from .selection import describe as describe_selection
-
         print(describe_selection(sampler.selection))
     for problem in sampler.training_problems:
         print(f"warning: {problem}; consider NUTS for this model")
@@ -305,10 +296,7 @@ def _run(args):
 
 def _sample_to_file(model, sampler, args, path):
     """--sample: the training chains continued for ``args.sample`` draws, written to ``path``."""
-    import arviz as az
-    import numpy as np
 
-    from .many_chains import sample, write_netcdf
 
     chains = len((sampler.history or {}).get("chains", ())) or args.batch_size
     print(f"sampling {args.sample} draws x {chains} chains ...", flush=True)

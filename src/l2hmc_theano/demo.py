@@ -9,6 +9,7 @@ size, preconditioner and T, without the networks).
 import argparse
 import time
 
+import arviz as az
 import numpy as np
 
 from . import FunctionEnergy, L2HMCSampler
@@ -18,8 +19,6 @@ from .targets import SCG_COV, scg_energy
 def _min_bulk_ess(sampler, x0, n_draws, seed):
     """Min bulk ESS (ArviZ, over the chains) of x and of x^2 over both coordinates, of ``n_draws``
     MH steps of ``sampler`` from ``x0`` ``(chains, 2)``; with the mean acceptance and the draws."""
-    import arviz as az
-
     draws, accept = sampler.sample(n_draws, n_chains=len(x0), x0=x0, seed=seed)
     chains_first = np.swapaxes(draws, 0, 1)
     ess = az.ess(az.convert_to_dataset({"x": chains_first, "x_squared": chains_first ** 2}), method="bulk")

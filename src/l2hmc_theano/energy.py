@@ -13,10 +13,13 @@ Both expose ``value_and_grad(X) -> (U, dU)`` for a symbolic ``(batch, dim)``
 matrix ``X``: ``U`` has shape ``(batch,)`` and ``dU`` shape ``(batch, dim)``;
 both are differentiable again (the training loss differentiates through dU).
 """
+import hashlib
 import numpy as np
 
+from ._pymc3 import ArrayOrdering, DictToArrayBijection, STEP_METHODS, pm
 from ._theano import change_flags, floatX, theano, tt
-from .reparam import flat_slices
+from .reparam import NonCentring, flat_slices
+from .vectorize import vectorize
 
 __all__ = ["Energy", "ModelEnergy", "FunctionEnergy", "as_energy", "layout", "StartError"]
 
@@ -108,9 +111,6 @@ class ModelEnergy(Energy):
     """
 
     def __init__(self, model=None, vars=None, shared=None, batching="vectorize", noncentre=True):
-        import pymc3 as pm
-        from pymc3.blocking import ArrayOrdering, DictToArrayBijection
-
         try:
             model = pm.modelcontext(model)
         except TypeError:
@@ -154,7 +154,6 @@ class ModelEnergy(Energy):
         self.var_names = [v.name for v in chosen]
         self.bijection = DictToArrayBijection(self.ordering, model.test_point)
 
-        from .reparam import NonCentring
 
         with change_flags(compute_test_value="off"):
             noncentring = NonCentring(model, self.ordering, shared) if noncentre else None
@@ -265,7 +264,6 @@ class ModelEnergy(Energy):
             if self.batching == "map":
                 (U, dU), _ = theano.map(self.value_and_grad_vector, sequences=[X])
                 return U, dU
-            from .vectorize import vectorize
 
             (logp,) = vectorize([self._logp], self._x, X)
             U = -logp
@@ -274,8 +272,6 @@ class ModelEnergy(Energy):
 
     def fingerprint(self):
         """Variable layout plus a hash of the logp graph's printed form."""
-        import hashlib
-
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)
         graph = theano.printing.debugprint(self._logp, file="str", ids="")
         return "model:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
@@ -293,8 +289,6 @@ def layout(energy):
 def _discrete_steps(variables):
     """'x (Metropolis), z (BinaryGibbsMetropolis)': each discrete variable with the step PyMC3's
     pm.sample would assign it (the most competent of its step methods)."""
-    from pymc3.sampling import STEP_METHODS
-
     def best(var):
         return max(STEP_METHODS, key=lambda method: method._competence(var, False)).__name__
 
@@ -368,8 +362,6 @@ def as_energy(target, dim=None):
     the context stack), or a Theano function of a ``(batch, dim)`` matrix (then
     ``dim`` is required).
     """
-    import pymc3 as pm
-
     if isinstance(target, Energy):
         energy = target
     elif target is None or isinstance(target, pm.Model):

@@ -11,15 +11,26 @@ The result has ``pm.sample(return_inferencedata=True)``'s groups for the same mo
 stats, same names) and ``observed_data``; not ``log_likelihood`` (one value per
 observation per draw: pass ``idata`` to ``pm`` tools that need it).
 """
+import os
+import tempfile
 import time
 import warnings
 import weakref
 
+import arviz as az
 import numpy as np
 
 from . import fit
+from ._pymc3 import pm
 from ._theano import change_flags, floatX, theano, tt
 from .chain_guard import replace_non_finite_starts
+from .diagnostics import idata_nested_rhat
+from .energy import ModelEnergy
+from .loading import load
+from .sampler import L2HMCSampler
+from .starts import initial_chains
+from .step import AUTO_BUDGET
+from .vectorize import vectorize
 
 __all__ = ["sample", "DEFAULT_MAX_MEMORY", "posterior_names", "write_netcdf"]
 
@@ -34,8 +45,6 @@ _STATS = ("accept", "accepted", "diverging", "energy", "energy_error", "step_siz
 def posterior_names(model):
     """The variables ``pm.sample`` puts in ``posterior``: the model's unobserved variables
     without the transformed ones (``tau_log__``), Deterministics included, in its order."""
-    import pymc3 as pm
-
     return [v.name for v in model.unobserved_RVs if not pm.util.is_transformed_name(v.name)]
 
 
@@ -67,8 +76,6 @@ def _back_transform(energy, names):
 def _compile_back_transform(energy, names):
     """A compiled function: the model's flat vectors ``(rows, dim)`` -> each named variable
     ``(rows, *shape)``."""
-    from .vectorize import vectorize
-
     with change_flags(compute_test_value="off"):
         x = tt.vector("x_model", dtype=floatX)
         outputs = theano.clone([energy.model[name] for name in names], energy.model_replacements(x), strict=False)
@@ -78,13 +85,7 @@ def _compile_back_transform(energy, names):
 
 
 def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs, cache=True):
-    from .energy import ModelEnergy
-    from .loading import load
-    from .sampler import L2HMCSampler
-
     if sampler is None:
-        from .step import AUTO_BUDGET
-
         seed = train_kwargs.pop("seed", random_seed)
         return fit.train(model, seed=seed, progressbar=progressbar, cache=cache, **{**AUTO_BUDGET, **train_kwargs})
     if train_kwargs:
@@ -113,8 +114,6 @@ def _starts(sampler, chains, rng, superchains=None):
     many, else a draw from them (with replacement when they are fewer), else warm-up's
     jittered initial points.  With ``superchains`` K, K starts, each shared by a
     consecutive group of chains / K chains (nested R-hat's design)."""
-    from .warmup import initial_chains
-
     n_starts = chains if superchains is None else superchains
     trained = (sampler.history or {}).get("chains")
     if trained is not None and len(trained) == n_starts and superchains is None:
@@ -165,9 +164,6 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     above 1.01; chains that never moved; with ``superchains``, max nested R-hat above 1.01.  ``idata.posterior``
     holds one chain per L2HMC chain.
     """
-    import arviz as az
-    import pymc3 as pm
-
     model = pm.modelcontext(model)
     draws, chains, thin = int(draws), int(chains), int(thin)
     if draws < 1 or chains < 1 or thin < 1:
@@ -244,8 +240,6 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
 
 
 def _to_inferencedata(model, energy, names, kept_u, stats, n_steps, tune, seconds):
-    import arviz as az
-
     n_draws, chains, dim = kept_u.shape
     rows = kept_u.transpose(1, 0, 2).reshape(-1, dim)  # chain-major rows: (chain, draw)
     values = {name: [] for name in names}
@@ -301,8 +295,6 @@ def _warn(idata, az, superchains=None, convergence=True):
             warnings.warn(f"l2hmc_theano.sample(): the largest rank R-hat is {worst:.3f} (> 1.01): the chains "
                           "have not mixed; sample longer (more draws) or retrain.")
     if convergence and superchains is not None and idata.posterior.sizes["draw"] >= 2:
-        from .diagnostics import idata_nested_rhat
-
         nested = idata_nested_rhat(idata, superchains)
         name, worst = max(((k, float(np.nanmax(v))) for k, v in nested.items()), key=lambda kv: kv[1])
         if worst > 1.01:
@@ -314,9 +306,6 @@ def _warn(idata, az, superchains=None, convergence=True):
 def write_netcdf(idata, path):
     """Write ``idata`` to the NetCDF file ``path`` whole or not at all (a temporary file in
     the same folder, renamed into place)."""
-    import os
-    import tempfile
-
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".l2hmc-", suffix=".nc.tmp")

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._theano import floatX
 from .energy import layout
+from .networks import AuxiliaryNetworks, ZeroFunctions
 
 __all__ = ["save", "read", "restore", "sampler_arguments", "FORMAT"]
 
@@ -72,8 +73,6 @@ def _set_noncentring(path, meta, arrays, sampler):
 
 
 def _network_kind(sampler):
-    from .networks import AuxiliaryNetworks, ZeroFunctions
-
     if isinstance(sampler.networks, ZeroFunctions):
         return "zero"
     if isinstance(sampler.networks, AuxiliaryNetworks):

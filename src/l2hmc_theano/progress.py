@@ -2,6 +2,7 @@
 (:func:`compiling`), so that no stretch of work is silent for longer than a few seconds."""
 import contextlib
 import sys
+import threading
 import time
 
 __all__ = ["COMPILE_HEARTBEAT", "compiling", "every"]
@@ -14,8 +15,6 @@ COMPILE_HEARTBEAT = 5.0
 def every(seconds, action):
     """Within the block, call ``action()`` every ``seconds`` from a daemon thread (a heartbeat:
     never a silent stretch longer than that); it stops, and is joined, when the block ends."""
-    import threading
-
     done = threading.Event()
 
     def beat():

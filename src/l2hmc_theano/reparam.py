@@ -41,6 +41,7 @@ import numpy as np
 from ._theano import change_flags, floatX, theano, tt
 from .progress import compiling
 from .reparam_groups import find_groups
+from .vectorize import vectorize
 
 __all__ = ["NonCentring", "find_groups"]
 
@@ -162,8 +163,6 @@ class NonCentring:
     def batch_model(self, U):
         """Symbolic: the model's flat vectors ``(batch, dim)`` and log|det dx/du| ``(batch,)`` of
         sampling vectors ``U`` ``(batch, dim)``."""
-        from .vectorize import vectorize
-
         flat = tt.vector("flat", dtype=floatX)
         x, log_jacobian = vectorize(list(self.flat_model(flat)), flat, U)
         return x, log_jacobian * tt.ones_like(U[:, 0])
@@ -171,8 +170,6 @@ class NonCentring:
     # -- numpy maps of batches --------------------------------------------------------------
     def _batched(self, key, build):
         if key not in self._compiled:
-            from .vectorize import vectorize
-
             what = {"to_model": "the non-centring's map to the model", "to_sampling": "the non-centring's inverse map"}
             with change_flags(compute_test_value="off"), compiling(what.get(key, key), self.announce):
                 flat = tt.vector("flat", dtype=floatX)

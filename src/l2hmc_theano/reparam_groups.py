@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ._pymc3 import pm
 from ._theano import floatX, theano, tt
 
 __all__ = ["LOCATION_SCALE", "find_groups", "is_walk", "Group", "LocationScale", "RandomWalk", "CholeskyNormal",
@@ -264,16 +265,12 @@ def _ancestors(variables):
 
 def is_walk(var):
     """Whether the free variable ``var`` is a ``pm.GaussianRandomWalk`` of at least one dimension."""
-    import pymc3 as pm
-
     return type(getattr(var, "distribution", None)) is pm.GaussianRandomWalk and var.ndim > 0
 
 
 def _group(var, shape):
     """The group of the free variable ``var`` (theta's ``shape``) if it is of a non-centred kind,
     as ``(group, its scale)``, else None."""
-    import pymc3 as pm
-
     dist = getattr(var, "distribution", None)
     name = type(dist).__name__
     if getattr(var, "total_size", None) is not None:

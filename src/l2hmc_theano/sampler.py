@@ -3,7 +3,8 @@
 Numpy in, numpy out.  The symbolic pieces live in :mod:`.dynamics` and :mod:`.kernel`, the graphs
 compiled from them in :mod:`.step_graphs`; this class owns the parameters and the compiled
 functions (:class:`.compile_cache.CompiledFunctions`).  Its set-up before drawing (warm-up,
-training, the choice of HMC or the networks) is :func:`.tuning.train`.
+training, the choice of HMC or the networks) is :func:`.tuning.train`, its own draws
+:func:`.chains.sample`.
 """
 import contextlib
 import copy
@@ -12,19 +13,22 @@ import numbers
 
 import numpy as np
 
+from . import persistence
 from ._theano import floatX, theano, tt
-from .chain_guard import call_by_rows, guarded_mh_step, replace_non_finite_starts
+from .chain_guard import call_by_rows, guarded_mh_step
+from .chains import sample
 from .checks import as_batch, as_direction, check_count, check_fraction, check_hidden, check_positive
 from .compile_cache import CompiledFunctions
 from .dynamics import draw_masks, time_encoding
-from .energy import StartError, as_energy, layout
+from .energy import as_energy, layout
 from .hmc import energy_in_y, hmc_kernel
 from .kernel import Step, propose
+from .model_step import model_step_function
 from .networks import AuxiliaryNetworks, ZeroFunctions
 from .preconditioner import Preconditioner, WhitenedEnergy
+from .starts import check_start
 from .step_graphs import build_energy, build_energy_grad, build_mh_step, build_transition, energy_loops
 from .tuning import train
-from .warmup import WarmupSettings, initial_chains
 
 __all__ = ["L2HMCSampler"]
 
@@ -289,24 +293,9 @@ class L2HMCSampler:
         return potential, grad
 
     def check_start(self):
-        """Raise :class:`~l2hmc_theano.energy.StartError` when U is not finite at the target's initial
-        point (a model's test point), or dU/dx is not finite there nor at any of 20 points jittered
-        around it (as warm-up's starts are), naming the variables and values that cause it, as
-        PyMC3's ``pm.sample`` does; nothing for a target without an initial point."""
-        describe = getattr(self.energy_target, "describe_bad_start", None)
-        if describe is None:
-            return
-        x = np.asarray(self.energy_target.start_array(), dtype=floatX)[None, :]
-        potential, grad = self.energy_and_grad(x)
-        if np.isfinite(potential[0]) and not np.all(np.isfinite(grad)):
-            # A kink at the initial point itself (|a| at a = 0; an ARMA's theta^0 at theta = 0): warm-up
-            # starts from jittered points, as NUTS's jitter+adapt_diag does, so those are what must work.
-            near = initial_chains(self, 20, np.random.default_rng(0), WarmupSettings().jitter, tries=0)
-            U, G = self.energy_and_grad(near)
-            if np.any(np.isfinite(U) & np.all(np.isfinite(G), axis=1)):
-                return
-        if not (np.isfinite(potential[0]) and np.all(np.isfinite(grad))):
-            raise StartError("L2HMC cannot start: " + describe(grad[0]))
+        """Raise :class:`~l2hmc_theano.energy.StartError` where the target cannot start, naming why
+        (:func:`.starts.check_start`)."""
+        check_start(self)
 
     def energy_and_grad(self, x):
         """U ``(batch,)`` and dU/dx ``(batch, dim)`` at ``x`` ``(batch, dim)`` (sampling coordinates);
@@ -328,39 +317,8 @@ class L2HMCSampler:
                                                   [x, v, direction, log_u, step_scale, potential, grad]), carry=True)
 
     def model_step_function(self):
-        """``pm.sample``'s per-draw call, for the networks as they stand (see
-        :meth:`compiled_mh_step`): ``f(x, v, direction, log_u, step_scale, potential, grad)``, a
-        step of chains that carry U and dU/dy at ``x`` (as :meth:`mh_step_carrying`: T energy
-        evaluations per step), gives a :class:`~.kernel.Step` with the next state as the model's
-        flat vectors ``model_x`` ``(batch, dim)``, log|det dx/du| ``(batch,)`` (for a model's
-        energy) and dU/dy at the next state ``grad`` ``(batch, dim)``.
-
-        ``f`` converts and checks its inputs, and the compiled function trusts them (Theano's
-        own per-call checks of every input, shared variables included, cost about as much as a
-        leapfrog step of a small model).  Compiles :meth:`start_state`'s function too, for the
-        state a chain starts from.  With the networks' heads zero it is :meth:`hmc_kernel`'s step (NumPy
-        around that same function: nothing more to compile)."""
-        self.energy_grad_function()  # start_state's, for a chain's first draw
-        if self.networks_are_zero():
-            to_model = getattr(self.energy_target, "to_model_with_jacobian", None)
-            if to_model is not None:  # compiles the non-centring's map, if any, now rather than at a draw
-                to_model(np.zeros((1, self.dim), dtype=floatX))
-            return self.hmc_kernel(model_values=True)
-        fn = self.compiled_mh_step(model_values=True)
-        fn.trust_input = True
-        dim = self.dim
-
-        def mh_step(x, v, direction, log_u, step_scale, potential, grad):
-            args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential, grad)]
-            batch = args[0].shape[0] if args[0].ndim == 2 else -1
-            if (any(a.shape != (batch, dim) for a in args[:2] + args[6:])
-                    or any(a.shape != (batch,) for a in args[2:6])):
-                raise ValueError(
-                    f"mh_step_with_model_values takes x, v and grad of shape (batch, {dim}) and direction, log_u, "
-                    f"step_scale and potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
-            return Step.of_outputs(fn(*args), model_values=True, carry=True)
-
-        return mh_step
+        """``pm.sample``'s per-draw call for the networks as they stand (:func:`.model_step.model_step_function`)."""
+        return model_step_function(self)
 
     def mh_step_with_model_values(self, x, v, direction, log_u, step_scale):
         """:meth:`mh_step_with_stats` with the next state as the model's flat vectors ``model_x``
@@ -412,49 +370,7 @@ class L2HMCSampler:
         for non-centred groups, minus the log-Jacobian of the map to the model); returns ``(batch,)``."""
         return call_by_rows(self.functions.get_or_compile("energy", lambda: build_energy(self.energy_target)), [as_batch(x, self.dim, "x")], [0])[0][0]
 
-    def sample(self, n_draws, n_chains=200, x0=None, seed=None, progressbar=False, networks=None):
-        """Run ``n_chains`` independent L2HMC chains for ``n_draws`` MH steps.
-
-        Each step draws v ~ N(0, I), d uniform on {-1, +1} and the step size's jitter per chain.
-        ``x0``: ``(n_chains, dim)`` starts (default: draws from N(0, I) in the
-        preconditioner's coordinates y).
-        ``seed``: seeds starts, momenta, directions and acceptance draws
-        (default: the sampler's own stream, derived from its seed).
-        ``networks``: see :meth:`compiled_mh_step`.
-
-        Returns ``(draws, accept_prob)`` of shapes ``(n_draws, n_chains, dim)`` and
-        ``(n_draws, n_chains)``.  Starts and draws are in the target's sampling coordinates,
-        those its energy takes: for a model whose Normal groups are non-centred
-        (:mod:`l2hmc_theano.reparam`) ``sampler.energy_target.to_model`` maps a batch of
-        them to the model's flat vectors.
-        """
-        n_draws, n_chains = int(n_draws), int(n_chains)
-        if n_draws < 1 or n_chains < 1:
-            raise ValueError(f"n_draws and n_chains must be >= 1, got {n_draws} and {n_chains}.")
-        rng = self.sample_rng if seed is None else np.random.default_rng(seed)
-        if x0 is None:
-            x = rng.standard_normal((n_chains, self.dim)).astype(floatX)
-            x = x if self.preconditioner is None else self.preconditioner.to_x_numpy(x).astype(floatX)
-        else:
-            x = as_batch(x0, self.dim, "x0")
-        if x.shape[0] != n_chains:
-            raise ValueError(f"x0 must have shape ({n_chains}, {self.dim}), got {x.shape}.")
-        draws = np.empty((n_draws, n_chains, self.dim), dtype=floatX)
-        accept_prob = np.empty((n_draws, n_chains), dtype=floatX)
-        steps = range(n_draws)
-        if progressbar:
-            from fastprogress.fastprogress import progress_bar
-
-            steps = progress_bar(steps)
-        if networks is None:  # once for the run, not at every step
-            networks = not self.networks_are_zero()
-        potential, grad = self.start_state(x)
-        x, potential, grad, _ = replace_non_finite_starts(x, potential, grad, rng)
-        for i in steps:
-            out = self.mh_step_carrying(x, potential, grad, *self.draw_step_inputs(rng, n_chains), networks)
-            x, accept_prob[i], potential, grad = out.x, out.accept_prob, out.potential, out.grad
-            draws[i] = x
-        return draws, accept_prob
+    sample = sample
 
     # -- training -------------------------------------------------------------------------
     train = train
@@ -462,6 +378,4 @@ class L2HMCSampler:
     # -- persistence -----------------------------------------------------------------------
     def save(self, path):
         """Save to ``path`` (``.npz``; data only, no pickle), atomically. Returns the path."""
-        from .persistence import save
-
-        return save(self, path)
+        return persistence.save(self, path)

@@ -19,6 +19,9 @@ than HMC's (``benchmarks/step_cost.py`` measures it), so a smaller gain loses pe
 The margin is a fixed number, not a timing, so that the choice, like everything else, follows
 from the seed.
 """
+import warnings
+
+import arviz as az
 import numpy as np
 
 from ._theano import floatX
@@ -37,9 +40,7 @@ def keep_trained(selection):
 
 def min_ess(draws):
     """The smallest of bulk and tail ESS over coordinates of ``draws`` ``(chains, n_draws, dim)``."""
-    import warnings
 
-    import arviz as az
 
     with warnings.catch_warnings():  # many short chains are the point here, not a mistake
         warnings.filterwarnings("ignore", message="More chains")

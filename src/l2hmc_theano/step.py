@@ -25,16 +25,15 @@ import sys
 
 import numpy as np
 
-import pymc3 as pm
-from pymc3.backends.report import SamplerWarning, WarningType
-from pymc3.step_methods.arraystep import ArrayStepShared, Competence
-
+from ._pymc3 import ArrayStepShared, Competence, SamplerWarning, WarningType, pm
 from ._theano import floatX
 from .budget import DRAW_ESS, MAX_THIN, choose_thin, predicted_ess_per_draw  # noqa: F401 (re-exported)
 from .cache import trained_sampler
 from .chain_guard import FAILURES
+from .diagnostics import acceptance_by_region
 from .energy import ModelEnergy
 from .kernel import Step
+from .loading import load
 from .sampler import L2HMCSampler
 
 __all__ = ["L2HMC"]
@@ -120,8 +119,6 @@ class L2HMC(ArrayStepShared):
                     "trained sampler; pass one or the other."
                 )
             if isinstance(sampler, (str, os.PathLike)):
-                from .loading import load
-
                 sampler = load(sampler, model=energy)
             elif not isinstance(sampler, L2HMCSampler):
                 raise TypeError(f"sampler must be an L2HMCSampler, a path or None, got {type(sampler).__name__}.")
@@ -311,8 +308,6 @@ class L2HMC(ArrayStepShared):
                 "for strongly correlated parameters).")
 
     def _regions(self):
-        from .diagnostics import acceptance_by_region
-
         if len(self._transitions) < 50:
             return []
         logp, accept, diverging = (np.array(column) for column in zip(*self._transitions))

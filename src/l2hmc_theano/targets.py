@@ -1,6 +1,9 @@
 """Synthetic targets of the paper: PyMC3 models, natively batched energies, exact moments."""
 import numpy as np
 
+from ._pymc3 import pm
+from ._theano import tt
+
 __all__ = [
     "strongly_correlated_gaussian", "scg_energy", "SCG_COV",
     "ill_conditioned_gaussian", "icg_variances", "icg_energy",
@@ -31,8 +34,6 @@ _SCG_PRECISION = np.linalg.inv(SCG_COV)
 
 def strongly_correlated_gaussian():
     """The paper's SCG (Sec. 5): ``pm.Model`` with one 2-d variable ``x`` ~ N(0, SCG_COV)."""
-    import pymc3 as pm
-
     with pm.Model() as model:
         pm.MvNormal("x", mu=np.zeros(2), cov=SCG_COV, shape=2)
     return model
@@ -40,8 +41,6 @@ def strongly_correlated_gaussian():
 
 def scg_energy(X):
     """U(x) = x^T SCG_COV^-1 x / 2 of a ``(batch, 2)`` Theano matrix, ``(batch,)``."""
-    from ._theano import tt
-
     return 0.5 * (tt.dot(X, _SCG_PRECISION) * X).sum(axis=1)
 
 
@@ -52,8 +51,6 @@ def icg_variances(dim=50):
 
 def icg_energy(dim=50):
     """The ``dim``-d ill-conditioned Gaussian's batched energy U(X) = sum x_i^2 / (2 var_i)."""
-    from ._theano import tt
-
     precision = 1.0 / icg_variances(dim)
 
     def energy(X):
@@ -65,8 +62,6 @@ def icg_energy(dim=50):
 
 def ill_conditioned_gaussian(dim=50):
     """The paper's ICG: ``pm.Model`` with ``x`` ~ N(0, diag(icg_variances(dim)))."""
-    import pymc3 as pm
-
     with pm.Model() as model:
         pm.Normal("x", 0.0, np.sqrt(icg_variances(dim)), shape=dim)
     return model
@@ -81,16 +76,12 @@ MOG_COV = np.diag([4.0 + MOG_VARIANCE, MOG_VARIANCE])
 
 def mog_energy(X):
     """U(x) = -log sum_k exp(-|x - c_k|^2 / (2 var)) of a ``(batch, 2)`` matrix (constants dropped)."""
-    from ._theano import tt
-
     exponents = tt.stack([-tt.sqr(X - c).sum(axis=1) / (2 * MOG_VARIANCE) for c in MOG_CENTRES], axis=1)
     peak = exponents.max(axis=1)
     return -(peak + tt.log(tt.exp(exponents - peak[:, None]).sum(axis=1)))
 
 
 def _flat_model_with_energy(dim, energy):
-    import pymc3 as pm
-
     with pm.Model() as model:
         x = pm.Flat("x", shape=dim)
         pm.Potential("minus_energy", -energy(x[None, :])[0])
@@ -108,8 +99,6 @@ def rough_well_energy(eta=1e-2):
     Its mean is 0 and its covariance I to within exp(-1 / (2 eta^2)) / eta (the Gaussian
     expectation of the cosine term), i.e. exactly in double precision for eta <= 0.1.
     """
-    from ._theano import tt
-
     def energy(X):
         return 0.5 * tt.sqr(X).sum(axis=1) + eta * tt.cos(X / eta).sum(axis=1)
 
@@ -130,8 +119,6 @@ EIGHT_SCHOOLS_SE = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 def eight_schools(centred=True):
     """Eight schools as a ``pm.Model`` (10 free dimensions: mu, log tau, 8 thetas or etas);
     ``centred=False`` samples eta ~ N(0, 1) with theta = mu + tau * eta (a Deterministic)."""
-    import pymc3 as pm
-
     with pm.Model() as model:
         mu = pm.Normal("mu", 0, 5)
         tau = pm.HalfCauchy("tau", 5)

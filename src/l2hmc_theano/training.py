@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from ._pymc3 import adam
 from ._theano import change_flags, floatX, theano, tt
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
@@ -198,8 +199,6 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
     and per proposal (``(2B,)`` or ``(B,)``, chains first): log A and whether it diverged.
     Parameters only change when the loss and every gradient are finite.
     """
-    from pymc3.variational.updates import adam
-
     params = list(sampler.networks.params) + [sampler.log_step_size]
     energy = sampler.energy_target if temperature is None else TemperedEnergy(sampler.energy_target, temperature)
     if settings.constant_forces:

@@ -54,10 +54,11 @@ import numpy as np
 
 from ._theano import floatX
 from .preconditioner import fitted
+from .starts import START_JITTER, initial_chains
 from .step_size import DualAveraging, final_accept_target, step_size_cap
 from .trajectory_length import choose_trajectory_length, measured_ess
 
-__all__ = ["WarmupSettings", "WarmupError", "initial_chains", "warmup"]
+__all__ = ["WarmupSettings", "WarmupError", "warmup"]
 
 
 class WarmupError(RuntimeError):
@@ -74,7 +75,7 @@ class WarmupSettings:
     slow_window: int = 25       # the first window that ends in a preconditioner update; doubles
     final_window: int = 50      # step size only, after the last update
     settle: float = 0.15        # largest |log change| of a scale that counts as settled
-    jitter: float = 1.0         # starts: initial point + Uniform(-jitter, jitter) per coordinate
+    jitter: float = START_JITTER  # starts: initial point + Uniform(-jitter, jitter) per coordinate
     min_n_steps: int = 2        # the shortest: with T = 1 the networks shape a single Langevin-like step
     max_n_steps: int = 20       # the longest trajectory considered for T
     n_steps_repeats: int = 4    # fresh momenta per chain for the ESS-per-gradient profile (at least)
@@ -105,29 +106,6 @@ class WarmupSettings:
             out.append((left, True))
         out.append((self.final_window, False))
         return out
-
-
-def initial_chains(sampler, batch_size, rng, jitter, tries=20):
-    """``(batch_size, dim)`` starts: the target's initial point (a model's test point, else 0)
-    plus Uniform(-jitter, jitter) noise; a start with a non-finite energy or gradient is drawn
-    again (up to ``tries`` times, then the initial point itself)."""
-    start_array = getattr(sampler.energy_target, "start_array", None)
-    base = np.asarray(start_array() if start_array is not None else np.zeros(sampler.dim), dtype=floatX)
-    # The energy-and-gradient function warm-up compiles anyway (one compile, not two); NaN where
-    # a start's evaluation raises.
-    def bad_at(points):
-        potential, grad = sampler.energy_and_grad(points)
-        return ~(np.isfinite(potential) & np.all(np.isfinite(grad), axis=1))
-
-    x = base + rng.uniform(-jitter, jitter, size=(batch_size, sampler.dim)).astype(floatX)
-    bad = bad_at(x)
-    for _ in range(tries):
-        if not bad.any():
-            break
-        x[bad] = base + rng.uniform(-jitter, jitter, size=(int(bad.sum()), sampler.dim))
-        bad[bad] = bad_at(x[bad])
-    x[bad] = base
-    return x
 
 
 #: The final window's first iterations, whose step sizes still swing (up to 2x), count no divergence.
