@@ -20,13 +20,19 @@ file in site-packages (:data:`PTH_NAME`, :func:`write_pth`) whose one line calls
 ``import theano`` of the process and does nothing else (no cost for a program that never
 imports Theano).  This module is top-level, not in the package, because importing the
 package imports Theano.
+
+Theano reads ``THEANO_FLAGS`` from the environment once, when it is imported; the flags are put
+there for that import and taken out again once Theano is imported (:func:`restore_environment`),
+so the program's subprocesses inherit the user's environment, not this module's choices.
 """
 import configparser
 import importlib.abc
+import importlib.machinery
 import os
 import sys
 
-__all__ = ["configure", "bundled_openblas_ldflags", "install_import_hook", "write_pth", "PTH_NAME"]
+__all__ = ["configure", "bundled_openblas_ldflags", "install_import_hook", "restore_environment", "write_pth",
+           "PTH_NAME"]
 
 #: The start-up file installed into site-packages.
 PTH_NAME = "l2hmc_theano_flags.pth"
@@ -66,9 +72,32 @@ def _flag_names_in_theanorc():
     return names
 
 
+#: THEANO_FLAGS as the user's environment held it before :func:`configure` added to it (None: unset),
+#: while the additions are still there; ``_UNCHANGED`` otherwise.
+_UNCHANGED = object()
+_USER_THEANO_FLAGS = _UNCHANGED
+
+
 def _append_theano_flag(item):
-    """Add ``item`` (``name=value``, quoted where the value holds commas) to THEANO_FLAGS."""
+    """Add ``item`` (``name=value``, quoted where the value holds commas) to THEANO_FLAGS, for Theano's
+    import (:func:`restore_environment` takes it out again)."""
+    global _USER_THEANO_FLAGS
+    if _USER_THEANO_FLAGS is _UNCHANGED:
+        _USER_THEANO_FLAGS = os.environ.get("THEANO_FLAGS")
     os.environ["THEANO_FLAGS"] = ",".join(filter(None, [os.environ.get("THEANO_FLAGS", ""), item]))
+
+
+def restore_environment():
+    """Give ``THEANO_FLAGS`` back the user's value (or unset it) once Theano has read it: the flags
+    :func:`configure` chose are Theano's config from then on, and no subprocess inherits them."""
+    global _USER_THEANO_FLAGS
+    if _USER_THEANO_FLAGS is _UNCHANGED:
+        return
+    if _USER_THEANO_FLAGS is None:
+        os.environ.pop("THEANO_FLAGS", None)
+    else:
+        os.environ["THEANO_FLAGS"] = _USER_THEANO_FLAGS
+    _USER_THEANO_FLAGS = _UNCHANGED
 
 
 def _user_sets(flag):
@@ -158,17 +187,42 @@ class _DropChosenBlasNotice:
 
 
 class _ConfigureBeforeTheano(importlib.abc.MetaPathFinder):
-    """Runs :func:`configure` at the first ``import theano``, then lets the import go on."""
+    """Runs :func:`configure` at the first ``import theano``, then lets the import go on, and gives
+    the environment back (:func:`restore_environment`) once Theano's package has run."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname == "theano":
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            try:
-                configure()
-            except Exception:  # noqa: BLE001: a start-up hook must never break an import
-                pass
+        if fullname != "theano":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        try:
+            configure()
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _RestoringLoader(spec.loader)
+                return spec
+        except Exception:  # noqa: BLE001: a start-up hook must never break an import
+            pass
         return None
+
+
+class _RestoringLoader(importlib.abc.Loader):
+    """Theano's own loader, with :func:`restore_environment` once its package has run."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            self.loader.exec_module(module)
+        finally:
+            restore_environment()
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ...: the real loader's
+        return getattr(self.loader, name)
 
 
 def install_import_hook():

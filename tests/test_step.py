@@ -531,3 +531,17 @@ def test_thin_auto_is_one_in_a_compound_step():
         step = L2HMC(vars=[model["x"]], preconditioner="diag", train_networks=False, seed=0, cache=False,
                      progressbar=False)
     assert step.thin == 1 < choose_thin(step.sampler)
+
+
+def test_a_misspelt_argument_is_named_before_anything_compiles_or_trains():
+    """L2HMC, l2hmc_theano.sample and l2hmc_theano.train split their keywords the same way
+    (:func:`l2hmc_theano.fit.split_arguments`): one that is neither the sampler's nor training's is a
+    TypeError naming it, before any warm-up."""
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=2)
+    with model, pytest.raises(TypeError, match=r"L2HMC got unknown keyword argument\(s\): tran_steps"):
+        L2HMC(tran_steps=10, cache=False)
+    with pytest.raises(TypeError, match=r"train\(\) got unknown keyword argument\(s\): tran_steps"):
+        l2hmc_theano.sample(model=model, tran_steps=10, cache=False)
+    with pytest.raises(TypeError, match=r"train\(\) got unknown keyword argument\(s\): tran_steps"):
+        l2hmc_theano.train(model, tran_steps=10, cache=False)

@@ -12,10 +12,19 @@ come in as ``log_u`` so that all randomness is drawn, reproducibly, outside.
 from collections import namedtuple
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ._theano import floatX, tt
 from .dynamics import generalized_leapfrog
 
-__all__ = ["Proposal", "Step", "propose", "metropolis_hastings", "finite"]
+__all__ = ["Proposal", "Step", "propose", "metropolis_hastings", "finite", "TRANSITION_STATS"]
+
+#: What ``pm.sample``'s step and ``l2hmc_theano.sample`` report of each transition, with dtypes: the
+#: acceptance probability A, whether accepted, whether diverging, H at the next state, H(proposal) -
+#: H(start), the step size used, log|det J| and the direction d.
+TRANSITION_STATS = {"accept": np.float64, "accepted": bool, "diverging": bool, "energy": np.float64,
+                    "energy_error": np.float64, "step_size": np.float64, "log_jacobian": np.float64,
+                    "direction": np.int64}
 
 Proposal = namedtuple(
     "Proposal",

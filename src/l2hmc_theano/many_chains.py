@@ -26,8 +26,7 @@ from ._theano import change_flags, floatX, theano, tt
 from .chain_guard import replace_non_finite_starts
 from .diagnostics import idata_nested_rhat
 from .energy import ModelEnergy
-from .loading import load
-from .sampler import L2HMCSampler
+from .kernel import TRANSITION_STATS
 from .starts import initial_chains
 from .step import AUTO_BUDGET
 from .vectorize import vectorize
@@ -38,8 +37,7 @@ __all__ = ["sample", "DEFAULT_MAX_MEMORY", "posterior_names", "write_netcdf"]
 DEFAULT_MAX_MEMORY = 2 * 2 ** 30
 #: Rows per call of the compiled back-transform.
 _CHUNK = 20000
-_STATS = ("accept", "accepted", "diverging", "energy", "energy_error", "step_size", "log_jacobian", "direction",
-          "n_steps", "lp")
+_STATS = (*TRANSITION_STATS, "n_steps", "lp")
 
 
 def posterior_names(model):
@@ -88,13 +86,7 @@ def _resolve_sampler(model, sampler, random_seed, progressbar, train_kwargs, cac
     if sampler is None:
         seed = train_kwargs.pop("seed", random_seed)
         return fit.train(model, seed=seed, progressbar=progressbar, cache=cache, **{**AUTO_BUDGET, **train_kwargs})
-    if train_kwargs:
-        raise TypeError(f"sample() got training arguments ({', '.join(sorted(train_kwargs))}) together with a "
-                        "trained sampler; pass one or the other.")
-    if isinstance(sampler, (str, bytes)) or hasattr(sampler, "__fspath__"):
-        return load(sampler, model=model)
-    if not isinstance(sampler, L2HMCSampler):
-        raise TypeError(f"sampler must be an L2HMCSampler, a path or None, got {type(sampler).__name__}.")
+    sampler = fit.given_sampler(sampler, model, train_kwargs, "sample()")
     if getattr(sampler.energy_target, "model", None) is not model:
         sampler = sampler.retarget(ModelEnergy(model))
     return sampler
@@ -200,10 +192,7 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
     tune = int(tune)
     dim = sampler.dim
     kept_u = np.empty((draws, chains, dim), dtype=floatX)
-    stats = {k: np.empty((draws, chains), dtype=d) for k, d in (
-        ("accept", np.float64), ("accepted", bool), ("diverging", bool), ("energy", np.float64),
-        ("energy_error", np.float64), ("step_size", np.float64), ("log_jacobian", np.float64),
-        ("direction", np.int64), ("potential", np.float64))}
+    stats = {k: np.empty((draws, chains), dtype=d) for k, d in {**TRANSITION_STATS, "potential": np.float64}.items()}
     total = tune + draws * thin
     steps = range(total)
     if progressbar:

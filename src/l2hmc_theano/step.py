@@ -20,7 +20,6 @@ do, so the chain's later tuning draws are free: the chain stays where it is, wit
 proposal (``accept`` NaN, ``tree_size`` 0 in the discarded tuning stats).  In a compound
 step the other steps' variables move during tuning, so its tuning draws are real steps.
 """
-import os
 import sys
 
 import numpy as np
@@ -32,16 +31,13 @@ from .cache import trained_sampler
 from .chain_guard import FAILURES
 from .diagnostics import acceptance_by_region
 from .energy import ModelEnergy
-from .kernel import Step
-from .loading import load
-from .sampler import L2HMCSampler
+from .fit import given_sampler, split_arguments
+from .kernel import TRANSITION_STATS, Step
 
 __all__ = ["L2HMC"]
 
 #: Setup in proportion to what it buys (:mod:`l2hmc_theano.budget`), unless the caller says otherwise.
 AUTO_BUDGET = {"batch_size": "auto", "train_networks": "auto"}
-
-_SAMPLER_ARGS = ("n_steps", "step_size", "hidden", "seed", "zero_network", "preconditioner", "step_jitter")
 
 
 class L2HMC(ArrayStepShared):
@@ -80,21 +76,7 @@ class L2HMC(ArrayStepShared):
     name = "l2hmc"
     default_blocked = True
     generates_stats = True
-    stats_dtypes = [
-        {
-            "accept": np.float64,
-            "accepted": bool,
-            "diverging": bool,
-            "energy": np.float64,
-            "energy_error": np.float64,
-            "step_size": np.float64,
-            "log_jacobian": np.float64,
-            "direction": np.int64,
-            "tree_size": np.float64,
-            "model_logp": np.float64,
-            "tune": bool,
-        }
-    ]
+    stats_dtypes = [{**TRANSITION_STATS, "tree_size": np.float64, "model_logp": np.float64, "tune": bool}]
 
     def __init__(self, vars=None, model=None, sampler=None, cache=True, thin="auto", **train_kwargs):
         if not (thin == "auto" or (isinstance(thin, (int, np.integer)) and not isinstance(thin, bool) and thin >= 1)):
@@ -110,20 +92,11 @@ class L2HMC(ArrayStepShared):
         energy = ModelEnergy(model, vars=vars, shared=shared, noncentre=train_kwargs.pop("noncentre", True))
 
         if sampler is None:
-            init = {k: train_kwargs.pop(k) for k in _SAMPLER_ARGS if k in train_kwargs}
-            sampler = trained_sampler(energy, init, {**AUTO_BUDGET, **train_kwargs}, cache=cache)
+            init, training = split_arguments(train_kwargs, "L2HMC")
+            sampler = trained_sampler(energy, init, {**AUTO_BUDGET, **training}, cache=cache)
         else:
-            if train_kwargs:
-                raise TypeError(
-                    f"L2HMC got training arguments ({', '.join(sorted(train_kwargs))}) together with a "
-                    "trained sampler; pass one or the other."
-                )
-            if isinstance(sampler, (str, os.PathLike)):
-                sampler = load(sampler, model=energy)
-            elif not isinstance(sampler, L2HMCSampler):
-                raise TypeError(f"sampler must be an L2HMCSampler, a path or None, got {type(sampler).__name__}.")
-            else:
-                sampler = sampler.retarget(energy)
+            given = given_sampler(sampler, energy, train_kwargs, "L2HMC")
+            sampler = given if given is not sampler else sampler.retarget(energy)  # a loaded one is energy's
         self.sampler = sampler
         # In a compound step the other steps' variables wait for every transition: one a draw.
         self.thin = (choose_thin(sampler) if not shared else 1) if thin == "auto" else int(thin)
