@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-import l2hmc_theano.training as training
+import l2hmc_theano.training_graph as training  # the training step's graph: patched below
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano.targets import icg_energy, scg_energy
 

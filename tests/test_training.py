@@ -277,7 +277,7 @@ def test_per_coordinate_paper_ess_is_not_fooled_by_antithetic_moves():
 
 def test_annealing_schedule_and_tempered_energy():
     from l2hmc_theano._theano import change_flags, theano
-    from l2hmc_theano.training import TemperedEnergy
+    from l2hmc_theano.training_graph import TemperedEnergy
 
     temperature = theano.shared(np.asarray(4.0), name="T")
     with change_flags(compute_test_value="off"):
@@ -299,7 +299,7 @@ def test_annealing_schedule_and_tempered_energy():
 def test_constant_forces_keep_values_and_cut_the_force_derivative():
     """ConstantForces: the same U and dU, but d(dU)/dx is zero for tt.grad (exact: 12 x^2)."""
     from l2hmc_theano._theano import change_flags, theano
-    from l2hmc_theano.training import ConstantForces
+    from l2hmc_theano.training_graph import ConstantForces
 
     quartic = FunctionEnergy(lambda X: (X ** 4).sum(axis=1), 2, name="quartic")
     with change_flags(compute_test_value="off"):
@@ -379,7 +379,7 @@ def test_scaled_jump_measures_each_coordinate_in_the_chains_units():
 
     from l2hmc_theano._theano import change_flags, theano
     from l2hmc_theano.loss import squared_jump
-    from l2hmc_theano.training import jump_units
+    from l2hmc_theano.training_graph import jump_units
 
     Proposal = namedtuple("Proposal", "x diverging accept_prob")
     with change_flags(compute_test_value="off"):

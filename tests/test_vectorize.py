@@ -283,7 +283,7 @@ def test_row_scalar_times_shared_vector_is_an_outer_product():
 
 
 def test_batch_outer_and_row_dot_ops():
-    from l2hmc_theano.batch_take import batch_outer, batch_row_dot
+    from l2hmc_theano.batch_products import batch_outer, batch_row_dot
 
     rng = np.random.default_rng(14)
     s_val, w_val, g_val = rng.normal(size=5), rng.normal(size=7), rng.normal(size=(5, 7))

@@ -368,7 +368,8 @@ class L2HMCSampler:
     def energy(self, x):
         """Potential energy U(x) = -log p(x) per row of ``x`` ``(batch, dim)`` (sampling coordinates:
         for non-centred groups, minus the log-Jacobian of the map to the model); returns ``(batch,)``."""
-        return call_by_rows(self.functions.get_or_compile("energy", lambda: build_energy(self.energy_target)), [as_batch(x, self.dim, "x")], [0])[0][0]
+        fn = self.functions.get_or_compile("energy", lambda: build_energy(self.energy_target))
+        return call_by_rows(fn, [as_batch(x, self.dim, "x")], [0])[0][0]
 
     sample = sample
 

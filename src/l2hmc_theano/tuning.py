@@ -5,15 +5,16 @@ import warnings
 
 import numpy as np
 
+from . import selection as selection_module
+from . import training_graph
+from . import warmup as warmup_module
 from ._theano import floatX
 from .budget import choose_batch_size, training_decision
 from .budget import describe as describe_setup
 from .checks import check_count, check_fraction, check_non_negative, check_positive
 from .diagnostics import training_warnings
 from .progress import compiling
-from . import selection as selection_module
-from .training import TrainingSettings, build_training_step, empty_history, run_training
-from . import warmup as warmup_module
+from .training import TrainingSettings, empty_history, run_training
 from .warmup import WarmupSettings
 
 __all__ = ["train", "warn_training_problems"]
@@ -162,7 +163,8 @@ def train(
     with sampler.announcing(progressbar):
         warmed = warmup is True or (warmup == "auto" and sampler.warmup_info is None and chains is None)
         if warmed:
-            chains, sampler.warmup_info = warmup_module.warmup(sampler, settings.batch_size, rng, warmup_settings, progressbar)
+            chains, sampler.warmup_info = warmup_module.warmup(sampler, settings.batch_size, rng, warmup_settings,
+                                                               progressbar)
         if train_networks == "auto":
             plan["train"], plan["reason"] = training_decision(sampler, sampler.warmup_info if warmed else None,
                                                               one_chain_seconds)
@@ -175,10 +177,11 @@ def train(
         key = settings.graph_key()  # compiled after warm-up, which may change T
         if key not in sampler.functions:
             with compiling("the training step (the gradient through the leapfrog: the longest)", progressbar):
-                sampler.functions[key] = build_training_step(sampler, settings, sampler.temperature if anneal else None)
+                sampler.functions[key] = training_graph.build_training_step(
+                    sampler, settings, sampler.temperature if anneal else None)
     sampler.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=floatX))
     sampler.history = run_training(sampler, sampler.functions[key], settings, rng, progressbar, chains=chains,
-                                temperature=sampler.temperature if anneal else None)
+                                   temperature=sampler.temperature if anneal else None)
     sampler.selection = None
     if compare_hmc and hasattr(sampler.networks, "zero_heads"):
         with sampler.announcing(progressbar):

@@ -23,7 +23,8 @@ gradient is one pass of row dot products (:class:`l2hmc_theano.batch_take.BatchR
 These change the order of floating point operations (results agree with the per-row graph to ~1e-15 relative), not the values.
 """
 from ._theano import theano, tt
-from .batch_take import batch_outer, batch_take
+from .batch_products import batch_outer
+from .batch_take import batch_take
 
 __all__ = ["vectorize", "BatchedVar"]
 
