@@ -6,7 +6,7 @@ from ._theano import floatX
 from .chain_guard import replace_non_finite_starts
 from .checks import as_batch
 
-__all__ = ["sample"]
+__all__ = ["sample", "transitions"]
 
 
 def sample(sampler, n_draws, n_chains=200, x0=None, seed=None, progressbar=False, networks=None):
@@ -45,10 +45,25 @@ def sample(sampler, n_draws, n_chains=200, x0=None, seed=None, progressbar=False
         steps = progress_bar(steps)
     if networks is None:  # once for the run, not at every step
         networks = not sampler.networks_are_zero()
+    moves = transitions(sampler, x, rng, networks)
+    for i in steps:
+        out, _, _ = next(moves)
+        draws[i], accept_prob[i] = out.x, out.accept_prob
+    return draws, accept_prob
+
+
+def transitions(sampler, x, rng, networks):
+    """MH steps of the chains ``x`` ``(n, dim)``, one per ``next()``, for ever: ``(step, direction,
+    step_scale)``, ``step`` a :class:`~.kernel.Step` with U and dU/dy at its state (carried to the next
+    step: T energy evaluations each), ``direction`` and ``step_scale`` ``(n,)`` the step's draws.  The
+    starts' U and dU/dy are evaluated first (a start where either is not finite becomes a copy of
+    another, :func:`.chain_guard.replace_non_finite_starts`); every draw comes from ``rng``, in the
+    order of :meth:`.L2HMCSampler.draw_step_inputs`.  ``networks``: see
+    :meth:`.L2HMCSampler.compiled_mh_step`."""
     potential, grad = sampler.start_state(x)
     x, potential, grad, _ = replace_non_finite_starts(x, potential, grad, rng)
-    for i in steps:
-        out = sampler.mh_step_carrying(x, potential, grad, *sampler.draw_step_inputs(rng, n_chains), networks)
-        x, accept_prob[i], potential, grad = out.x, out.accept_prob, out.potential, out.grad
-        draws[i] = x
-    return draws, accept_prob
+    while True:
+        v, direction, log_u, step_scale = sampler.draw_step_inputs(rng, len(x))
+        step = sampler.mh_step_carrying(x, potential, grad, v, direction, log_u, step_scale, networks)
+        x, potential, grad = step.x, step.potential, step.grad
+        yield step, direction, step_scale

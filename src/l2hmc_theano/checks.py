@@ -6,7 +6,7 @@ import numpy as np
 from ._theano import floatX
 
 __all__ = ["check_count", "check_positive", "check_non_negative", "check_fraction", "check_hidden", "as_batch",
-           "as_direction"]
+           "as_direction", "check_step_inputs"]
 
 
 def check_count(value, name):
@@ -84,3 +84,17 @@ def as_direction(direction, batch):
             f"got {np.asarray(direction)!r}."
         )
     return d
+
+
+def check_step_inputs(args, dim, what):
+    """Raise a ``ValueError`` naming ``what`` unless an MH step's inputs ``args`` = ``(x, v, direction,
+    log_u, step_scale, potential, grad)`` (arrays) have x, v and grad of shape ``(batch, dim)`` and the
+    others of shape ``(batch,)``; returns ``batch``."""
+    x, v, direction, log_u, step_scale, potential, grad = args
+    batch = x.shape[0] if x.ndim == 2 else -1
+    if (any(a.shape != (batch, dim) for a in (x, v, grad))
+            or any(a.shape != (batch,) for a in (direction, log_u, step_scale, potential))):
+        raise ValueError(
+            f"{what} takes x, v and grad of shape (batch, {dim}) and direction, log_u, step_scale and "
+            f"potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+    return batch

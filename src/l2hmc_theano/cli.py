@@ -296,8 +296,6 @@ def _run(args):
 
 def _sample_to_file(model, sampler, args, path):
     """--sample: the training chains continued for ``args.sample`` draws, written to ``path``."""
-
-
     chains = len((sampler.history or {}).get("chains", ())) or args.batch_size
     print(f"sampling {args.sample} draws x {chains} chains ...", flush=True)
     with warnings.catch_warnings(record=True) as caught:

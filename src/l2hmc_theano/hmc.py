@@ -24,6 +24,7 @@ import numpy as np
 
 from ._theano import floatX
 from .chain_guard import FAILURES, call_by_rows
+from .checks import check_step_inputs
 from .kernel import Step
 
 __all__ = ["HMCStep", "hmc_step", "leapfrog", "trajectory", "energy_in_y", "hmc_kernel"]
@@ -149,12 +150,7 @@ def hmc_kernel(sampler, model_values=False):
         args = [np.ascontiguousarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential,
                                                                  grad)]
         x, v, direction, log_u, step_scale, potential, grad = args
-        batch = x.shape[0] if x.ndim == 2 else -1
-        if (any(a.shape != (batch, dim) for a in (x, v, grad))
-                or any(a.shape != (batch,) for a in (direction, log_u, step_scale, potential))):
-            raise ValueError(
-                f"The HMC step takes x, v and grad of shape (batch, {dim}) and direction, log_u, step_scale and "
-                f"potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+        batch = check_step_inputs(args, dim, "The HMC step")
         eps = float(sampler.step_size if step_size is None else step_size)
         T = int(sampler.n_steps if n_steps is None else n_steps)
         if T < 1:

@@ -23,11 +23,11 @@ import numpy as np
 from . import fit
 from ._pymc3 import pm
 from ._theano import change_flags, floatX, theano, tt
-from .chain_guard import replace_non_finite_starts
+from .chains import transitions
 from .diagnostics import idata_nested_rhat
 from .energy import ModelEnergy
 from .kernel import TRANSITION_STATS
-from .starts import initial_chains
+from .starts import START_JITTER, initial_chains
 from .step import AUTO_BUDGET
 from .vectorize import vectorize
 
@@ -114,7 +114,7 @@ def _starts(sampler, chains, rng, superchains=None):
         pick = rng.choice(len(trained), size=n_starts, replace=len(trained) < n_starts)
         x0 = np.array(trained, dtype=floatX)[pick]
     else:
-        x0 = initial_chains(sampler, n_starts, rng, 1.0)
+        x0 = initial_chains(sampler, n_starts, rng, START_JITTER)
     return np.repeat(x0, chains // n_starts, axis=0), False
 
 
@@ -201,19 +201,16 @@ def sample(draws=1000, chains=200, tune=None, model=None, sampler=None, random_s
         steps = progress_bar(steps)
     kept, start = 0, time.perf_counter()
     networks = not sampler.networks_are_zero()  # once for the run: the step it compiles (or has)
-    potential, grad = sampler.start_state(x)  # carried from step to step: T energy evaluations per step
-    x, potential, grad, _ = replace_non_finite_starts(x, potential, grad, rng)
+    moves = transitions(sampler, x, rng, networks)
     try:
         for i in steps:
-            v, d, log_u, scale = sampler.draw_step_inputs(rng, chains)
-            step = sampler.mh_step_carrying(x, potential, grad, v, d, log_u, scale, networks)
-            x, potential, grad = step.x, step.potential, step.grad
+            step, d, scale = next(moves)
             if i >= tune and (i - tune) % thin == 0:
-                kept_u[kept] = x
+                kept_u[kept] = step.x
                 for key, value in (("accept", step.accept_prob), ("accepted", step.accepted),
                                    ("diverging", step.diverging), ("energy", step.energy),
                                    ("energy_error", step.energy_error), ("step_size", sampler.step_size * scale),
-                                   ("log_jacobian", step.logdet), ("direction", d), ("potential", potential)):
+                                   ("log_jacobian", step.logdet), ("direction", d), ("potential", step.potential)):
                     stats[key][kept] = value
                 kept += 1
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@ as the model's flat vectors (:class:`~.kernel.Step`'s ``model_x`` and ``log_jaco
 import numpy as np
 
 from ._theano import floatX
+from .checks import check_step_inputs
 from .kernel import Step
 
 __all__ = ["model_step_function"]
@@ -33,12 +34,7 @@ def model_step_function(sampler):
 
     def mh_step(x, v, direction, log_u, step_scale, potential, grad):
         args = [np.asarray(a, dtype=floatX) for a in (x, v, direction, log_u, step_scale, potential, grad)]
-        batch = args[0].shape[0] if args[0].ndim == 2 else -1
-        if (any(a.shape != (batch, dim) for a in args[:2] + args[6:])
-                or any(a.shape != (batch,) for a in args[2:6])):
-            raise ValueError(
-                f"mh_step_with_model_values takes x, v and grad of shape (batch, {dim}) and direction, log_u, "
-                f"step_scale and potential of shape (batch,); got {', '.join(str(a.shape) for a in args)}.")
+        check_step_inputs(args, dim, "mh_step_with_model_values")
         return Step.of_outputs(fn(*args), model_values=True, carry=True)
 
     return mh_step

@@ -50,7 +50,7 @@ def replace_stuck_chains(x, log_accept, diverging, rng, threshold=STUCK_LOG_ACCE
 
 
 class FlatStop:
-    """Tells when the windowed mean ESJD has stopped improving (see :class:`TrainingSettings`)."""
+    """Tells when the windowed mean ESJD has stopped improving (see :class:`.training.TrainingSettings`)."""
 
     def __init__(self, settings):
         self.settings = settings
@@ -75,7 +75,7 @@ class FlatStop:
 
 
 class CollapseGuard:
-    """Backs training off when it collapses (see :class:`TrainingSettings`).
+    """Backs training off when it collapses (see :class:`.training.TrainingSettings`).
 
     At the end of every healthy window it keeps a copy of the parameters, log eps and the
     chains.  On a collapse it puts those back, halves the step size and the learning rate
