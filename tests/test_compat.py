@@ -114,7 +114,7 @@ def test_every_module_imports_theano_through_the_compat_layer():
     src = pathlib.Path(compat.__file__).parent
     offenders = [
         p.name for p in src.glob("*.py")
-        if p.name not in ("_theano.py", "_theano_fixes.py") and any(
+        if p.name not in ("_theano.py", "_theano_fixes.py", "_theano_build.py") and any(
             line.lstrip().startswith(("import theano", "from theano"))
             for line in p.read_text().splitlines()
         )
@@ -132,11 +132,8 @@ def _grad_scan_inner_nodes(grads):
 
 
 def test_scan_gradient_is_theanos_with_fewer_nodes():
-    """The shared forced_replace (see _theano's docstring): same gradient values, fewer inner nodes."""
-    import importlib
-
+    """The shared forced_replace (see _theano_fixes' docstring): same gradient values, fewer inner nodes."""
     assert "scan_grad_shared_replace" in compat.COMPILE_FIXES
-    scan_op = importlib.import_module("theano.scan.op")
     rng = np.random.default_rng(0)
     params = [theano.shared(rng.normal(size=shape) * 0.3, name=name)
               for name, shape in (("W", (3, 3)), ("U", (3, 3)), ("b", (3,)), ("c", (3,)))]
@@ -154,13 +151,9 @@ def test_scan_gradient_is_theanos_with_fewer_nodes():
             grads = tt.grad((hs[-1] ** 2).sum() + gs[-1].sum(), params)
         return theano.function([x], grads), _grad_scan_inner_nodes(grads)
 
-    patched_fn, patched_nodes = build()
-    l_op = scan_op.Scan.L_op
-    try:
-        scan_op.Scan.L_op = l_op.__wrapped__  # Theano's own L_op (forced_replace then falls back to Theano's)
-        theano_fn, theano_nodes = build()
-    finally:
-        scan_op.Scan.L_op = l_op
+    with compat.compile_fixes():
+        patched_fn, patched_nodes = build()
+    theano_fn, theano_nodes = build()  # Theano's own L_op, outside the block
     x0 = rng.normal(size=(5, 3))
     for ours, theirs in zip(patched_fn(x0), theano_fn(x0)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
@@ -177,8 +170,13 @@ def test_ops_with_empty_props_get_a_versioned_c_module_key():
     with change_flags(compute_test_value="off"):  # pymc3, once imported, sets it to "raise"
         x = tt.matrix("x")
         fgraph = FunctionGraph([x], [x.shape], clone=True)
-    version, _ = CLinker().accept(fgraph).cmodule_key()
+    version, _ = CLinker().accept(fgraph).cmodule_key()  # in place everywhere (a cache key only)
     assert version != ()
+    linker = CLinker().accept(fgraph)
+    theirs = CLinker.cmodule_key_.__wrapped__(linker, linker.fgraph, linker.no_recycling,
+                                              compile_args=linker.compile_args(), libraries=linker.libraries(),
+                                              header_dirs=linker.header_dirs(), c_compiler=linker.c_compiler())
+    assert theirs[0] == ()  # Theano's own key: unversioned
 
 
 BUILD = r"""
@@ -193,8 +191,9 @@ with change_flags(compute_test_value="off"):
     steps, _ = theano.scan(lambda h: tt.arctan(tt.tanh(h) * tt.exp(y)) + tt.sqr(h).sum(axis=1, keepdims=True),
                            outputs_info=[x], n_steps=3)
     last = steps[-1]
-    f = theano.function([x, y], [z, tt.arctan(z).max(axis=0), tt.cosh(y) / (1 + tt.sin(y) ** 2), last,
-                                 tt.arctan(tt.tanh(last) * tt.exp(y)) + tt.sqr(last).sum(axis=1, keepdims=True)])
+    with compat.compile_fixes():
+        f = theano.function([x, y], [z, tt.arctan(z).max(axis=0), tt.cosh(y) / (1 + tt.sin(y) ** 2), last,
+                                     tt.arctan(tt.tanh(last) * tt.exp(y)) + tt.sqr(last).sum(axis=1, keepdims=True)])
 rng = np.random.default_rng(0)
 a, b = rng.normal(size=(4, 3)), rng.normal(size=3)
 out = f(a, b)
@@ -288,10 +287,11 @@ with change_flags(compute_test_value="off"):
     fgraph = theano.graph.fg.FunctionGraph([x], [tt.tanh(x) * 2 + tt.exp(x).sum(axis=0)])
     theano.compile.mode.get_default_mode().optimizer.optimize(fgraph)
 build = compat.PARALLEL_BUILD
-first = build.missing(fgraph.toposort())
-some = sorted(first)[0]
-build.built[some] = "elsewhere"  # as if built by an enclosing link and not yet taken
-second = build.missing(fgraph.toposort())
+with compat.compile_fixes():
+    first = build.missing(fgraph.toposort())
+    some = sorted(first)[0]
+    build.built[some] = "elsewhere"  # as if built by an enclosing link and not yet taken
+    second = build.missing(fgraph.toposort())
 build.built.clear()
 print("RESULT " + json.dumps({"first": sorted(first), "second": sorted(second), "some": some}))
 """
@@ -320,3 +320,52 @@ def test_subprocesses_inherit_the_users_theano_flags_not_the_packages():
         code = show.format(first=first)
         assert run_python(code, THEANORC=os.devnull)[0] == "None -g0 True"
         assert run_python(code, THEANORC=os.devnull, THEANO_FLAGS="floatX=float64")[0] == "'floatX=float64' -g0 True"
+
+
+def _in_place():
+    """[(owner, name)] of the fixes' replacements that are in place now."""
+    return [(owner, name) for owner, name, _, value in compat.PATCHES.replaced
+            if (vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name, None)) is value]
+
+
+def test_theano_is_its_own_outside_the_packages_compiles():
+    """The fixes to how graphs are built and compiled replace Theano's attributes within
+    ``compile_fixes()`` only (nested blocks keep them until the outermost ends): a program that
+    imports the package compiles with Theano's own.  Only the two cache-key fixes are everywhere."""
+    replaced = compat.PATCHES.replaced
+    names = {name for _, name, _, _ in replaced}
+    assert {"L_op", "forced_replace"} <= names
+    if compat.PARALLEL_BUILD is not None:
+        assert {"make_all", "compile_cmodule"} <= names
+    assert {name for _, name in compat.PATCHES.everywhere} == {"cmodule_key_", "c_code_cache_version"}
+    assert not names & {name for _, name in compat.PATCHES.everywhere}
+    assert _in_place() == []
+    for owner, name, own, _ in replaced:
+        assert (vars(owner).get(name) if isinstance(owner, type) else getattr(owner, name)) is own
+    everything = [(owner, name) for owner, name, _, _ in replaced]
+    with compat.compile_fixes():
+        assert _in_place() == everything
+        with compat.compile_fixes():
+            assert _in_place() == everything
+        assert _in_place() == everything
+    assert _in_place() == []
+    with pytest.raises(RuntimeError), compat.compile_fixes():
+        raise RuntimeError("a compile that fails")
+    assert _in_place() == []
+
+
+def test_the_packages_compiles_run_with_the_fixes():
+    """A sampler's compiled functions are built and compiled with every fix in place."""
+    from l2hmc_theano.compile_cache import CompiledFunctions
+
+    seen = []
+
+    def build():
+        seen.append(_in_place())
+        x = tt.vector("x")
+        return [x], 2 * x
+
+    fn = CompiledFunctions().get_or_compile("probe", build)
+    np.testing.assert_allclose(fn(np.ones(2)), [2.0, 2.0])
+    assert seen == [[(owner, name) for owner, name, _, _ in compat.PATCHES.replaced]]
+    assert _in_place() == []

@@ -94,7 +94,7 @@ def test_function_energy_gradient(rng):
 def test_the_gradient_is_one_join_of_the_variables_blocks(name, rng):
     """A model's dU is a Join of its variables' column blocks (not IncSubtensors into zeros), with
     tt.grad's numbers and second derivatives; X read otherwise falls back to tt.grad."""
-    from l2hmc_theano.energy import grad_by_column_blocks
+    from l2hmc_theano.logp_graph import grad_by_column_blocks
     from l2hmc_theano.vectorize import vectorize
 
     energy = ModelEnergy(MODELS[name](), noncentre=False)

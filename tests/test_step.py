@@ -276,7 +276,7 @@ def test_zero_heads_compile_hmcs_leapfrog_and_each_run_picks_its_step(schools):
     agrees with the scanned batch step; and each pm.sample run picks the step for the networks
     as they stand then: HMC's kernel (warm-up's, T an input) once they are zero, with the same
     numbers as the step compiled without them."""
-    from l2hmc_theano.sampler import UNROLL_MAX_STEPS
+    from l2hmc_theano.step_graphs import UNROLL_MAX_STEPS
 
     model, _ = schools
     sampler = L2HMCSampler(ModelEnergy(model), n_steps=3, step_size=0.3, seed=0)

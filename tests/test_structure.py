@@ -89,10 +89,50 @@ def imported_libraries(source):
 
 
 def test_only_the_facades_import_theano_and_pymc3():
-    """Theano is imported in ``_theano.py`` (and its compile fixes, ``_theano_fixes.py``) only and PyMC3
+    """Theano is imported in ``_theano.py`` (and its compile fixes, ``_theano_fixes.py`` and
+    ``_theano_build.py``) only and PyMC3
     in ``_pymc3.py`` only: every other module takes them from there, so a second stack slots in
     behind those."""
-    owners = {"theano": {"_theano.py", "_theano_fixes.py"}, "pymc3": {"_pymc3.py"}}
+    owners = {"theano": {"_theano.py", "_theano_fixes.py", "_theano_build.py"}, "pymc3": {"_pymc3.py"}}
     found = {library: {path.name for path in PACKAGE.glob("*.py") if library in imported_libraries(path.read_text())}
              for library in owners}
     assert found == owners
+
+
+#: The longest a module of the package may be: one module, one job.
+MAX_MODULE_LINES = 350
+
+
+def test_no_module_of_the_package_is_over_the_line_limit():
+    sizes = {path.name: len(path.read_text().splitlines()) for path in PACKAGE.glob("*.py")}
+    assert {"sampler.py", "warmup.py", "vectorize.py"} <= set(sizes)  # the walk sees them
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def uncovered_compiles(source):
+    """Line numbers of the ``theano.function(...)`` calls in ``source`` outside any ``with`` block
+    that enters ``compile_fixes()``."""
+    tree = ast.parse(source)
+    covered = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and any(
+                isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", None) == "compile_fixes"
+                for item in node.items):
+            covered.update(id(n) for n in ast.walk(node))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "function"
+            and getattr(node.func.value, "id", None) == "theano" and id(node) not in covered]
+
+
+def test_the_uncovered_compile_finder_finds_one():
+    source = "with compile_fixes():\n    theano.function([], [])\ntheano.function([], [])\n"
+    assert uncovered_compiles(source) == [3]
+
+
+def test_every_compile_of_the_package_runs_with_theanos_compile_fixes():
+    """Theano's compile fixes are in place only within ``compile_fixes()`` (:mod:`._theano_fixes`):
+    every function the package compiles is compiled there.  Constant folding's evaluation runs
+    Theano's Python linker with no optimizer, which the fixes do not touch."""
+    found = {path.name: uncovered_compiles(path.read_text()) for path in PACKAGE.glob("*.py")}
+    assert {name: lines for name, lines in found.items() if lines and name != "constants.py"} == {}
+    assert found["constants.py"] and found["compile_cache.py"] == []  # the finder sees them

@@ -8,8 +8,8 @@ import pytest
 import pymc3 as pm
 from l2hmc_theano import FunctionEnergy, L2HMCSampler
 from l2hmc_theano._theano import tt
-from l2hmc_theano.preconditioner import (EIGENVALUE_CUTOFF, Preconditioner, fisher_dense, fisher_diagonal,
-                                         fisher_lowrank, fitted)
+from l2hmc_theano.fisher import EIGENVALUE_CUTOFF, fisher_dense, fisher_diagonal, fisher_lowrank
+from l2hmc_theano.preconditioner import Preconditioner, fitted
 from l2hmc_theano.budget import choose_n_steps
 from l2hmc_theano.step_size import DualAveraging
 from l2hmc_theano.trajectory_length import chain_ess_per_draw

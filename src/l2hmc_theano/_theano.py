@@ -27,13 +27,14 @@ Theano first) sets these, only where the user has not set them already (a user's
   to its Python outer loop only on ``ImportError``.  The inner graph of every
   Scan is still compiled C.
 
-Four fixes to Theano's compile path are installed after import (:mod:`._theano_fixes`).
+Four fixes to Theano's compile path (:mod:`._theano_fixes`) are in place while the package builds
+and compiles its own functions (``with compile_fixes():``), not otherwise.
 """
 from l2hmc_theano_flags import bundled_openblas_ldflags, configure, restore_environment  # noqa: F401
 
 __all__ = [
     "theano", "tt", "change_flags", "floatX", "Scan", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS", "BLAS_LDFLAGS",
-    "NO_DEBUG_INFO", "COMPILE_FIXES", "PARALLEL_BUILD",
+    "NO_DEBUG_INFO", "COMPILE_FIXES", "PARALLEL_BUILD", "PATCHES", "compile_fixes",
 ]
 
 _CHOSEN = configure()
@@ -57,6 +58,8 @@ from theano.scan.op import Scan  # noqa: E402  (``theano.scan`` is the function,
 
 from . import _theano_fixes  # noqa: E402
 
-#: The compile-time fixes installed (:mod:`._theano_fixes`), and the parallel C build (its ``counts``;
-#: None where not installed).
-COMPILE_FIXES, PARALLEL_BUILD = _theano_fixes.install_compile_fixes()
+#: The compile-time fixes installed (:mod:`._theano_fixes`), the parallel C build (its ``counts``;
+#: None where not installed) and their replacements of Theano's attributes.
+COMPILE_FIXES, PARALLEL_BUILD, PATCHES = _theano_fixes.install_compile_fixes()
+#: ``with compile_fixes():`` build and compile with the fixes in place (nested blocks are one).
+compile_fixes = PATCHES.active

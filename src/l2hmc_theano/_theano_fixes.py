@@ -1,8 +1,14 @@
-"""Theano's compile path, made faster: each fix an ``install_*`` function of the Theano modules it
-changes, installed by :mod:`._theano` once Theano is imported.
+"""Theano's compile path, made faster: each fix an ``install_*`` function that puts its replacements
+of Theano's attributes into a :class:`Patches`, which :mod:`._theano` makes once Theano is imported
+(:func:`install_compile_fixes`).  The two that change how the package's graphs are built and
+compiled (Scan's gradient, the parallel C build) are in place within ``with compile_fixes():`` only,
+where the package builds and compiles its own functions; outside, Theano is its own.  The two that
+only let C modules be cached (their cache keys) are in place for the whole process: the C code a
+model's construction compiles (PyMC3 computes each variable's test value with the Op's own C
+code) is then cached too, not built again in every process (``benchmarks/compile_time.py``'s
+"build" column).
 
-Four fixes to Theano's compile path, installed after import (:func:`install_compile_fixes`;
-none changes a compiled graph or its C code, only the time to get there):
+Four fixes (none changes a compiled graph or its C code, only the time to get there):
 
 * Scan's gradient shares its rebuilt nodes.  ``Scan.L_op`` replaces each inner output
   x_t by a placeholder in the gradient of every inner input with
@@ -19,19 +25,64 @@ none changes a compiled graph or its C code, only the time to get there):
 * An Op whose C code comes from files (DimShuffle, ...) is versioned by a digest of that
   code, not by Python's per-process salted ``hash()`` of it, so its module is cached
   across processes instead of compiled again by each (:func:`install_stable_external_cop_version`).
-* C modules missing from the cache are built on every core (:class:`ParallelBuild`):
+* C modules missing from the cache are built on every core (:class:`._theano_build.ParallelBuild`):
   Theano runs gcc for one node at a time (``benchmarks/compile_time.py`` compares).
   ``L2HMC_PARALLEL_BUILD=0`` turns it off.
 """
+import contextlib
 import os
+import threading
 
-import theano
+from ._theano_build import ParallelBuild
 
 __all__ = ["install_compile_fixes", "install_shared_scan_replace", "install_versioned_empty_props",
-           "install_stable_external_cop_version", "ParallelBuild"]
+           "install_stable_external_cop_version", "Patches"]
+
+_ABSENT = object()
 
 
-def install_shared_scan_replace(scan_op_module):
+class Patches:
+    """Replacements of attributes of Theano's modules and classes, in place only within
+    :meth:`active` (nested blocks apply them once; the outermost block's end gives Theano its own
+    back), or ``everywhere``: from their install on.  One thread compiles at a time within
+    :meth:`active`: a second waits for the first's block."""
+
+    def __init__(self):
+        self.replaced = []  # (owner, name, Theano's own value or _ABSENT, the replacement), within active()
+        self.everywhere = []  # (owner, name), replaced for good
+        self.depth = 0
+        self.lock = threading.RLock()
+
+    def replace(self, owner, name, value, everywhere=False):
+        """Put ``value`` in place of ``owner.name`` within :meth:`active` (``everywhere``: now, for good)."""
+        if everywhere:
+            setattr(owner, name, value)
+            self.everywhere.append((owner, name))
+            return
+        own = vars(owner).get(name, _ABSENT) if isinstance(owner, type) else getattr(owner, name, _ABSENT)
+        self.replaced.append((owner, name, own, value))
+
+    @contextlib.contextmanager
+    def active(self):
+        """Within the block, the replacements are in place."""
+        with self.lock:
+            if self.depth == 0:
+                for owner, name, _, value in self.replaced:
+                    setattr(owner, name, value)
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    for owner, name, own, _ in reversed(self.replaced):
+                        if own is _ABSENT:
+                            delattr(owner, name)
+                        else:
+                            setattr(owner, name, own)
+
+
+def install_shared_scan_replace(scan_op_module, patches):
     """``Scan.L_op`` with its ``forced_replace`` calls sharing one memo per placeholder."""
     import functools
 
@@ -81,11 +132,11 @@ def install_shared_scan_replace(scan_op_module):
         finally:
             memos.pop()
 
-    scan_op_module.forced_replace = forced_replace
-    scan_op_module.Scan.L_op = L_op
+    patches.replace(scan_op_module, "forced_replace", forced_replace)
+    patches.replace(scan_op_module.Scan, "L_op", L_op)
 
 
-def install_versioned_empty_props(c_basic):
+def install_versioned_empty_props(c_basic, patches):
     """``CLinker.cmodule_key_`` that does not take an empty ``__props__`` for a missing version."""
     import functools
 
@@ -114,10 +165,10 @@ def install_versioned_empty_props(c_basic):
         parts = version(self, fgraph)
         return key if parts is None else (parts, key[1])
 
-    c_basic.CLinker.cmodule_key_ = cmodule_key_
+    patches.replace(c_basic.CLinker, "cmodule_key_", cmodule_key_, everywhere=True)
 
 
-def install_stable_external_cop_version(op_module):
+def install_stable_external_cop_version(op_module, patches):
     """``ExternalCOp.c_code_cache_version`` from a digest of its C source, not ``hash()``.
 
     Theano versions an Op whose C code is read from files (DimShuffle and others) by
@@ -139,164 +190,7 @@ def install_stable_external_cop_version(op_module):
             version += (self.params_type.c_code_cache_version(),)
         return version
 
-    external.c_code_cache_version = c_code_cache_version
-
-
-class ParallelBuild:
-    """Compile a graph's missing C modules on every core before Theano links it node by node.
-
-    Theano's linker makes each node's thunk in turn; a node whose C module is not in the
-    compile cache waits for gcc, all on one core.  Before a VM linker makes its
-    thunks, this finds the nodes Theano will compile (the key Theano will look up is not in
-    the cache) and runs their gcc in a pool of threads, one per core (``gcc`` is a
-    subprocess: the threads wait without the GIL), each into its own temporary directory
-    outside the compile directory, without importing anything.  Theano's own serial pass
-    then asks ``CLinker.compile_cmodule`` for each module, as before; for a module built
-    here (same source, so same code hash) that moves the built files into the directory
-    Theano chose and imports them there, so the cache holds what Theano would have put
-    there.  A module this pass does not foresee, or fails to build, is compiled by Theano
-    as before; what is built and not used is deleted when the outermost link ends.
-    """
-
-    def __init__(self, cmodule, c_basic, vm):
-        import threading
-
-        self.cmodule, self.c_basic, self.vm = cmodule, c_basic, vm
-        self.built = {}  # code hash -> directory holding mod.cpp and the built library
-        self.counts = {"built": 0, "taken": 0, "failed": 0}
-        self.depth = 0
-        self.lock = threading.Lock()
-        try:
-            self.workers = len(os.sched_getaffinity(0))
-        except AttributeError:
-            self.workers = os.cpu_count() or 1
-        self.original_compile_cmodule = c_basic.CLinker.compile_cmodule
-        self.original_make_all = vm.VMLinker.make_all
-
-    def install(self):
-        import functools
-
-        build = self
-
-        @functools.wraps(self.original_make_all)
-        def make_all(linker, *args, **kwargs):
-            build.depth += 1
-            try:
-                if build.workers > 1 and linker.c_thunks is not False and theano.config.cxx:
-                    try:
-                        build.prebuild(linker.schedule(linker.fgraph))
-                    except Exception:  # e.g. no temporary directory: Theano builds them, one at a time
-                        pass
-                return build.original_make_all(linker, *args, **kwargs)
-            finally:
-                build.depth -= 1
-                if build.depth == 0:
-                    build.discard_unused()
-
-        @functools.wraps(self.original_compile_cmodule)
-        def compile_cmodule(linker, location=None):
-            with build.lock:
-                built = build.built.pop(linker.get_dynamic_module().code_hash, None)
-            if built is None:
-                return build.original_compile_cmodule(linker, location)
-            return build.take(linker, built, location)
-
-        self.vm.VMLinker.make_all = make_all
-        self.c_basic.CLinker.compile_cmodule = compile_cmodule
-
-    def missing(self, nodes):
-        """(code hash, compile arguments) of the nodes' C modules Theano would compile."""
-        from theano.graph.basic import Constant
-        from theano.graph.fg import FunctionGraph
-        from theano.graph.op import COp
-
-        cache = self.c_basic.get_module_cache()
-        seen, jobs = set(), {}
-        for node in nodes:
-            if not isinstance(node.op, COp):
-                continue
-            signature = (node.op, tuple(i.signature() if isinstance(i, Constant) else i.type for i in node.inputs),
-                         tuple(o.type for o in node.outputs))
-            try:
-                if signature in seen:
-                    continue
-                seen.add(signature)
-            except TypeError:  # an unhashable constant: look it up like the others
-                pass
-            try:
-                node.op.prepare_node(node, {}, None, "c")
-                linker = self.c_basic.CLinker().accept(FunctionGraph(node.inputs, node.outputs), no_recycling=[])
-                key = linker.cmodule_key()
-                if not key or not key[0] or cache._get_from_key(key) is not None:
-                    continue  # unversioned (Theano compiles those itself) or cached
-                module = linker.get_dynamic_module()
-                src_code = module.code()  # sets module.code_hash
-                if module.code_hash in jobs or module.code_hash in self.built:
-                    continue
-                if cache._get_from_hash(self.cmodule.get_module_hash(src_code, key), key) is not None:
-                    continue
-                jobs[module.code_hash] = dict(
-                    src_code=src_code, include_dirs=linker.header_dirs(), lib_dirs=linker.lib_dirs(),
-                    libs=linker.libraries(), preargs=linker.compile_args(), compiler=linker.c_compiler())
-            except Exception:  # no C code, or anything unforeseen: Theano's own pass decides
-                continue
-        return jobs
-
-    def prebuild(self, nodes):
-        import concurrent.futures
-        import shutil
-        import tempfile
-
-        jobs = self.missing(nodes)
-        if len(jobs) < 2:
-            return
-
-        def build(code_hash, job):
-            location = tempfile.mkdtemp(prefix="l2hmc-theano-build-")
-            try:
-                compiler = job.pop("compiler")
-                compiler.compile_str(module_name=code_hash, location=location, py_module=False, **job)
-                return code_hash, location
-            except Exception:
-                shutil.rmtree(location, ignore_errors=True)
-                return code_hash, None
-
-        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            for code_hash, location in pool.map(lambda item: build(*item), jobs.items()):
-                with self.lock:
-                    if location is None:
-                        self.counts["failed"] += 1
-                    elif code_hash in self.built:  # built twice (not expected): keep one
-                        shutil.rmtree(location, ignore_errors=True)
-                    else:
-                        self.built[code_hash] = location
-                        self.counts["built"] += 1
-
-    def take(self, linker, built, location):
-        """The module built in ``built``, moved into ``location`` (Theano's choice) and imported."""
-        import shutil
-
-        if location is None:
-            location = self.cmodule.dlimport_workdir(theano.config.compiledir)
-        library = f"{linker.get_dynamic_module().code_hash}.{self.cmodule.get_lib_extension()}"
-        try:
-            for name in ("mod.cpp", library):
-                shutil.move(os.path.join(built, name), os.path.join(location, name))
-        except OSError:  # the built files are gone: Theano builds the module itself
-            return self.original_compile_cmodule(linker, location)
-        finally:
-            shutil.rmtree(built, ignore_errors=True)
-        open(os.path.join(location, "__init__.py"), "w").close()
-        self.counts["taken"] += 1
-        return self.cmodule.dlimport(os.path.join(location, library))
-
-    def discard_unused(self):
-        import shutil
-
-        with self.lock:
-            unused, self.built = list(self.built.values()), {}
-        for location in unused:
-            shutil.rmtree(location, ignore_errors=True)
+    patches.replace(external, "c_code_cache_version", c_code_cache_version, everywhere=True)
 
 
 def _source(function):
@@ -309,23 +203,23 @@ def _source(function):
 
 
 def install_compile_fixes():
-    """Install the fixes this Theano has the code for; returns the names of those installed and the
-    :class:`ParallelBuild` (None where not installed)."""
+    """The fixes this Theano has the code for: returns the names of those installed, the
+    :class:`ParallelBuild` (None where not installed) and the :class:`Patches` that apply them."""
     import importlib
 
-    installed, parallel_build = [], None
+    installed, parallel_build, patches = [], None, Patches()
     scan_op_module = importlib.import_module("theano.scan.op")
     if hasattr(scan_op_module, "forced_replace") and hasattr(scan_op_module.Scan, "L_op"):
-        install_shared_scan_replace(scan_op_module)
+        install_shared_scan_replace(scan_op_module, patches)
         installed.append("scan_grad_shared_replace")
     c_basic = importlib.import_module("theano.link.c.basic")
     if hasattr(getattr(c_basic, "CLinker", None), "cmodule_key_"):
-        install_versioned_empty_props(c_basic)
+        install_versioned_empty_props(c_basic, patches)
         installed.append("versioned_empty_props")
     op_module = importlib.import_module("theano.graph.op")
     external = getattr(op_module, "ExternalCOp", None)
     if external is not None and "hash(tuple(self.func_codes))" in _source(external.c_code_cache_version):
-        install_stable_external_cop_version(op_module)
+        install_stable_external_cop_version(op_module, patches)
         installed.append("stable_external_c_version")
     cmodule = importlib.import_module("theano.link.c.cmodule")
     vm = importlib.import_module("theano.link.vm")
@@ -334,6 +228,6 @@ def install_compile_fixes():
                   "get_module_hash", "dlimport", "dlimport_workdir", "get_lib_extension")))
     if needed and os.environ.get("L2HMC_PARALLEL_BUILD", "1") != "0":
         parallel_build = ParallelBuild(cmodule, c_basic, vm)
-        parallel_build.install()
+        parallel_build.install(patches)
         installed.append("parallel_c_build")
-    return tuple(installed), parallel_build
+    return tuple(installed), parallel_build, patches

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from ._theano import change_flags, theano
+from ._theano import change_flags, compile_fixes, theano
 from .constants import fold_shared
 from .progress import compiling
 
@@ -56,7 +56,7 @@ class CompiledFunctions(dict):
                 del self[stale]
         if key not in self:
             what = WHAT.get(name, name)
-            with change_flags(compute_test_value="off", allow_gc=False), compiling(what, self.announce):
+            with change_flags(compute_test_value="off", allow_gc=False), compiling(what, self.announce), compile_fixes():
                 inputs, outputs = build()
                 if frozen:
                     outputs = fold_shared(outputs, frozen)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import fit
 from ._pymc3 import pm
-from ._theano import change_flags, floatX, theano, tt
+from ._theano import change_flags, compile_fixes, floatX, theano, tt
 from .chains import transitions
 from .diagnostics import idata_nested_rhat
 from .energy import ModelEnergy
@@ -74,7 +74,7 @@ def _back_transform(energy, names):
 def _compile_back_transform(energy, names):
     """A compiled function: the model's flat vectors ``(rows, dim)`` -> each named variable
     ``(rows, *shape)``."""
-    with change_flags(compute_test_value="off"):
+    with change_flags(compute_test_value="off"), compile_fixes():
         x = tt.vector("x_model", dtype=floatX)
         outputs = theano.clone([energy.model[name] for name in names], energy.model_replacements(x), strict=False)
         X = tt.matrix("X_model", dtype=floatX)

@@ -38,7 +38,7 @@ fitting them recompiles nothing.
 """
 import numpy as np
 
-from ._theano import change_flags, floatX, theano, tt
+from ._theano import change_flags, compile_fixes, floatX, theano, tt
 from .progress import compiling
 from .reparam_groups import find_groups
 from .vectorize import vectorize
@@ -171,7 +171,7 @@ class NonCentring:
     def _batched(self, key, build):
         if key not in self._compiled:
             what = {"to_model": "the non-centring's map to the model", "to_sampling": "the non-centring's inverse map"}
-            with change_flags(compute_test_value="off"), compiling(what.get(key, key), self.announce):
+            with change_flags(compute_test_value="off"), compiling(what.get(key, key), self.announce), compile_fixes():
                 flat = tt.vector("flat", dtype=floatX)
                 batch = tt.matrix("batch", dtype=floatX)
                 outputs = vectorize(build(flat), flat, batch)
@@ -192,7 +192,8 @@ class NonCentring:
         """x ``(dim,)`` (model space) -> per group, the data's precision in units of the prior's
         (each group's ``ratio``), from Hessian-vector products of the density less the group's prior."""
         if "ratio" not in self._compiled:
-            with change_flags(compute_test_value="off"), compiling("the non-centring's curvature", self.announce):
+            with change_flags(compute_test_value="off"), compiling("the non-centring's curvature", self.announce), \
+                    compile_fixes():
                 x = tt.vector("x_model", dtype=floatX)
                 values = dict(self.shared)
                 values.update(self._slices(x))

@@ -7,7 +7,6 @@ training, the choice of HMC or the networks) is :func:`.tuning.train`, its own d
 :func:`.chains.sample`.
 """
 import contextlib
-import copy
 import math
 import numbers
 
@@ -20,25 +19,18 @@ from .chains import sample
 from .checks import as_batch, as_direction, check_count, check_fraction, check_hidden, check_positive
 from .compile_cache import CompiledFunctions
 from .dynamics import draw_masks, time_encoding
-from .energy import as_energy, layout
+from .energy import as_energy
 from .hmc import energy_in_y, hmc_kernel
 from .kernel import Step, propose
 from .model_step import model_step_function
 from .networks import AuxiliaryNetworks, ZeroFunctions
 from .preconditioner import Preconditioner, WhitenedEnergy
+from .retarget import retarget
 from .starts import check_start
-from .step_graphs import build_energy, build_energy_grad, build_mh_step, build_transition, energy_loops
+from .step_graphs import build_energy, build_energy_grad, build_transition, compiled_mh_step
 from .tuning import train
 
 __all__ = ["L2HMCSampler"]
-
-# pm.sample's step (one chain per call) writes T <= this many leapfrog steps out instead of scanning
-# them: Scan's Python loop costs a call per step there (benchmarks/step_cost.py).  Their compile
-# leaves out local_fill_sink: it pushes the gradient's fills through every later elementwise op,
-# and with the networks' heads zero (all of the trajectory elementwise) its time grows steeply with T.
-UNROLL_MAX_STEPS = 6
-UNROLLED_OPT_EXCLUDE = ("local_fill_sink",)
-
 
 class L2HMCSampler:
     """An L2HMC sampler for a PyMC3 model or a batched Theano energy.
@@ -247,30 +239,8 @@ class L2HMCSampler:
         return bool(check is not None and check())
 
     def compiled_mh_step(self, model_values=False, networks=None, carry=False):
-        """The compiled MH step of :meth:`mh_step_with_stats` (``carry``: of
-        :meth:`mh_step_carrying`; ``model_values``: of :meth:`model_step_function`, which always
-        carries) for the networks as they stand.
-
-        When their heads are zero the step is compiled without them (HMC's leapfrog: the same
-        numbers, without evaluating networks whose output is 0); ``networks=True`` keeps them
-        regardless.  A later change of the heads needs a new call.  ``model_values`` (pm.sample's
-        one-chain step) writes out T <= ``UNROLL_MAX_STEPS`` leapfrog steps instead of a scan, and
-        compiles in :meth:`sampling_parameters` as constants (folded: ~20 % off the call at T = 3 on
-        eight schools), so it is compiled again once training, warm-up or a load changes them."""
-        hmc = self.networks_are_zero() if networks is None else not networks
-        carry = carry or model_values
-        unroll = model_values and self.n_steps <= UNROLL_MAX_STEPS and not self._energy_loops()
-        key = ("mh_step_model" if model_values else "mh_step_carry" if carry else "mh_step_stats") + \
-            ("_hmc" if hmc else "")
-        return self.functions.get_or_compile(
-            key, lambda: build_mh_step(self, model_values, hmc=hmc, unroll=unroll, carry=carry),
-            exclude=UNROLLED_OPT_EXCLUDE if unroll else (), frozen=self.sampling_parameters() if model_values else ())
-
-    def _energy_loops(self):
-        """Whether the target's energy holds a loop (:func:`.step_graphs.energy_loops`), found once."""
-        if not hasattr(self, "_loops"):
-            self._loops = energy_loops(self.energy_target)
-        return self._loops
+        """The compiled MH step for the networks as they stand (:func:`.step_graphs.compiled_mh_step`)."""
+        return compiled_mh_step(self, model_values, networks, carry)
 
     def mh_step_with_stats(self, x, v, direction, log_u, step_scale=None, networks=None):
         """One MH step of a batch: a :class:`~.kernel.Step` of its first eight fields (``x,
@@ -331,25 +301,8 @@ class L2HMCSampler:
         return self.model_step_function()(x, v, direction, log_u, step_scale, potential, grad)
 
     def retarget(self, energy):
-        """This sampler on another energy of the same layout (e.g. a model's conditional in a
-        compound step).  Networks, masks and step size are shared, not copied; a model's
-        non-centring (on or off, and its weights) is this sampler's."""
-        if energy.dim != self.dim or layout(energy) != layout(self.energy_target):
-            raise ValueError(
-                "The sampler was built for variables "
-                f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in layout(self.energy_target))}, not "
-                f"{', '.join(f'{n}{tuple(s)}' for n, s, _ in layout(energy))}."
-            )
-        mine = getattr(self.energy_target, "noncentring", None)
-        if hasattr(energy, "with_noncentring"):
-            energy = energy.with_noncentring(mine is not None)
-            if mine is not None:
-                energy.noncentring.set_weights(mine.weight_values())
-        new = copy.copy(self)
-        new.energy_target = energy
-        new.functions = CompiledFunctions()
-        new.__dict__.pop("_loops", None)
-        return new
+        """This sampler on another energy of the same layout (:func:`.retarget.retarget`)."""
+        return retarget(self, energy)
 
     # -- public numpy API -----------------------------------------------------------------
     def transition(self, x, v, direction):

@@ -2,7 +2,7 @@
 log eps on the ESJD loss (paper Eq. 7-8), differentiated through the generalized leapfrog, compiled
 as one Theano function (:func:`build_training_step`; the loop around it is :mod:`.training`)."""
 from ._pymc3 import adam
-from ._theano import change_flags, floatX, theano, tt
+from ._theano import change_flags, compile_fixes, floatX, theano, tt
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
@@ -91,7 +91,7 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
         energy = ConstantForces(energy)
     precond = sampler.preconditioner
     with_fresh = settings.burn_in_weight != 0
-    with change_flags(compute_test_value="off"):
+    with change_flags(compute_test_value="off"), compile_fixes():
         x = tt.matrix("chains", dtype=floatX)
         z = tt.matrix("fresh", dtype=floatX)
         v = tt.matrix("v", dtype=floatX)
