@@ -15,7 +15,7 @@ and a list ``params`` of the Theano shared variables it trains.
 """
 import numpy as np
 
-from ._theano import floatX, theano, tt
+from ._theano import floatX, relu, theano, tt
 
 __all__ = ["ZeroFunctions", "AuxiliaryNetworks", "MLP"]
 
@@ -88,9 +88,9 @@ class MLP:
 
     def __call__(self, *inputs):
         h = sum(tt.dot(x, W) + b for x, (W, b) in zip(inputs, self.embed))
-        h = tt.nnet.relu(h)
+        h = relu(h)
         W, b = self.hidden
-        h = tt.nnet.relu(tt.dot(h, W) + b)
+        h = relu(tt.dot(h, W) + b)
         lin = {key: tt.dot(h, W) + b for key, (W, b) in self.heads.items()}
         S = tt.exp(self.log_scale_S) * tt.tanh(lin["S"])
         Q = tt.exp(self.log_scale_Q) * tt.tanh(lin["Q"])
