@@ -90,11 +90,11 @@ def imported_libraries(source):
 
 def test_only_the_facades_import_theano_and_pymc3():
     """Theano is imported in ``_theano_backend.py`` (and its compile fixes, ``_theano_fixes.py`` and
-    ``_theano_build.py``) only, PyTensor in ``_pytensor_backend.py`` only (both chosen by ``_theano.py``) and PyMC3
-    in ``_pymc3.py`` only: every other module takes them from there, so a second stack slots in
+    ``_theano_build.py``) only, PyTensor in ``_pytensor_backend.py`` only (both chosen by ``_theano.py``), PyMC3
+    in ``_pymc3.py`` only and today's PyMC in ``_pymc.py`` only: every other module takes them from there, so a second stack slots in
     behind those."""
     owners = {"theano": {"_theano_backend.py", "_theano_fixes.py", "_theano_build.py"}, "pymc3": {"_pymc3.py"},
-              "pytensor": {"_pytensor_backend.py"}}
+              "pytensor": {"_pytensor_backend.py"}, "pymc": {"_pymc.py"}}
     found = {library: {path.name for path in PACKAGE.glob("*.py") if library in imported_libraries(path.read_text())}
              for library in owners}
     assert found == owners

@@ -11,11 +11,15 @@ import os
 
 import pytensor as theano
 import pytensor.tensor as tt
+from pytensor.graph.replace import vectorize_graph
+from pytensor.graph.rewriting.basic import in2out
+from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.scan.op import Scan
 
 __all__ = [
     "theano", "tt", "change_flags", "floatX", "Scan", "relu", "SCAN_C_DISABLED", "USER_SET_BLAS_FLAGS",
     "BLAS_LDFLAGS", "NO_DEBUG_INFO", "COMPILE_FIXES", "PARALLEL_BUILD", "PATCHES", "compile_fixes",
+    "vectorize_graph", "rewrite_graph", "in2out",
 ]
 
 if "mode" not in os.environ.get("PYTENSOR_FLAGS", ""):
