@@ -15,7 +15,8 @@ import pytest
 import l2hmc_theano
 import pymc3 as pm
 from l2hmc_theano import L2HMC, L2HMCSampler, cache
-from l2hmc_theano.energy import FunctionEnergy, ModelEnergy
+from l2hmc_theano.energy import FunctionEnergy
+from l2hmc_theano.pymc3_energy import ModelEnergy
 from l2hmc_theano.preconditioner import Preconditioner
 
 # train_networks=True: a trained sampler whatever the budget decides (and L2HMC() and train() share the key).

@@ -100,3 +100,70 @@ def test_a_discrete_variable_is_named():
         pm.Normal("z", 0.0, 1.0)
     with pytest.raises(ValueError, match=r"discrete variables \(k\)"):
         PyMCModelEnergy(model)
+
+
+def eight_schools_exact_means(n_grid=800):
+    """E[mu], E[tau] of eight schools by quadrature over (mu, log tau), theta integrated out:
+    y_j ~ N(mu, sqrt(se_j^2 + tau^2)), mu ~ N(0, 5), tau ~ HalfCauchy(5)."""
+    from scipy import stats
+
+    y, se = np.array([28.0, 8, -3, 7, -1, 1, 18, 12]), np.array([15.0, 10, 16, 11, 9, 11, 10, 18])
+    mu, log_tau = np.linspace(-40.0, 40.0, n_grid), np.linspace(-15.0, 7.0, n_grid)
+    tau = np.exp(log_tau)
+    scale = np.sqrt(se[None, :] ** 2 + tau[:, None] ** 2)
+    log_p = stats.norm.logpdf(y[None, None, :], mu[None, :, None], scale[:, None, :]).sum(axis=2)
+    log_p += stats.norm.logpdf(mu, 0.0, 5.0)[None, :] + (stats.halfcauchy.logpdf(tau, scale=5.0) + log_tau)[:, None]
+    weight = np.exp(log_p - log_p.max())
+    weight /= weight.sum()
+    return float((weight * mu[None, :]).sum()), float((weight * tau[:, None]).sum())
+
+
+def test_the_sampler_warms_up_and_samples_a_pymc_model_as_its_posterior():
+    """L2HMCSampler on a PyMC >= 5 model: warm-up (step size, preconditioner, T) and HMC draws of 200
+    chains; E[mu] and E[tau] within 5 Monte Carlo standard errors (from the spread of the chains'
+    own means) of the exact ones."""
+    from l2hmc_theano.sampler import L2HMCSampler
+
+    sampler = L2HMCSampler(eight_schools(), seed=0)
+    sampler.train(train_networks=False, progressbar=False)
+    assert sampler.warmup_info is not None and sampler.networks_are_zero()
+    draws, _ = sampler.sample(400, n_chains=200, seed=1)[:2]
+    names = sampler.energy_target.var_names
+    mu, tau = draws[:, :, names.index("mu")], np.exp(draws[:, :, names.index("tau_log__")])
+    for values, exact in zip((mu, tau), eight_schools_exact_means()):
+        chain_means = values.mean(axis=0)  # (chains,): independent, each of 400 draws
+        mcse = chain_means.std(ddof=1) / np.sqrt(len(chain_means))
+        assert abs(chain_means.mean() - exact) < 5 * mcse, (chain_means.mean(), exact, mcse)
+        assert mcse < 0.1 * values.std()  # the check is not vacuous: the draws pin the mean down
+
+
+def test_what_is_not_there_yet_on_todays_pymc_says_so():
+    import l2hmc_theano
+
+    assert l2hmc_theano.ModelEnergy is PyMCModelEnergy
+    for name in ("L2HMC", "train", "sample", "load", "clear_cache"):
+        with pytest.raises(ImportError, match=rf"l2hmc_theano\.{name} needs PyMC3 \(Theano\) for now"):
+            getattr(l2hmc_theano, name)
+    with pytest.raises(AttributeError):
+        l2hmc_theano.no_such_thing
+
+
+@pytest.mark.slow
+def test_the_sampler_trains_on_a_pymc_model_and_its_networks_keep_the_posterior():
+    """Warm-up, training (the loss's gradient through the leapfrog, compiled by PyTensor) and the
+    trained-or-HMC selection on a PyMC >= 5 model; draws with the trained networks (whichever the
+    selection kept) have E[mu] and E[tau] within 5 Monte Carlo standard errors of the exact ones."""
+    from l2hmc_theano.sampler import L2HMCSampler
+
+    sampler = L2HMCSampler(eight_schools(), seed=0)
+    sampler.train(train_steps=30, stop_when_flat=False, progressbar=False, compare_hmc=False)
+    assert len(sampler.history["loss"]) == 30 and np.all(np.isfinite(sampler.history["loss"]))
+    assert not sampler.networks_are_zero()  # trained networks, kept without the comparison
+    draws, accept = sampler.sample(400, n_chains=200, seed=1)
+    assert 0.3 < accept.mean() < 1.0
+    names = sampler.energy_target.var_names
+    mu, tau = draws[:, :, names.index("mu")], np.exp(draws[:, :, names.index("tau_log__")])
+    for values, exact in zip((mu, tau), eight_schools_exact_means()):
+        chain_means = values.mean(axis=0)
+        mcse = chain_means.std(ddof=1) / np.sqrt(len(chain_means))
+        assert abs(chain_means.mean() - exact) < 5 * mcse, (chain_means.mean(), exact, mcse)

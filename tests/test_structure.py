@@ -47,7 +47,7 @@ def test_the_circle_finder_finds_a_circle():
 def test_no_module_of_the_package_imports_itself_through_others():
     edges = package_imports()
     assert {"sampler", "energy", "warmup", "training", "persistence", "loading"} <= set(edges)  # the walk sees them
-    assert "energy" in edges["sampler"] and "sampler" in edges["loading"]
+    assert "model_adapter" in edges["sampler"] and "sampler" in edges["loading"]
     circles = import_circles(edges)
     assert circles == [], "import circles: " + "; ".join(
         " <-> ".join(f"{a} -> {sorted(edges[a] & set(c))}" for a in c) for c in circles)

@@ -31,7 +31,8 @@ import numpy as np
 
 from ._pymc3 import VERSION as PYMC3_VERSION
 from ._theano import floatX, theano
-from .energy import ModelEnergy, layout
+from .energy import layout
+from .pymc3_energy import ModelEnergy
 from .loading import load
 from .persistence import save
 from .sampler import L2HMCSampler
@@ -133,7 +134,7 @@ def _hash_graph_data(digest, energy):
 def cache_key(energy, settings):
     """The cache key (64 hex digits) of training ``energy`` with ``settings``
     (:func:`settings_of`), or None when it is not cached: ``energy`` is not a
-    :class:`~l2hmc_theano.energy.ModelEnergy`, or ``settings`` is None."""
+    :class:`~l2hmc_theano.pymc3_energy.ModelEnergy`, or ``settings`` is None."""
     if not isinstance(energy, ModelEnergy) or settings is None:
         return None
     header = {

@@ -19,7 +19,8 @@ import numpy as np
 from ._pymc3 import pm
 from .cache import trained_sampler
 from .checks import check_count, check_fraction, check_hidden, check_non_negative, check_positive
-from .energy import ModelEnergy, StartError
+from .energy import StartError
+from .pymc3_energy import ModelEnergy
 from .many_chains import sample, write_netcdf
 from .preconditioner import CHOICES
 from .sampler import L2HMCSampler

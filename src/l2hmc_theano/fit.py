@@ -5,7 +5,7 @@ import inspect
 import os
 
 from .cache import trained_sampler
-from .energy import as_energy
+from .model_adapter import as_energy
 from .loading import load
 from .sampler import L2HMCSampler
 

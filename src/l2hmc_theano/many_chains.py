@@ -25,7 +25,7 @@ from ._pymc3 import pm
 from ._theano import change_flags, compile_fixes, floatX, theano, tt
 from .chains import transitions
 from .diagnostics import idata_nested_rhat
-from .energy import ModelEnergy
+from .pymc3_energy import ModelEnergy
 from .kernel import TRANSITION_STATS
 from .starts import START_JITTER, initial_chains
 from .step import AUTO_BUDGET

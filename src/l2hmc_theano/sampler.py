@@ -19,7 +19,7 @@ from .chains import sample
 from .checks import as_batch, as_direction, check_count, check_fraction, check_hidden, check_positive
 from .compile_cache import CompiledFunctions
 from .dynamics import draw_masks, time_encoding
-from .energy import as_energy
+from .model_adapter import as_energy
 from .hmc import energy_in_y, hmc_kernel
 from .kernel import Step, propose
 from .model_step import model_step_function

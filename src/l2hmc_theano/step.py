@@ -30,7 +30,7 @@ from .budget import DRAW_ESS, MAX_THIN, choose_thin, predicted_ess_per_draw  # n
 from .cache import trained_sampler
 from .chain_guard import FAILURES
 from .diagnostics import acceptance_by_region
-from .energy import ModelEnergy
+from .pymc3_energy import ModelEnergy
 from .fit import given_sampler, split_arguments
 from .kernel import TRANSITION_STATS, Step
 

@@ -1,13 +1,18 @@
 """The training step's graph: one MH step of every chain and one Adam step of the networks and
 log eps on the ESJD loss (paper Eq. 7-8), differentiated through the generalized leapfrog, compiled
 as one Theano function (:func:`build_training_step`; the loop around it is :mod:`.training`)."""
-from ._pymc3 import adam
-from ._theano import change_flags, compile_fixes, floatX, theano, tt
+from ._theano import BACKEND, change_flags, compile_fixes, floatX, theano, tt
 from .energy import Energy
 from .kernel import metropolis_hastings, propose
 from .loss import coordinate_esjd_loss, esjd_loss, squared_jump
 
-__all__ = ["build_training_step", "ConstantForces", "TemperedEnergy", "jump_units", "TRAIN_OPT_EXCLUDE"]
+if BACKEND == "theano":  # Lasagne's update rules, as PyMC ships them
+    from ._pymc3 import adam
+else:
+    from ._pymc import adam
+
+__all__ = ["build_training_step", "TrainingStep", "ConstantForces", "TemperedEnergy", "jump_units",
+           "TRAIN_OPT_EXCLUDE"]
 
 
 #: Graph optimisations left out when compiling the training step.  Scan's in-place
@@ -77,7 +82,7 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
     ``(2B,)``, ``log_u`` ``(B,)``, per-proposal step-size factors ``step_scale`` ``(2B,)``
     (chains first, then z).  With ``burn_in_weight == 0``
     the fresh batch is left out: ``z`` is ignored and ``v``, ``d`` have ``B`` rows (the
-    function's ``proposals_per_chain`` says 1 or 2).  With ``scaled_jump`` the loss
+    returned :class:`TrainingStep`'s ``proposals_per_chain`` says 1 or 2).  With ``scaled_jump`` the loss
     measures each chain's jump in the units of :func:`jump_units` of the chains.  The
     ``temperature`` (a shared scalar, with annealing) divides the energy.
     Outputs: next chains ``(B, dim)``, loss, mean acceptance, mean ESJD (in y), number
@@ -129,6 +134,16 @@ def build_training_step(sampler, settings, temperature=None, exclude=TRAIN_OPT_E
         fn = theano.function([x, z, v, d, log_u, step_scale], outputs, updates=guarded, name="l2hmc_train_step",
                              mode=theano.compile.mode.get_default_mode().excluding(*exclude),
                              on_unused_input="ignore")
-    fn.proposals_per_chain = 2 if with_fresh else 1
-    fn.optimizer_state = [var for var in updates if not any(var is p for p in params)]  # Adam's moments, t
-    return fn
+    return TrainingStep(fn, 2 if with_fresh else 1, [var for var in updates if not any(var is p for p in params)])
+
+
+class TrainingStep:
+    """The compiled training iteration, called as the function it holds (``fn``); its
+    ``proposals_per_chain`` (1, or 2 with the fresh batch) and ``optimizer_state`` (the shared
+    variables of Adam's moments and step count)."""
+
+    def __init__(self, fn, proposals_per_chain, optimizer_state):
+        self.fn, self.proposals_per_chain, self.optimizer_state = fn, proposals_per_chain, optimizer_state
+
+    def __call__(self, *inputs):
+        return self.fn(*inputs)
