@@ -2,11 +2,12 @@
 
 On PyMC3 (Theano) the whole package is here.  On PyMC >= 5 (PyTensor) so far: the symbolic core
 (:mod:`.dynamics`, :mod:`.kernel`, :mod:`.networks`, :mod:`.loss`), a model's batched energy
-(:class:`.pymc_energy.PyMCModelEnergy`) and :class:`L2HMCSampler` on it (warm-up, training and draws,
-NumPy in and out); ``L2HMC`` (the ``pm.sample`` step), ``train``, ``sample``, ``load`` and ``clear_cache``
-are not yet, and asking for them says so."""
+(:class:`.pymc_energy.PyMCModelEnergy`), :class:`L2HMCSampler` on it (warm-up, training and draws,
+NumPy in and out) and :func:`load`; ``L2HMC`` (the ``pm.sample`` step), ``train``, ``sample`` and
+``clear_cache`` are not yet, and asking for them says so."""
 from . import _theano  # noqa: F401  (chooses the graph library; Theano's flags before anything imports it)
 from .energy import Energy, FunctionEnergy, StartError
+from .loading import load
 from .sampler import L2HMCSampler
 from .training import TrainingError
 
@@ -15,7 +16,6 @@ __all__ = ["L2HMC", "L2HMCSampler", "Energy", "FunctionEnergy", "ModelEnergy", "
 
 if _theano.BACKEND == "theano":
     from .pymc3_energy import ModelEnergy
-    from .loading import load
     from .step import L2HMC
     from .fit import train
     from .many_chains import sample
@@ -23,12 +23,13 @@ if _theano.BACKEND == "theano":
 else:
     from .pymc_energy import PyMCModelEnergy as ModelEnergy
 
-    _NOT_YET = ("L2HMC", "clear_cache", "load", "sample", "train")
+    _NOT_YET = ("L2HMC", "clear_cache", "sample", "train")
 
     def __getattr__(name):
         if name in _NOT_YET:
             raise ImportError(
                 f"l2hmc_theano.{name} needs PyMC3 (Theano) for now: on PyMC >= 5 (PyTensor) the symbolic core, a "
-                "model's energy (l2hmc_theano.ModelEnergy) and L2HMCSampler (warm-up, training, draws) are there so far. "
+                "model's energy (l2hmc_theano.ModelEnergy), L2HMCSampler (warm-up, training, draws) and load are there so "
+                "far. "
                 "Install the PyMC3 stack on Python 3.11: pip install 'l2hmc_theano[pymc3]'.")
         raise AttributeError(f"module 'l2hmc_theano' has no attribute {name!r}")
