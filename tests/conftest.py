@@ -17,7 +17,8 @@ if BACKEND == "theano":
 
     collect_ignore = list(PYMC_ONLY)
 else:  # PyMC >= 5 on PyTensor: the symbolic core and the model's energy are there yet
-    pm = None
+    from l2hmc_theano._pymc import pm
+
     collect_ignore = [p.name for p in pathlib.Path(__file__).parent.glob("test_*.py")
                       if p.name not in STACK_NEUTRAL + PYMC_ONLY]
 

@@ -4,6 +4,7 @@ against PyMC's own HMC leapfrog."""
 import numpy as np
 import pytest
 
+from conftest import transformed_model
 from l2hmc_theano._pymc import RaveledVars, pm
 from l2hmc_theano._theano import floatX, theano, tt
 from l2hmc_theano.dynamics import draw_masks, generalized_leapfrog, time_encoding
@@ -21,17 +22,7 @@ def eight_schools():
     return model
 
 
-def transformed():
-    """A vector, a log-transformed and an interval-transformed variable (Jacobians in the density)."""
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0.5, 2.0, shape=2)
-        sigma = pm.HalfNormal("sigma", 1.5)
-        p = pm.Beta("p", 2.0, 3.0)
-        pm.Normal("y", mu.sum() * p, sigma, observed=np.array([0.3, -1.2, 2.0]))
-    return model
-
-
-MODELS = {"eight schools": eight_schools, "transformed": transformed}
+MODELS = {"eight schools": eight_schools, "transformed": transformed_model}
 
 
 def batched(energy):
@@ -72,7 +63,7 @@ def test_zero_networks_are_pymcs_own_leapfrog(rng):
     from pymc.step_methods.hmc.integration import CpuLeapfrogIntegrator
     from pymc.step_methods.hmc.quadpotential import QuadPotentialDiag
 
-    model = transformed()
+    model = transformed_model()
     energy = PyMCModelEnergy(model)
     n_steps, eps = 7, 0.13
     x, v, d = tt.matrix("x", dtype=floatX), tt.matrix("v", dtype=floatX), tt.vector("d", dtype=floatX)
