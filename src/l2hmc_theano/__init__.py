@@ -30,6 +30,5 @@ else:
             raise ImportError(
                 f"l2hmc_theano.{name} needs PyMC3 (Theano) for now: on PyMC >= 5 (PyTensor) the symbolic core, a "
                 "model's energy (l2hmc_theano.ModelEnergy), L2HMCSampler (warm-up, training, draws) and load are there so "
-                "far. "
-                "Install the PyMC3 stack on Python 3.11: pip install 'l2hmc_theano[pymc3]'.")
+                "far. Install the PyMC3 stack on Python 3.11: pip install 'l2hmc_theano[pymc3]'.")
         raise AttributeError(f"module 'l2hmc_theano' has no attribute {name!r}")

@@ -34,6 +34,11 @@ class Energy:
         """A string that identifies the target (used to check saved samplers)."""
         raise NotImplementedError
 
+    def flat_layout(self):
+        """The flat vector's variables, in order: [(name, shape, dtype)]; here one scalar per
+        dimension, named by ``var_names``."""
+        return [[name, [], floatX] for name in self.var_names]
+
 
 class FunctionEnergy(Energy):
     """Energy from a Theano function ``fn(X) -> (batch,)`` of a ``(batch, dim)`` matrix.
@@ -67,12 +72,6 @@ class FunctionEnergy(Energy):
 
 
 def layout(energy):
-    """Flat-vector layout of a target: [(name, shape, dtype)] (one entry per dimension
-    for a plain energy function)."""
-    own = getattr(energy, "flat_layout", None)
-    if own is not None:
-        return own()
-    ordering = getattr(energy, "ordering", None)
-    if ordering is not None:
-        return [[name, [int(n) for n in shape], str(dtype)] for name, _, shape, dtype in ordering.vmap]
-    return [[name, [], floatX] for name in energy.var_names]
+    """Flat-vector layout of a target: [(name, shape, dtype)] (:meth:`Energy.flat_layout`; one entry
+    per dimension for a plain energy function)."""
+    return energy.flat_layout()

@@ -215,6 +215,10 @@ class ModelEnergy(Energy):
             dU = grad_by_column_blocks(U.sum(), X, self.dim)
             return U, tt.grad(U.sum(), X) if dU is None else dU
 
+    def flat_layout(self):
+        """[(name, shape, dtype)] of the flat vector's variables, in order (PyMC3's ordering)."""
+        return [[name, [int(n) for n in shape], str(dtype)] for name, _, shape, dtype in self.ordering.vmap]
+
     def fingerprint(self):
         """Variable layout plus a hash of the logp graph's printed form."""
         layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, _, s, d in self.ordering.vmap)

@@ -10,13 +10,11 @@ raise) become a switch to -inf on the one-row graph: vectorised as they are, one
 parameter would raise for, or poison, the whole batch; so it is -inf (U = +inf) for that row only,
 the divergence of that chain alone.
 """
-import hashlib
-
 import numpy as np
 
 from ._pymc import DictToArrayBijection, join_nonshared_inputs, local_check_parameter_to_ninf_switch, pm
 from ._pytensor_backend import in2out, rewrite_graph, vectorize_graph
-from ._theano import floatX, theano, tt
+from ._theano import floatX, tt
 from .energy import Energy
 
 __all__ = ["PyMCModelEnergy"]
@@ -74,9 +72,3 @@ class PyMCModelEnergy(Energy):
     def flat_layout(self):
         """[(name, shape, dtype)] of the flat vector's variables, in order."""
         return [[name, [int(n) for n in shape], str(dtype)] for name, shape, _, dtype in self.point_map_info]
-
-    def fingerprint(self):
-        """The layout plus a hash of the log density graph's printed form."""
-        layout = ";".join(f"{n}:{tuple(s)}:{d}" for n, s, d in self.flat_layout())
-        graph = theano.printing.debugprint(self._logp, file="str", ids="")
-        return "pymc:" + hashlib.sha256((layout + "\n" + graph).encode()).hexdigest()
